@@ -1,0 +1,3 @@
+from flowbus.cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""The ``flowbus`` command line.
+
+Subcommands are registered by dotted name and imported only when invoked, so the
+core never imports the producer or consumer side at module level and ``flowbus
+--help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+import click
+
+#: name -> ("module:attribute", one-line help shown without importing the module)
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "dev": ("flowbus.devstack_cli:dev", "Run a local Kafka broker and schema registry."),
+    "demo": ("flowbus.demo:demo", "Show events travelling through a real broker."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            target, _ = LAZY_COMMANDS[cmd_name]
+            module_name, _, attr = target.partition(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{target} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, LAZY_COMMANDS[name][1]) for name in sorted(LAZY_COMMANDS)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="flowbus")
+def main(verbose: int) -> None:
+    """flowbus: workflow signals over Kafka."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(
+        level=os.environ.get("FLOWBUS_LOG_LEVEL", logging.getLevelName(level)),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
