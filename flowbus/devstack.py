@@ -1,0 +1,651 @@
+"""A local Apache Kafka broker and Apicurio schema registry, without Docker.
+
+Both servers are fetched from Maven Central with Maven (cached afterwards), run with the
+machine's Java on 127.0.0.1, and described by a state file so that ``flowbus dev``
+commands in later processes find, check and stop exactly what was started.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+from flowbus.errors import FlowbusError
+
+KAFKA_VERSION = "4.1.1"
+KAFKA_MIN_JAVA = 17
+LOG4J_VERSION = "2.24.3"
+#: Apicurio 3.1.x is not published on Maven Central; 3.3.x is, and needs Java 21.
+REGISTRY_VERSION = "3.3.3"
+REGISTRY_MIN_JAVA = 21
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+CCOMPAT_PATH = "/apis/ccompat/v7"
+#: Where JDKs are looked for when neither JAVA_HOME nor PATH offers a recent enough one.
+JVM_DIRS: Sequence[Path] = (Path("/usr/lib/jvm"), Path("/opt/java"), Path("/usr/local/java"))
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 30.0
+HOST = "127.0.0.1"
+
+
+class DevStackError(FlowbusError):
+    """The local stack could not be fetched, started, checked or stopped."""
+
+
+class PortInUseError(DevStackError):
+    """A port the stack needs is taken by another process."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Java:
+    """A java executable and its feature release number."""
+
+    path: Path
+    major: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifacts:
+    """Everything needed to run both servers, as found in the cache."""
+
+    kafka_classpath: Path
+    registry_jar: Path
+
+
+@dataclasses.dataclass
+class ProcessInfo:
+    """One server process the stack started."""
+
+    name: str
+    pid: int
+    port: int
+    log: str
+
+
+@dataclasses.dataclass
+class StackInfo:
+    """What ``flowbus dev up`` started; persisted as ``stack.json`` in the state dir."""
+
+    bootstrap_servers: str
+    schema_registry_url: str
+    kafka: ProcessInfo
+    registry: ProcessInfo
+    kafka_version: str
+    registry_version: str
+    started_at: float
+
+    def env_lines(self) -> list[str]:
+        """Shell lines that point every later flowbus command at this stack."""
+        return [
+            f"export KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers}",
+            f"export SCHEMA_REGISTRY_URL={self.schema_registry_url}",
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> StackInfo:
+        raw = json.loads(text)
+        raw["kafka"] = ProcessInfo(**raw["kafka"])
+        raw["registry"] = ProcessInfo(**raw["registry"])
+        return cls(**raw)
+
+
+# --- Java and Maven ---------------------------------------------------------------
+
+
+def java_major(java: Path) -> int:
+    """The feature release of a java executable (8 for 1.8, 17 for 17.0.x)."""
+    try:
+        proc = subprocess.run(
+            [str(java), "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError as exc:
+        raise DevStackError(f"cannot run {java}: {exc}") from exc
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', proc.stderr + proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise DevStackError(f"cannot tell the version of {java}: {proc.stderr.strip()[:200]}")
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def _java_candidates() -> Iterator[Path]:
+    if home := os.environ.get("JAVA_HOME"):
+        yield Path(home) / "bin" / "java"
+    if on_path := shutil.which("java"):
+        yield Path(on_path)
+    for root in JVM_DIRS:
+        if root.is_dir():
+            yield from sorted(root.glob("*/bin/java"))
+
+
+def find_java(minimum: int, purpose: str) -> Java:
+    """The first java (JAVA_HOME, PATH, then the usual JDK folders) of at least ``minimum``."""
+    seen: list[str] = []
+    for candidate in _java_candidates():
+        if not candidate.is_file() or not os.access(candidate, os.X_OK):
+            continue
+        try:
+            major = java_major(candidate)
+        except DevStackError as exc:
+            seen.append(str(exc))
+            continue
+        if major >= minimum:
+            return Java(candidate, major)
+        seen.append(f"{candidate} is Java {major}")
+    found = "; ".join(seen) if seen else "no java executable found (JAVA_HOME, PATH, /usr/lib/jvm)"
+    raise DevStackError(
+        f"{purpose} needs Java {minimum} or newer: {found}. "
+        f"Install a JDK >= {minimum} or point JAVA_HOME at one."
+    )
+
+
+def find_maven() -> Path:
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise DevStackError(
+            "Maven (mvn) is not on PATH; it fetches Kafka and the registry from Maven Central. "
+            "Install it (e.g. `apt-get install maven`)."
+        )
+    return Path(mvn)
+
+
+def tail_log(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _run_maven(args: list[str], workdir: Path, what: str) -> None:
+    log = workdir / "maven.log"
+    with log.open("w") as out:
+        proc = subprocess.run(
+            [str(find_maven()), "-B", *args],
+            cwd=workdir,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise DevStackError(
+            f"fetching {what} from Maven Central failed (mvn exit {proc.returncode}); "
+            f"last lines of {log}:\n{tail_log(log)}"
+        )
+
+
+_FETCH_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>org.flowbus.devstack</groupId>
+  <artifactId>{artifact}</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>{dependencies}
+  </dependencies>
+</project>
+"""
+
+_DEPENDENCY = """
+    <dependency>
+      <groupId>{group}</groupId><artifactId>{artifact}</artifactId><version>{version}</version>
+    </dependency>"""
+
+
+def fetch_kafka(cache_dir: Path) -> Path:
+    """The folder of Kafka's runtime jars, fetched once into the cache."""
+    home = cache_dir / f"kafka-{KAFKA_VERSION}"
+    libs = home / "libs"
+    if (home / ".complete").exists():
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    deps = "".join(
+        _DEPENDENCY.format(group=g, artifact=a, version=v)
+        for g, a, v in [
+            ("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
+            # Kafka declares no logging backend; 4.x logs through slf4j 1.7 to log4j2.
+            ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+        ]
+    )
+    (home / "pom.xml").write_text(_FETCH_POM.format(artifact="kafka", dependencies=deps))
+    shutil.rmtree(libs, ignore_errors=True)
+    _run_maven(
+        [
+            "-q",
+            f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
+        ],
+        home,
+        f"Apache Kafka {KAFKA_VERSION}",
+    )
+    if not any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
+        raise DevStackError(f"Maven finished but {libs} holds no kafka_2.13-{KAFKA_VERSION}.jar")
+    (home / ".complete").touch()
+    return libs
+
+
+def fetch_registry(cache_dir: Path) -> Path:
+    """Apicurio Registry's ``quarkus-run.jar``, fetched and unpacked once into the cache."""
+    home = cache_dir / f"apicurio-registry-{REGISTRY_VERSION}"
+    app = home / "app"
+    if (home / ".complete").exists():
+        return _find_quarkus_jar(app)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "pom.xml").write_text(_FETCH_POM.format(artifact="registry", dependencies=""))
+    download = home / "download"
+    _run_maven(
+        [
+            "-q",
+            f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
+            f"-Dartifact=io.apicurio:apicurio-registry-app:{REGISTRY_VERSION}:tar.gz:all",
+            f"-DoutputDirectory={download}",
+        ],
+        home,
+        f"Apicurio Registry {REGISTRY_VERSION}",
+    )
+    archives = list(download.glob("*.tar.gz"))
+    if not archives:
+        raise DevStackError(f"Maven finished but {download} holds no registry archive")
+    shutil.rmtree(app, ignore_errors=True)
+    with tarfile.open(archives[0]) as tar:
+        tar.extractall(app, filter="data")
+    jar = _find_quarkus_jar(app)
+    archives[0].unlink()
+    (home / ".complete").touch()
+    return jar
+
+
+def _find_quarkus_jar(app: Path) -> Path:
+    # The archive's layout differs between releases, so look rather than assume.
+    jars = sorted(app.rglob("quarkus-run.jar"), key=lambda p: len(p.parts))
+    if not jars:
+        raise DevStackError(f"no quarkus-run.jar under {app}; delete {app.parent} and retry")
+    return jars[0]
+
+
+def fetch_artifacts(cache_dir: Path) -> Artifacts:
+    """Fetch (first time) or find (afterwards) both servers' artifacts."""
+    return Artifacts(kafka_classpath=fetch_kafka(cache_dir), registry_jar=fetch_registry(cache_dir))
+
+
+# --- ports and processes -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_port_free(port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"port {port} on {HOST} ({what}) is already in use by another process; "
+                    f"stop that process or choose another port"
+                ) from exc
+            raise DevStackError(f"cannot bind {HOST}:{port} ({what}): {exc}") from exc
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pid_started_by(pid: int, marker: str) -> bool:
+    """Whether ``pid`` is still a process of this stack (the pid may have been reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return pid_alive(pid)  # no /proc: trust the pid file
+    return marker in cmdline
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def wait_until_ready(
+    what: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    probe: Callable[[], bool],
+    timeout: float,
+) -> None:
+    """Poll ``probe`` until it answers; fail with the log's tail if the process exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise DevStackError(
+                f"{what} exited with status {code} while starting; last lines of {log}:\n"
+                f"{tail_log(log)}"
+            )
+        if probe():
+            return
+        if time.monotonic() > deadline:
+            raise DevStackError(
+                f"{what} did not become ready within {timeout:.0f}s; last lines of {log}:\n"
+                f"{tail_log(log)}"
+            )
+        time.sleep(0.5)
+
+
+def kafka_answers(bootstrap: str, timeout: float = 2.0) -> bool:
+    """Whether a broker answers an AdminClient metadata request."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        return bool(admin.list_topics(timeout=timeout).brokers)
+    except Exception:  # KafkaException of any kind means "not yet"
+        return False
+
+
+def registry_answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether a Confluent-API registry answers ``GET /subjects`` with a list."""
+    try:
+        response = httpx.get(f"{url}/subjects", timeout=timeout)
+        return response.status_code == 200 and isinstance(response.json(), list)
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+# --- the stack ---------------------------------------------------------------------
+
+_LOG4J2 = """Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: state.change.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: WARN
+"""
+
+
+def kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    """A single-node KRaft (broker + controller) configuration for tests and development."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}",
+        "log.dirs": str(data_dir),
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.cleaner.dedupe.buffer.size": "2097152",
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class LocalStack:
+    """Kafka + registry processes owned by one state directory."""
+
+    def __init__(self, state_dir: Path, cache_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.cache_dir = cache_dir
+        self.state_file = state_dir / "stack.json"
+        # Put on both command lines so `down` recognises its processes even after pid reuse.
+        self.marker = f"-Dflowbus.devstack={state_dir.resolve()}"
+
+    def info(self) -> StackInfo | None:
+        """The recorded stack, or None when nothing was started here."""
+        try:
+            return StackInfo.from_json(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DevStackError(f"{self.state_file} is unreadable ({exc}); remove it") from exc
+
+    def health(self) -> dict[str, bool]:
+        """Whether each recorded server is running and answering."""
+        info = self.info()
+        if info is None:
+            return {"kafka": False, "registry": False}
+        return {
+            "kafka": pid_alive(info.kafka.pid) and kafka_answers(info.bootstrap_servers),
+            "registry": pid_alive(info.registry.pid) and registry_answers(info.schema_registry_url),
+        }
+
+    def up(
+        self, *, kafka_port: int = 0, registry_port: int = 0, timeout: float = READY_TIMEOUT_S
+    ) -> StackInfo:
+        """Start both servers (or return the running stack) and wait until both answer."""
+        existing = self.info()
+        if existing is not None:
+            if all(self.health().values()):
+                return existing
+            self.down()  # a half-dead stack: clean it up and start afresh
+
+        for port, what in ((kafka_port, "Kafka"), (registry_port, "schema registry")):
+            if port:
+                ensure_port_free(port, what)
+        kafka_java = find_java(KAFKA_MIN_JAVA, f"Apache Kafka {KAFKA_VERSION}")
+        registry_java = find_java(REGISTRY_MIN_JAVA, f"Apicurio Registry {REGISTRY_VERSION}")
+        artifacts = fetch_artifacts(self.cache_dir)
+
+        kafka_port = kafka_port or free_port()
+        controller_port = free_port()
+        registry_port = registry_port or free_port()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        kafka = self._start_kafka(kafka_java, artifacts, kafka_port, controller_port)
+        try:
+            registry = self._start_registry(registry_java, artifacts, registry_port)
+        except BaseException:
+            _stop_pid(kafka.pid, STOP_TIMEOUT_S)
+            raise
+        info = StackInfo(
+            bootstrap_servers=f"{HOST}:{kafka_port}",
+            schema_registry_url=f"http://{HOST}:{registry_port}{CCOMPAT_PATH}",
+            kafka=ProcessInfo("kafka", kafka.pid, kafka_port, str(self.state_dir / "kafka.log")),
+            registry=ProcessInfo(
+                "registry", registry.pid, registry_port, str(self.state_dir / "registry.log")
+            ),
+            kafka_version=KAFKA_VERSION,
+            registry_version=REGISTRY_VERSION,
+            started_at=time.time(),
+        )
+        self.state_file.write_text(info.to_json())
+        try:
+            wait_until_ready(
+                f"Kafka {KAFKA_VERSION}",
+                kafka,
+                Path(info.kafka.log),
+                lambda: kafka_answers(info.bootstrap_servers),
+                timeout,
+            )
+            wait_until_ready(
+                f"Apicurio Registry {REGISTRY_VERSION}",
+                registry,
+                Path(info.registry.log),
+                lambda: registry_answers(info.schema_registry_url),
+                timeout,
+            )
+        except BaseException:
+            self.down()
+            raise
+        info.kafka_version = self._reported_kafka_version(Path(info.kafka.log)) or KAFKA_VERSION
+        self.state_file.write_text(info.to_json())
+        return info
+
+    def _start_kafka(
+        self, java: Java, artifacts: Artifacts, port: int, controller_port: int
+    ) -> subprocess.Popen[bytes]:
+        data_dir = self.state_dir / "kafka-data"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        properties = self.state_dir / "server.properties"
+        properties.write_text(kafka_properties(data_dir, port, controller_port))
+        log4j = self.state_dir / "log4j2.yaml"
+        log4j.write_text(_LOG4J2)
+        classpath = f"{artifacts.kafka_classpath}/*"
+        log = self.state_dir / "kafka.log"
+        with log.open("wb") as out:
+            formatted = subprocess.run(
+                [str(java.path), "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}",
+                 "kafka.tools.StorageTool", "format", "--standalone",
+                 "-t", _cluster_id(), "-c", str(properties)],
+                stdout=out, stderr=subprocess.STDOUT, check=False, timeout=120,
+            )  # fmt: skip
+        if formatted.returncode != 0:
+            raise DevStackError(
+                f"formatting Kafka storage failed; last lines of {log}:\n{tail_log(log)}"
+            )
+        command = [
+            str(java.path), "-Xms512m", "-Xmx1g", "-server", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", self.marker,
+            "-cp", classpath, "kafka.Kafka", str(properties),
+        ]  # fmt: skip
+        return self._spawn(command, log, cwd=self.state_dir)
+
+    def _start_registry(
+        self, java: Java, artifacts: Artifacts, port: int
+    ) -> subprocess.Popen[bytes]:
+        management_port = free_port()
+        command = [
+            str(java.path), "-Xms128m", "-Xmx512m",
+            f"-Dquarkus.http.host={HOST}", f"-Dquarkus.http.port={port}",
+            # The management interface (health, metrics) is compiled in and would listen on
+            # 0.0.0.0:9000, shared by every stack: keep it on loopback and a port of its own.
+            f"-Dquarkus.management.host={HOST}",
+            f"-Dquarkus.management.port={management_port}", self.marker,
+            "-jar", str(artifacts.registry_jar),
+        ]  # fmt: skip
+        return self._spawn(command, self.state_dir / "registry.log", cwd=self.state_dir)
+
+    @staticmethod
+    def _spawn(command: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                start_new_session=True,  # own process group: `down` stops the whole tree
+            )
+
+    @staticmethod
+    def _reported_kafka_version(log: Path) -> str | None:
+        match = re.search(r"Kafka version: (\S+)", log.read_text(errors="replace"))
+        return match.group(1) if match else None
+
+    def down(self, timeout: float = STOP_TIMEOUT_S) -> list[str]:
+        """Stop exactly the processes this state dir started; returns what was stopped."""
+        info = self.info()
+        if info is None:
+            return []
+        stopped = []
+        for proc in (info.registry, info.kafka):
+            if pid_alive(proc.pid) and _pid_started_by(proc.pid, self.marker):
+                _stop_pid(proc.pid, timeout)
+                stopped.append(f"{proc.name} (pid {proc.pid})")
+        self.state_file.unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / "kafka-data", ignore_errors=True)
+        return stopped
+
+    def running_pids(self) -> list[int]:
+        """Pids on this machine whose command line carries this stack's marker."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if self.marker.encode() in (entry / "cmdline").read_bytes():
+                        pids.append(int(entry.name))
+        return pids
+
+
+# --- Docker --------------------------------------------------------------------------
+
+#: Host ports published by docker-compose.yml.
+COMPOSE_BOOTSTRAP = f"{HOST}:9092"
+COMPOSE_REGISTRY_URL = f"http://{HOST}:8081{CCOMPAT_PATH}"
+
+
+def docker_engine_answers(timeout: float = 10.0) -> bool:
+    """Whether a Docker engine answers (a `docker` client alone is not enough)."""
+    if not shutil.which("docker"):
+        return False
+    try:
+        proc = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and bool(proc.stdout.strip())
+
+
+def compose(compose_file: Path, *args: str) -> None:
+    """Run ``docker compose`` on the project's compose file; fail with its output."""
+    if not docker_engine_answers():
+        raise DevStackError("--docker needs a running Docker engine; none answers here")
+    proc = subprocess.run(
+        ["docker", "compose", "-f", str(compose_file), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise DevStackError(f"docker compose {' '.join(args)} failed:\n{proc.stderr[-2000:]}")

@@ -1,0 +1,133 @@
+"""Test harness: a real Kafka broker and a real Confluent-API schema registry.
+
+Chosen once per session, in this order:
+1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``SCHEMA_REGISTRY_URL`` set: use them, manage nothing;
+2. a Docker engine answers: testcontainers (apache/kafka + Apicurio Registry);
+3. otherwise: the local stack (`flowbus.devstack`) in a temporary state directory.
+Every test under ``tests/integration`` is marked ``integration``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flowbus import devstack
+from flowbus.settings import get_settings
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+KAFKA_IMAGE = f"apache/kafka:{devstack.KAFKA_VERSION}"
+REGISTRY_IMAGE = f"apicurio/apicurio-registry:{devstack.REGISTRY_VERSION}"
+_BACKEND_KEY = pytest.StashKey[str]()
+
+
+@dataclasses.dataclass(frozen=True)
+class KafkaStack:
+    bootstrap_servers: str
+    schema_registry_url: str
+    backend: str
+    kafka_version: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses (CLI, workers) that must talk to this stack."""
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "SCHEMA_REGISTRY_URL": self.schema_registry_url,
+        }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    backend = terminalreporter.config.stash.get(_BACKEND_KEY, None)
+    if backend:
+        terminalreporter.write_line(f"integration backend: {backend}")
+
+
+@contextlib.contextmanager
+def _testcontainers_stack() -> Iterator[KafkaStack]:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.kafka import KafkaContainer
+
+    with (
+        KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka,
+        DockerContainer(REGISTRY_IMAGE).with_exposed_ports(8080) as registry,
+    ):
+        wait_for_logs(registry, "Listening on", timeout=120)
+        url = (
+            f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(8080)}"
+            f"{devstack.CCOMPAT_PATH}"
+        )
+        yield KafkaStack(
+            kafka.get_bootstrap_server(), url, "testcontainers", devstack.KAFKA_VERSION
+        )
+
+
+@pytest.fixture(scope="session")
+def kafka_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaStack]:
+    """The session's broker and registry (see the module docstring for the choice)."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    registry = os.environ.get("SCHEMA_REGISTRY_URL")
+    with contextlib.ExitStack() as cleanup:
+        if bootstrap and registry:
+            stack = KafkaStack(bootstrap, registry, "external (from environment)", "unknown")
+        elif devstack.docker_engine_answers():
+            stack = cleanup.enter_context(_testcontainers_stack())
+        else:
+            local = devstack.LocalStack(
+                tmp_path_factory.mktemp("devstack"), get_settings().cache_dir
+            )
+            cleanup.callback(local.down)
+            info = local.up()
+            stack = KafkaStack(
+                info.bootstrap_servers,
+                info.schema_registry_url,
+                f"local JVMs (Apicurio Registry {info.registry_version})",
+                info.kafka_version,
+            )
+        description = (
+            f"{stack.backend}: Kafka {stack.kafka_version} at {stack.bootstrap_servers}, "
+            f"registry at {stack.schema_registry_url}"
+        )
+        request.config.stash[_BACKEND_KEY] = description
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\nintegration backend: {description}")
+        yield stack
+
+
+@pytest.fixture
+def unique_group() -> str:
+    return f"test-group-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def unique_topic(kafka_stack: KafkaStack, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Create a topic with a name no other test uses; returns its name."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_stack.bootstrap_servers})
+    prefix = request.node.name.replace("[", "-").replace("]", "")[:40]
+
+    def create(partitions: int = 1, name: str | None = None) -> str:
+        topic = name or f"{prefix}-{uuid.uuid4().hex[:8]}"
+        futures = admin.create_topics([NewTopic(topic, num_partitions=partitions)])
+        futures[topic].result(timeout=30)
+        return topic
+
+    return create
