@@ -1,0 +1,204 @@
+"""CloudEvents Kafka protocol binding, binary mode: event metadata <-> Kafka headers.
+
+The record value is the Avro-encoded data; each context attribute travels as a header
+``ce_<attribute>`` with a UTF-8 value. flowbus writes the required attributes
+(``ce_specversion``, ``ce_id``, ``ce_source``, ``ce_type``), ``ce_time`` (RFC 3339, UTC),
+``content-type``, and the extensions ``ce_minorversion``, ``ce_sourcehost``,
+``ce_sourcelib``, ``ce_partitionkey``, ``ce_sender`` and ``ce_dataschema``; W3C
+``traceparent`` when a trace context is active.
+
+Reading is strict: a missing or malformed required header raises, it is never filled
+from the reader's own defaults. Headers as the Open edX event bus writes them
+(``sourcehost``, ``sourcelib`` without the ``ce_`` prefix) are accepted too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from flowbus.errors import EventHeaderError, MalformedHeaderError, MissingHeaderError
+from flowbus.metadata import EventMetadata
+
+SPECVERSION = "ce_specversion"
+ID = "ce_id"
+SOURCE = "ce_source"
+TYPE = "ce_type"
+TIME = "ce_time"
+MINORVERSION = "ce_minorversion"
+SOURCEHOST = "ce_sourcehost"
+SOURCELIB = "ce_sourcelib"
+PARTITIONKEY = "ce_partitionkey"
+SENDER = "ce_sender"
+DATASCHEMA = "ce_dataschema"
+CONTENT_TYPE = "content-type"
+TRACEPARENT = "traceparent"
+AVRO_CONTENT_TYPE = "application/avro"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents"
+
+#: Alternative header names accepted on read, as other producers (Open edX) write them.
+_ALIASES = {SOURCEHOST: ("sourcehost",), SOURCELIB: ("sourcelib",)}
+
+Headers = Sequence[tuple[str, bytes | str | None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EventEnvelope:
+    """What the headers of one record say: its metadata and the transport extensions."""
+
+    metadata: EventMetadata
+    sender: str | None = None
+    partitionkey: str | None = None
+    dataschema: str | None = None
+    traceparent: str | None = None
+    content_type: str | None = None
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def format_sourcelib(sourcelib: tuple[int, ...]) -> str:
+    return ".".join(map(str, sourcelib))
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the active OpenTelemetry span, if OpenTelemetry is in use."""
+    try:
+        from opentelemetry.propagate import inject
+    except ImportError:
+        return None
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
+def to_headers(
+    metadata: EventMetadata,
+    *,
+    partitionkey: str | None = None,
+    sender: str | None = None,
+    dataschema: str | None = None,
+    traceparent: str | None = None,
+) -> list[tuple[str, bytes]]:
+    """The binary-mode headers of one event."""
+    headers = [
+        (SPECVERSION, metadata.specversion.encode()),
+        (ID, str(metadata.id).encode()),
+        (SOURCE, metadata.source.encode()),
+        (TYPE, metadata.event_type.encode()),
+        (TIME, format_time(metadata.time).encode()),
+        (CONTENT_TYPE, AVRO_CONTENT_TYPE.encode()),
+        (MINORVERSION, str(metadata.minorversion).encode()),
+        (SOURCEHOST, metadata.sourcehost.encode()),
+        (SOURCELIB, format_sourcelib(metadata.sourcelib).encode()),
+    ]
+    optional = (
+        (PARTITIONKEY, partitionkey),
+        (SENDER, sender),
+        (DATASCHEMA, dataschema),
+        (TRACEPARENT, traceparent),
+    )
+    headers.extend((name, value.encode()) for name, value in optional if value is not None)
+    return headers
+
+
+def _header_map(headers: Headers | None) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, raw in headers or ():
+        if raw is None:
+            continue
+        try:
+            value = raw.decode() if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            raise MalformedHeaderError(name, "not valid UTF-8") from exc
+        key = name.lower()
+        if key in found and found[key] != value:
+            raise MalformedHeaderError(name, "present twice with different values")
+        found[key] = value
+    return found
+
+
+def _required(found: dict[str, str], name: str) -> str:
+    for candidate in (name, *_ALIASES.get(name, ())):
+        if candidate in found:
+            return found[candidate]
+    raise MissingHeaderError(name)
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise MalformedHeaderError(TIME, f"not an RFC 3339 timestamp: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise MalformedHeaderError(TIME, f"no UTC offset: {value!r}")
+    return parsed
+
+
+def _parse_sourcelib(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in value.split("."))
+    except ValueError as exc:
+        raise MalformedHeaderError(SOURCELIB, f"not dotted integers: {value!r}") from exc
+
+
+def from_headers(headers: Headers | None) -> EventEnvelope:
+    """Rebuild an event's metadata from its headers, strictly.
+
+    Raises :class:`MissingHeaderError` or :class:`MalformedHeaderError` (both
+    :class:`EventHeaderError`) naming the header and the reason.
+    """
+    found = _header_map(headers)
+    content_type = found.get(CONTENT_TYPE)
+    if content_type and content_type.startswith(STRUCTURED_CONTENT_TYPE):
+        raise MalformedHeaderError(
+            CONTENT_TYPE, f"structured-mode CloudEvent ({content_type}); binary mode expected"
+        )
+    try:
+        event_id = UUID(_required(found, ID))
+    except ValueError as exc:
+        raise MalformedHeaderError(ID, "not a UUID") from exc
+    minor = _required(found, MINORVERSION)
+    if not minor.isdigit():
+        raise MalformedHeaderError(MINORVERSION, f"not a non-negative integer: {minor!r}")
+    try:
+        metadata = EventMetadata(
+            id=event_id,
+            event_type=_required(found, TYPE),
+            minorversion=int(minor),
+            source=_required(found, SOURCE),
+            sourcehost=_required(found, SOURCEHOST),
+            sourcelib=_parse_sourcelib(_required(found, SOURCELIB)),
+            time=_parse_time(_required(found, TIME)),
+            specversion=_required(found, SPECVERSION),
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "metadata"
+        header = {"event_type": TYPE}.get(field, f"ce_{field}")
+        raise MalformedHeaderError(header, error["msg"]) from exc
+    return EventEnvelope(
+        metadata=metadata,
+        sender=found.get(SENDER),
+        partitionkey=found.get(PARTITIONKEY),
+        dataschema=found.get(DATASCHEMA),
+        traceparent=found.get(TRACEPARENT),
+        content_type=content_type,
+    )
+
+
+__all__ = [
+    "EventEnvelope",
+    "EventHeaderError",
+    "MalformedHeaderError",
+    "MissingHeaderError",
+    "current_traceparent",
+    "from_headers",
+    "to_headers",
+]

@@ -1,0 +1,139 @@
+"""Forwarding: which signals go to which topics, with which key.
+
+``FLOWBUS_PRODUCER_CONFIG`` is a JSON object mapping an event type to a list of routes::
+
+    {"org.flowbus.workflow.work_item.completed.v1": [
+        {"topic": "workflow-events", "key_path": "work_item.case_id", "enabled": true}
+    ]}
+
+``key_path`` defaults to the signal's own key path; ``enabled`` to true. The whole
+configuration is validated when forwarding starts: an unknown event type or a key path
+that cannot exist in the signal's data is an error naming the entry. Events a consumer
+re-sent (``from_event_bus=True``) are never forwarded again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flowbus.errors import ConfigurationError
+from flowbus.metadata import EventMetadata
+from flowbus.signals import WorkflowSignal, sender_name
+
+from .event_producer import EventProducer
+
+log = logging.getLogger(__name__)
+
+
+class Route(BaseModel):
+    """One topic an event type is forwarded to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str = Field(min_length=1)
+    key_path: str | None = None
+    enabled: bool = True
+
+
+ForwardingConfig = dict[str, list[Route]]
+
+
+def parse_forwarding_config(raw: str | Mapping[str, Any]) -> ForwardingConfig:
+    """Parse and validate a forwarding configuration (JSON text or a mapping)."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"FLOWBUS_PRODUCER_CONFIG is not valid JSON: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ConfigurationError("FLOWBUS_PRODUCER_CONFIG must be a JSON object")
+    config: ForwardingConfig = {}
+    for event_type, routes in data.items():
+        if isinstance(routes, Mapping):
+            routes = [routes]
+        try:
+            signal = WorkflowSignal.get_signal_by_type(event_type)
+        except KeyError:
+            raise ConfigurationError(
+                f"FLOWBUS_PRODUCER_CONFIG[{event_type!r}]: unknown event type"
+            ) from None
+        parsed = []
+        for index, route in enumerate(routes if isinstance(routes, list) else [routes]):
+            entry = f"FLOWBUS_PRODUCER_CONFIG[{event_type!r}][{index}]"
+            try:
+                parsed_route = Route.model_validate(route)
+            except ValidationError as exc:
+                raise ConfigurationError(f"{entry}: {_first_error(exc)}") from exc
+            key_path = parsed_route.key_path or signal.key_path
+            if key_path is not None:
+                try:
+                    signal.validate_key_path(key_path)
+                except ConfigurationError as exc:
+                    raise ConfigurationError(f"{entry}: key_path {key_path!r}: {exc}") from exc
+            parsed.append(parsed_route)
+        config[event_type] = parsed
+    return config
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
+class Forwarder:
+    """Connects the configured signals to a producer; ``stop()`` disconnects them."""
+
+    def __init__(self, producer: EventProducer, config: ForwardingConfig) -> None:
+        self.producer = producer
+        self.config = config
+        self._signals = [WorkflowSignal.get_signal_by_type(t) for t in config]
+
+    def start(self) -> Forwarder:
+        for signal in self._signals:
+            signal.connect(self.forward)
+        return self
+
+    def stop(self) -> None:
+        for signal in self._signals:
+            signal.disconnect(self.forward)
+
+    def forward(
+        self,
+        sender: object,
+        *,
+        signal: WorkflowSignal,
+        metadata: EventMetadata,
+        from_event_bus: bool = False,
+        **data: Any,
+    ) -> int:
+        """The receiver: send the event to each enabled route; returns how many."""
+        if from_event_bus:
+            return 0  # re-sent by a consumer: it already travelled
+        sent = 0
+        for route in self.config.get(signal.event_type, ()):
+            if not route.enabled:
+                continue
+            self.producer.send(
+                signal,
+                metadata,
+                data,
+                topic=route.topic,
+                key=signal.resolve_key(data, route.key_path),
+                sender=sender_name(sender),
+            )
+            sent += 1
+        return sent
+
+
+def start_forwarding(
+    producer: EventProducer, config: str | Mapping[str, Any] | None = None
+) -> Forwarder:
+    """Validate the configuration (default: ``FLOWBUS_PRODUCER_CONFIG``) and connect it."""
+    if config is None:
+        config = producer.settings.producer_config
+    return Forwarder(producer, parse_forwarding_config(config)).start()
