@@ -15,8 +15,19 @@ import click
 
 #: name -> ("module:attribute", one-line help shown without importing the module)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "webhooks": (
+        "flowbus.consumer.webhooks.cli:webhooks",
+        "Webhook subscriptions, deliveries and the SSRF URL check.",
+    ),
+    "listener": (
+        "flowbus.consumer.webhooks.cli:listener",
+        "Mistral-style listeners: webhooks for one execution or task.",
+    ),
     "dev": ("flowbus.devstack_cli:dev", "Run a local Kafka broker and schema registry."),
     "demo": ("flowbus.demo:demo", "Show events travelling through a real broker."),
+    "produce": ("flowbus.producer.cli:produce", "Validate an event and send it to Kafka."),
+    "signals": ("flowbus.signals_cli:signals", "List the defined signals and show one."),
+    "schemas": ("flowbus.schemas_cli:schemas", "Generate, check, compare, register Avro schemas."),
 }
 
 

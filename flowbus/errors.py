@@ -9,3 +9,211 @@ class FlowbusError(Exception):
 
 class ConfigurationError(FlowbusError):
     """Settings or a configuration file are invalid; the message names the entry."""
+
+
+class SignalDefinitionError(FlowbusError):
+    """A ``WorkflowSignal`` definition is invalid (event type, data, key path...)."""
+
+
+class UnsupportedDataTypeError(SignalDefinitionError):
+    """A signal's data declares a type flowbus cannot carry; names the field and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"unsupported data type for field '{field}': {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class DuplicateEventTypeError(SignalDefinitionError):
+    """A second signal was defined with an event type that is already taken."""
+
+    def __init__(self, event_type: str) -> None:
+        super().__init__(f"a signal with event type '{event_type}' already exists")
+        self.event_type = event_type
+
+
+class SenderValidationError(FlowbusError):
+    """``send_event`` got arguments that do not match the signal's data; names the argument."""
+
+    def __init__(self, event_type: str, argument: str | None, reason: str) -> None:
+        where = f"argument '{argument}'" if argument else "arguments"
+        super().__init__(f"cannot send '{event_type}': {where}: {reason}")
+        self.event_type = event_type
+        self.argument = argument
+        self.reason = reason
+
+
+class KeyPathError(ConfigurationError):
+    """A key path does not lead to a value in a signal's data; names the path and the step."""
+
+
+class WebhookError(FlowbusError):
+    """Base class of webhook subscription, store and delivery errors."""
+
+
+class InvalidSubscriptionError(WebhookError):
+    """A webhook subscription field is invalid; ``field`` names it, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"invalid webhook subscription {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidWebhookSecretError(InvalidSubscriptionError):
+    """A webhook signing secret is not ``whsec_`` followed by base64 of 24 to 64 bytes."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("secret", reason)
+
+
+class BlockedURLError(WebhookError):
+    """A webhook target URL is refused by the SSRF policy; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"blocked: {reason}")
+        self.reason = reason
+
+
+class URLResolutionError(WebhookError):
+    """A webhook target host name does not resolve (possibly transient: deliveries retry)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"cannot resolve host '{host}': {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class WebhookStoreError(WebhookError):
+    """The webhook database URL is unusable, its driver is missing or a query failed."""
+
+
+class SubscriptionNotFoundError(WebhookError):
+    """No webhook subscription has the given id."""
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"no webhook subscription with id '{subscription_id}'")
+        self.subscription_id = subscription_id
+
+
+class DeliveryNotFoundError(WebhookError):
+    """No webhook delivery has the given id."""
+
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__(f"no webhook delivery with id '{delivery_id}'")
+        self.delivery_id = delivery_id
+
+
+class WebhookSignatureError(WebhookError):
+    """A Standard Webhooks signature does not verify; ``reason`` says what is wrong."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"webhook signature rejected: {reason}")
+        self.reason = reason
+
+
+class DeliveryEngineClosedError(WebhookError):
+    """The webhook delivery engine was used after :meth:`stop`."""
+
+
+# -- Avro schemas and encoding (flowbus.avro) -------------------------------------------------
+
+
+class SchemaError(FlowbusError):
+    """An Avro schema, the ``schemas/`` catalog or the schema registry is not usable."""
+
+
+class InvalidSchemaError(SchemaError):
+    """A value or file is not a valid Avro schema; the message says what is wrong."""
+
+
+class SchemaCatalogError(SchemaError):
+    """The ``schemas/`` catalog is unreadable, or an action would rewrite a released version."""
+
+
+class SchemaRegistryError(SchemaError):
+    """The schema registry was unreachable or refused a request; ``subject`` names it."""
+
+    def __init__(self, message: str, *, subject: str | None = None) -> None:
+        super().__init__(f"{subject}: {message}" if subject else message)
+        self.subject = subject
+
+
+class EncodeError(FlowbusError):
+    """An event's data could not be encoded with its schema; ``reason`` says why."""
+
+    def __init__(self, event_type: str, reason: str) -> None:
+        super().__init__(f"cannot encode '{event_type}': {reason}")
+        self.event_type = event_type
+        self.reason = reason
+
+
+class DecodeError(FlowbusError):
+    """Bytes could not be decoded into an event's data; ``reason`` says why.
+
+    Decoding either returns the whole data or raises one of the subclasses: never part of it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TruncatedDataError(DecodeError):
+    """The bytes end inside the framing header or inside the Avro body."""
+
+
+class WrongMagicByteError(DecodeError):
+    """The bytes start with neither the Confluent wire format's ``00`` nor ``C3 01``.
+
+    ``prefix`` holds the first (at most two) bytes found.
+    """
+
+    def __init__(self, reason: str, prefix: bytes) -> None:
+        super().__init__(reason)
+        self.prefix = prefix
+
+
+class UnknownSchemaError(DecodeError):
+    """The writer schema named by the bytes is unknown: a registry schema id that the registry
+    does not have (or cannot be asked for), or a fingerprint in no catalog version."""
+
+    def __init__(
+        self, reason: str, *, schema_id: int | None = None, fingerprint: bytes | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.schema_id = schema_id
+        self.fingerprint = fingerprint
+
+
+class SchemaMismatchError(DecodeError):
+    """The body does not match its writer schema, the writer schema cannot be resolved to the
+    reader's, or the decoded values do not fit the signal's data types."""
+
+
+class EventHeaderError(FlowbusError):
+    """A record's CloudEvents headers cannot be turned into event metadata."""
+
+    def __init__(self, header: str, reason: str) -> None:
+        super().__init__(f"header {header!r}: {reason}")
+        self.header = header
+        self.reason = reason
+
+
+class MissingHeaderError(EventHeaderError):
+    """A required CloudEvents header is absent."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__(header, "missing")
+
+
+class MalformedHeaderError(EventHeaderError):
+    """A CloudEvents header is present but its value is not valid."""
+
+
+class ProducerError(FlowbusError):
+    """The producer could not deliver an event (raised in synchronous mode only)."""
+
+
+class ProducerClosedError(ProducerError):
+    """An event was sent to a producer that is already closed."""

@@ -42,10 +42,35 @@ class FlowbusSettings(BaseSettings):
     receiver_modules: list[str] = Field(default_factory=list)
     #: Prepended to every topic name the producer and consumer use.
     topic_prefix: str = ""
+    #: Forwarding: event type -> list of {"topic", "key_path", "enabled"} (JSON object).
+    producer_config: dict[str, Any] = Field(default_factory=dict)
     #: Where the local stack keeps its data, logs and pid files.
     state_dir: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "flowbus")
     #: Where downloaded Kafka/registry artifacts are cached.
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "flowbus")
+    #: Webhook subscriptions and deliveries: ``sqlite:///path`` or ``postgresql://...``;
+    #: unset means the SQLite file ``<state_dir>/webhooks.sqlite3``.
+    webhooks_database_url: str | None = None
+    #: Networks (CIDRs, IPs) and host names (``*.example.internal`` allowed) webhook
+    #: deliveries may reach despite the SSRF protection, as a JSON list.
+    webhooks_ssrf_allowlist: list[str] = Field(default_factory=list)
+    #: The only ports webhook URLs may use, as a JSON list.
+    webhooks_allowed_ports: list[int] = Field(default_factory=lambda: [80, 443])
+    #: PEM file of extra CA certificates webhook deliveries trust (internal CAs);
+    #: the public CAs stay trusted and TLS verification is always on.
+    webhooks_ca_bundle: Path | None = None
+    #: Delivery attempts in flight at once, overall and per subscription.
+    webhooks_max_concurrency: int = Field(default=16, ge=1)
+    webhooks_max_per_subscription: int = Field(default=4, ge=1)
+    #: With a registry: register a signal's schema on first use. Handy in development; keep
+    #: it off in production and run ``flowbus schemas register`` from CI instead, so only
+    #: reviewed, compatibility-checked schemas reach the registry.
+    schema_auto_register: bool = False
+    #: With a registry: write with the subject's latest registered version instead of the
+    #: signal's own schema (looked up once per subject and process).
+    schema_use_latest_version: bool = False
+    #: The ``schemas/`` catalog; unset means the catalog shipped with flowbus.
+    schemas_dir: Path | None = None
 
 
 @functools.cache

@@ -1,0 +1,589 @@
+"""Derive Avro schemas from a signal's data types.
+
+A signal's data is a mapping of argument name to type. :func:`analyze_data` turns it into
+a small type tree (:class:`EventType` and the node classes below); :func:`to_avro` turns
+that tree into an Avro schema, and :mod:`flowbus.avro.codec` compiles the same tree into
+converters between Python values and Avro datums, so schema and codec cannot drift apart.
+
+Type mapping (anything else raises :class:`~flowbus.errors.UnsupportedDataTypeError`
+naming the field):
+
+=============================  ==========================================================
+Python                         Avro
+=============================  ==========================================================
+``str``                        ``string``
+``int``                        ``long``
+``float``                      ``double``
+``bool``                       ``boolean``
+``bytes``                      ``bytes``
+``datetime`` (aware)           ``long`` / ``timestamp-micros`` (UTC instant)
+``date``                       ``int`` / ``date``
+``UUID``                       ``string`` / ``uuid``
+``Decimal`` (max_digits and    ``bytes`` / ``decimal`` (precision = max_digits,
+decimal_places constraints)    scale = decimal_places)
+``Enum`` with str values       ``enum`` named after the class, symbols = the values
+``Literal["a", "b"]``          ``string`` (pydantic checks the value on both sides;
+                               adding a value stays compatible, unlike an Avro enum)
+``T | None``                   ``["null", T]``, default ``null``
+``list[T]``                    ``array``
+``dict[str, T]``               ``map``
+``ModelA | ModelB``            union of the records
+pydantic ``BaseModel``         ``record`` named after the class
+``pydantic.JsonValue``         ``{"type": "string", "logicalType": "json"}``: the value as
+                               compact JSON text (readers that do not know the logical
+                               type see a plain string)
+=============================  ==========================================================
+
+Names: the event's record full name is the event type (each dotted part made a valid Avro
+name: characters outside ``[A-Za-z0-9_]`` become ``_``, a leading digit gets a ``_``
+prefix). Models and enums are named by module and qualified class name, e.g.
+``flowbus.catalog.caluma.User``, so two ``User`` classes in different modules never
+collide. Renaming or moving a class renames its Avro type, which breaks compatibility.
+
+An enum may declare the symbol readers fall back to for symbols they do not know (Avro's
+enum default, needed to add symbols under forward compatibility) as a class attribute:
+``__avro_default__ = "UNKNOWN"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import inspect
+import json
+import re
+import types
+import typing
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal, TypeAlias
+
+import pydantic
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from typing_extensions import TypeAliasType
+
+from flowbus.errors import UnsupportedDataTypeError
+
+__all__ = [
+    "ArrayType",
+    "DecimalType",
+    "EnumType",
+    "EventType",
+    "FieldSpec",
+    "JsonType",
+    "MapType",
+    "ModelType",
+    "NullType",
+    "PrimitiveType",
+    "TypeNode",
+    "UnionType",
+    "analyze_data",
+    "avro_name",
+    "derive_record_schema",
+    "record_name_for_event_type",
+    "to_avro",
+]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
+
+#: Marks a field without an Avro default.
+NO_DEFAULT: Any = PydanticUndefined
+
+
+@dataclass(frozen=True, slots=True)
+class PrimitiveType:
+    """string, long, double, boolean, bytes, or a logical type on one of them.
+
+    ``kind`` is one of: string, long, double, boolean, bytes, timestamp, date, uuid,
+    literal (a string restricted by ``Literal``).
+    """
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecimalType:
+    """``Decimal`` as Avro bytes with the decimal logical type."""
+
+    precision: int
+    scale: int
+
+
+@dataclass(frozen=True, slots=True)
+class JsonType:
+    """Free-form JSON (``pydantic.JsonValue``) carried as JSON text."""
+
+
+@dataclass(frozen=True, slots=True)
+class NullType:
+    """The ``None`` branch of a union."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EnumType:
+    """An ``Enum`` whose values are strings; the symbols are the values."""
+
+    cls: type[enum.Enum]
+    fullname: str
+    symbols: tuple[str, ...]
+    doc: str | None
+    default: str | None
+
+
+@dataclass(eq=False, slots=True)
+class ModelType:
+    """A pydantic model, an Avro record. ``fields`` is filled after creation (recursion)."""
+
+    cls: type[BaseModel]
+    fullname: str
+    doc: str | None
+    fields: list[FieldSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayType:
+    """``list[T]``."""
+
+    items: TypeNode
+
+
+@dataclass(frozen=True, slots=True)
+class MapType:
+    """``dict[str, T]``."""
+
+    values: TypeNode
+
+
+@dataclass(frozen=True, slots=True)
+class UnionType:
+    """``T | None`` or a union of models (optionally with ``None``), in Avro order."""
+
+    members: tuple[TypeNode, ...]
+
+
+TypeNode: TypeAlias = (
+    PrimitiveType
+    | DecimalType
+    | JsonType
+    | NullType
+    | EnumType
+    | ModelType
+    | ArrayType
+    | MapType
+    | UnionType
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One record field: name, type, doc and the default as an Avro JSON value."""
+
+    name: str
+    type: TypeNode
+    doc: str | None
+    default: Any = NO_DEFAULT
+
+    @property
+    def has_default(self) -> bool:
+        """Whether the field carries an Avro default."""
+        return self.default is not NO_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """The analysed data of one event type: the top-level Avro record."""
+
+    event_type: str
+    fullname: str
+    doc: str | None
+    fields: tuple[FieldSpec, ...]
+
+
+def avro_name(part: str) -> str:
+    """``part`` as a valid Avro name component (invalid characters become ``_``)."""
+    name = _NOT_NAME_CHAR.sub("_", part) or "_"
+    return f"_{name}" if name[0].isdigit() else name
+
+
+def record_name_for_event_type(event_type: str) -> str:
+    """The Avro full name of an event type's record: the event type, made a valid name."""
+    return ".".join(avro_name(part) for part in event_type.split("."))
+
+
+def _class_fullname(cls: type) -> str:
+    parts = [*cls.__module__.split("."), *cls.__qualname__.split(".")]
+    return ".".join(avro_name(part.strip("<>") if part == "<locals>" else part) for part in parts)
+
+
+def _own_doc(cls: type) -> str | None:
+    doc = cls.__dict__.get("__doc__")
+    return inspect.cleandoc(doc) if isinstance(doc, str) and doc.strip() else None
+
+
+def _is_json_value(tp: Any) -> bool:
+    return tp is pydantic.JsonValue
+
+
+class _Analyzer:
+    """One derivation run; remembers the named types it has seen (for reuse and recursion)."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, object] = {}
+        self.models: dict[type[BaseModel], ModelType] = {}
+        self.enums: dict[type[enum.Enum], EnumType] = {}
+
+    def _claim_name(self, fullname: str, owner: object, path: str) -> None:
+        other = self.named.setdefault(fullname, owner)
+        if other is not owner:
+            raise UnsupportedDataTypeError(
+                path, f"two different types map to the Avro name '{fullname}'"
+            )
+
+    def node(self, tp: Any, path: str, constraints: tuple[Any, ...] = ()) -> TypeNode:
+        """The type node of annotation ``tp`` found at field ``path``."""
+        if typing.get_origin(tp) is typing.Annotated:
+            inner, *metadata = typing.get_args(tp)
+            extra: list[Any] = []
+            for item in metadata:
+                extra.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+            return self.node(inner, path, (*constraints, *extra))
+        if _is_json_value(tp):
+            return JsonType()
+        if isinstance(tp, TypeAliasType):
+            return self.node(tp.__value__, path, constraints)
+        origin = typing.get_origin(tp)
+        if origin is typing.Union or origin is types.UnionType:
+            return self._union(typing.get_args(tp), path)
+        if origin is Literal:
+            values = typing.get_args(tp)
+            if not values or not all(isinstance(value, str) for value in values):
+                raise UnsupportedDataTypeError(path, "only Literal of strings is supported")
+            return PrimitiveType("literal")
+        if origin is list:
+            (item,) = typing.get_args(tp) or (Any,)
+            return ArrayType(self.node(item, f"{path}[]"))
+        if origin is dict:
+            key, value = typing.get_args(tp) or (Any, Any)
+            if key is not str:
+                raise UnsupportedDataTypeError(path, f"map keys must be str, not {key!r}")
+            return MapType(self.node(value, f"{path}{{}}"))
+        if origin is not None:
+            raise UnsupportedDataTypeError(path, f"{tp!r} is not supported")
+        if tp is type(None) or tp is None:
+            return NullType()
+        if isinstance(tp, type):
+            return self._class(tp, path, constraints)
+        raise UnsupportedDataTypeError(path, f"{tp!r} is not supported")
+
+    def _class(self, tp: type, path: str, constraints: tuple[Any, ...]) -> TypeNode:
+        if issubclass(tp, enum.Enum):
+            return self._enum(tp, path)
+        if issubclass(tp, BaseModel):
+            return self._model(tp, path)
+        if tp is pydantic.AwareDatetime:
+            return PrimitiveType("timestamp")
+        simple = {
+            bool: "boolean",
+            str: "string",
+            int: "long",
+            float: "double",
+            bytes: "bytes",
+            dt.datetime: "timestamp",
+            dt.date: "date",
+            uuid.UUID: "uuid",
+        }
+        if tp in simple:
+            return PrimitiveType(simple[tp])
+        if tp is Decimal:
+            return self._decimal(path, constraints)
+        hint = (
+            "; use pydantic.JsonValue for free-form JSON" if tp in (object, dict, list, Any) else ""
+        )
+        raise UnsupportedDataTypeError(path, f"{tp.__qualname__} is not supported{hint}")
+
+    def _decimal(self, path: str, constraints: tuple[Any, ...]) -> DecimalType:
+        precision = scale = None
+        for item in constraints:
+            precision = getattr(item, "max_digits", None) or precision
+            found_scale = getattr(item, "decimal_places", None)
+            scale = found_scale if found_scale is not None else scale
+        if precision is None or scale is None:
+            raise UnsupportedDataTypeError(
+                path,
+                "Decimal needs max_digits and decimal_places "
+                "(e.g. Annotated[Decimal, Field(max_digits=12, decimal_places=2)]): "
+                "they become the Avro decimal's precision and scale",
+            )
+        if scale > precision:
+            raise UnsupportedDataTypeError(path, "decimal_places must not exceed max_digits")
+        return DecimalType(precision=precision, scale=scale)
+
+    def _union(self, members: tuple[Any, ...], path: str) -> UnionType:
+        nodes: list[TypeNode] = []
+        for member in members:
+            node = self.node(member, path)
+            flat = node.members if isinstance(node, UnionType) else (node,)
+            nodes.extend(n for n in flat if n not in nodes)
+        nulls = [n for n in nodes if isinstance(n, NullType)]
+        others = [n for n in nodes if not isinstance(n, NullType)]
+        if not others:
+            raise UnsupportedDataTypeError(path, "a union needs a type besides None")
+        if len(others) > 1 and not all(isinstance(n, ModelType) for n in others):
+            raise UnsupportedDataTypeError(
+                path, "unions are supported for T | None and for pydantic models only"
+            )
+        return UnionType((*nulls, *others))
+
+    def _enum(self, cls: type[enum.Enum], path: str) -> EnumType:
+        if cls in self.enums:
+            return self.enums[cls]
+        symbols = tuple(member.value for member in cls)
+        for symbol in symbols:
+            if not isinstance(symbol, str) or not _NAME.match(symbol):
+                raise UnsupportedDataTypeError(
+                    path,
+                    f"enum {cls.__qualname__} value {symbol!r} is not a valid Avro symbol "
+                    "(a string matching [A-Za-z_][A-Za-z0-9_]*)",
+                )
+        default = getattr(cls, "__avro_default__", None)
+        if default is not None and default not in symbols:
+            raise UnsupportedDataTypeError(
+                path, f"enum {cls.__qualname__} __avro_default__ {default!r} is not a value"
+            )
+        node = EnumType(cls, _class_fullname(cls), symbols, _own_doc(cls), default)
+        self._claim_name(node.fullname, cls, path)
+        self.enums[cls] = node
+        return node
+
+    def _model(self, cls: type[BaseModel], path: str) -> ModelType:
+        if cls in self.models:
+            return self.models[cls]
+        if not cls.__pydantic_complete__:
+            try:
+                cls.model_rebuild()
+            except pydantic.PydanticUserError as exc:
+                raise UnsupportedDataTypeError(
+                    path, f"model {cls.__qualname__} is not fully defined: {exc}"
+                ) from exc
+        node = ModelType(cls, _class_fullname(cls), _own_doc(cls))
+        self._claim_name(node.fullname, cls, path)
+        self.models[cls] = node
+        node.fields.extend(
+            self.field(name, info.annotation, info, f"{path}.{name}")
+            for name, info in cls.model_fields.items()
+        )
+        return node
+
+    def field(self, name: str, annotation: Any, info: FieldInfo | None, path: str) -> FieldSpec:
+        """The spec of one record field; ``info`` carries description and default."""
+        if not _NAME.match(name):
+            raise UnsupportedDataTypeError(path, f"'{name}' is not a valid Avro field name")
+        constraints = tuple(info.metadata) if info is not None else ()
+        node = self.node(annotation, path, constraints)
+        default: Any = NO_DEFAULT
+        if info is not None and info.default is not PydanticUndefined:
+            default = info.default
+        elif info is not None and info.default_factory in (list, dict):
+            default = info.default_factory()
+        elif isinstance(node, UnionType) and isinstance(node.members[0], NullType):
+            default = None
+        if default is not NO_DEFAULT:
+            node = _put_default_branch_first(node, default, path)
+            default = _avro_default(node, default, path)
+        return FieldSpec(name, node, info.description if info is not None else None, default)
+
+
+def _branch_matches(node: TypeNode, value: Any) -> bool:
+    if isinstance(node, NullType):
+        return value is None
+    if isinstance(node, ModelType):
+        return isinstance(value, node.cls)
+    return value is not None
+
+
+def _put_default_branch_first(node: TypeNode, value: Any, path: str) -> TypeNode:
+    """Avro requires a union field's default to match the union's first branch."""
+    if not isinstance(node, UnionType):
+        return node
+    for index, member in enumerate(node.members):
+        if _branch_matches(member, value):
+            rest = node.members[:index] + node.members[index + 1 :]
+            return UnionType((member, *rest))
+    raise UnsupportedDataTypeError(path, f"default {value!r} matches no branch of the union")
+
+
+def _decimal_bytes(value: Decimal, scale: int) -> bytes:
+    unscaled = int(value.scaleb(scale))
+    length = max(1, (unscaled.bit_length() + 8) // 8)
+    return unscaled.to_bytes(length, "big", signed=True)
+
+
+def _avro_default(node: TypeNode, value: Any, path: str) -> Any:
+    """``value`` as an Avro JSON default for a field of type ``node``."""
+    try:
+        return _default_value(node, value, path)
+    except UnsupportedDataTypeError:
+        raise
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UnsupportedDataTypeError(path, f"default {value!r} does not fit: {exc}") from exc
+
+
+def _default_value(node: TypeNode, value: Any, path: str) -> Any:
+    bad = UnsupportedDataTypeError(path, f"default {value!r} does not fit the type")
+    if isinstance(node, UnionType):
+        return _default_value(node.members[0], value, path)
+    if isinstance(node, NullType):
+        if value is not None:
+            raise bad
+        return None
+    if isinstance(node, JsonType):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if isinstance(node, DecimalType):
+        return _decimal_bytes(Decimal(value), node.scale).decode("latin-1")
+    if isinstance(node, EnumType):
+        symbol = value.value if isinstance(value, enum.Enum) else value
+        if symbol not in node.symbols:
+            raise bad
+        return symbol
+    if isinstance(node, ArrayType):
+        return [_default_value(node.items, item, path) for item in value]
+    if isinstance(node, MapType):
+        return {str(key): _default_value(node.values, item, path) for key, item in value.items()}
+    if isinstance(node, ModelType):
+        if not isinstance(value, node.cls):
+            raise bad
+        return {
+            spec.name: _default_value(spec.type, getattr(value, spec.name), path)
+            for spec in node.fields
+        }
+    return _primitive_default(node.kind, value, bad)
+
+
+def _primitive_default(kind: str, value: Any, bad: UnsupportedDataTypeError) -> Any:
+    if kind in ("string", "literal") and isinstance(value, str):
+        return value
+    if kind == "long" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "double" and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind == "boolean" and isinstance(value, bool):
+        return value
+    if kind == "bytes" and isinstance(value, bytes):
+        return value.decode("latin-1")
+    if kind == "uuid" and isinstance(value, uuid.UUID | str):
+        return str(uuid.UUID(str(value)))
+    if kind == "timestamp" and isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    if kind == "date" and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return (value - dt.date(1970, 1, 1)).days
+    raise bad
+
+
+def analyze_data(event_type: str, data: Mapping[str, Any], *, doc: str | None = None) -> EventType:
+    """Analyse a signal's data (argument name -> type) into the event's type tree.
+
+    A type may be ``Annotated[T, Field(description=..., default=...)]`` to give the
+    field a doc and a default. Raises :class:`~flowbus.errors.UnsupportedDataTypeError`
+    naming the first field whose type cannot be carried.
+    """
+    analyzer = _Analyzer()
+    fullname = record_name_for_event_type(event_type)
+    analyzer._claim_name(fullname, event_type, event_type)
+    fields = []
+    for name, annotation in data.items():
+        info = None
+        if typing.get_origin(annotation) is typing.Annotated:
+            infos = [m for m in typing.get_args(annotation)[1:] if isinstance(m, FieldInfo)]
+            info = FieldInfo.merge_field_infos(*infos) if infos else None
+        fields.append(analyzer.field(name, annotation, info, name))
+    return EventType(event_type, fullname, doc, tuple(fields))
+
+
+def to_avro(event: EventType) -> dict[str, Any]:
+    """The Avro schema (a JSON-compatible dict) of an analysed event type.
+
+    Every named type carries its full name in ``name`` (no ``namespace`` key); a named
+    type used again later in the schema is referenced by that full name.
+    """
+    seen: set[str] = set()
+    schema: dict[str, Any] = {"type": "record", "name": event.fullname}
+    if event.doc:
+        schema["doc"] = event.doc
+    schema["fields"] = [_field_schema(spec, seen) for spec in event.fields]
+    return schema
+
+
+def _field_schema(spec: FieldSpec, seen: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": spec.name, "type": _type_schema(spec.type, seen)}
+    if spec.doc:
+        out["doc"] = spec.doc
+    if spec.has_default:
+        out["default"] = spec.default
+    return out
+
+
+def _type_schema(node: TypeNode, seen: set[str]) -> Any:
+    if isinstance(node, PrimitiveType):
+        return _PRIMITIVE_SCHEMAS[node.kind]
+    if isinstance(node, DecimalType):
+        return {
+            "type": "bytes",
+            "logicalType": "decimal",
+            "precision": node.precision,
+            "scale": node.scale,
+        }
+    if isinstance(node, JsonType):
+        return {"type": "string", "logicalType": "json"}
+    if isinstance(node, NullType):
+        return "null"
+    if isinstance(node, ArrayType):
+        return {"type": "array", "items": _type_schema(node.items, seen)}
+    if isinstance(node, MapType):
+        return {"type": "map", "values": _type_schema(node.values, seen)}
+    if isinstance(node, UnionType):
+        return [_type_schema(member, seen) for member in node.members]
+    if node.fullname in seen:
+        return node.fullname
+    seen.add(node.fullname)
+    if isinstance(node, EnumType):
+        enum_schema: dict[str, Any] = {"type": "enum", "name": node.fullname}
+        if node.doc:
+            enum_schema["doc"] = node.doc
+        enum_schema["symbols"] = list(node.symbols)
+        if node.default is not None:
+            enum_schema["default"] = node.default
+        return enum_schema
+    record: dict[str, Any] = {"type": "record", "name": node.fullname}
+    if node.doc:
+        record["doc"] = node.doc
+    record["fields"] = [_field_schema(spec, seen) for spec in node.fields]
+    return record
+
+
+_PRIMITIVE_SCHEMAS: dict[str, Any] = {
+    "string": "string",
+    "literal": "string",
+    "long": "long",
+    "double": "double",
+    "boolean": "boolean",
+    "bytes": "bytes",
+    "timestamp": {"type": "long", "logicalType": "timestamp-micros"},
+    "date": {"type": "int", "logicalType": "date"},
+    "uuid": {"type": "string", "logicalType": "uuid"},
+}
+
+
+def derive_record_schema(
+    event_type: str, data: Mapping[str, Any], *, doc: str | None = None
+) -> dict[str, Any]:
+    """The Avro record schema of an event type's data (argument name -> type).
+
+    Raises :class:`~flowbus.errors.UnsupportedDataTypeError` (with ``field`` and
+    ``reason``) when a type cannot be carried.
+    """
+    return to_avro(analyze_data(event_type, data, doc=doc))

@@ -1,0 +1,601 @@
+"""Typed workflow signals: the in-process core of flowbus.
+
+A :class:`WorkflowSignal` is one kind of event. It declares the event type, the data its
+senders pass (each keyword argument's name and type), and the key path that decides the
+Kafka partition once the event travels. Sending validates the data, creates the event's
+:class:`~flowbus.metadata.EventMetadata` and calls the connected receivers in the order they
+were connected.
+
+Event types follow ``org.flowbus.<domain>.<subject>.<action>.v<major>``, e.g.
+``org.flowbus.caluma.work_item.post_complete.v1``: ``domain`` is the system emitting the
+event, ``subject`` what it is about, ``action`` what happened, and ``major`` changes only for
+incompatible data changes (compatible additions bump the signal's ``minor_version``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import threading
+import types
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union, get_args, get_origin
+from uuid import UUID
+
+from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
+
+from flowbus.errors import (
+    DuplicateEventTypeError,
+    KeyPathError,
+    SenderValidationError,
+    SignalDefinitionError,
+    UnsupportedDataTypeError,
+)
+from flowbus.metadata import EventMetadata
+
+__all__ = [
+    "EVENT_TYPE_PATTERN",
+    "RESERVED_ARGUMENT_NAMES",
+    "Receiver",
+    "ReceiverFunction",
+    "WorkflowSignal",
+    "sender_name",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``org.flowbus.<domain>.<subject>.<action>.v<major>``; each part lower case, ``_`` allowed.
+EVENT_TYPE_PATTERN = re.compile(
+    r"^org\.flowbus\.(?P<domain>[a-z][a-z0-9_]*)\.(?P<subject>[a-z][a-z0-9_]*)"
+    r"\.(?P<action>[a-z][a-z0-9_]*)\.v(?P<major>[1-9][0-9]*)$"
+)
+
+#: Names a signal's data may not use: receivers and ``send_event`` take these themselves.
+RESERVED_ARGUMENT_NAMES = frozenset(
+    {"sender", "signal", "metadata", "from_event_bus", "send_robust", "time"}
+)
+
+_DATA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_SCALAR_KEY_TYPES = (str, int, float, Decimal, UUID, date, Enum)
+
+ReceiverFunction = Callable[..., Any]
+
+
+class Receiver(NamedTuple):
+    """A connected receiver and the sender name it listens to (``None``: every sender)."""
+
+    function: ReceiverFunction
+    sender_name: str | None
+
+
+def sender_name(sender: object) -> str | None:
+    """The name a sender is known by, locally and on the other side of the bus.
+
+    A class gives ``"module.QualName"``, a string is its own name, ``None`` stays ``None``,
+    and any other object is named after its class.
+    """
+    if sender is None:
+        return None
+    if isinstance(sender, str):
+        return sender
+    cls = sender if isinstance(sender, type) else type(sender)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class WorkflowSignal:
+    """One kind of workflow event, with typed data.
+
+    ``data`` maps each keyword argument a sender passes to its type: pydantic models,
+    enums with string values, ``str``, ``int``, ``float``, ``bool``, ``bytes``, ``Decimal``,
+    ``UUID``, ``date``, timezone-aware ``datetime``, ``Literal`` strings, ``Optional``,
+    ``list``, ``dict[str, T]``, and ``pydantic.JsonValue`` for free-form JSON. A type flowbus
+    cannot carry raises :class:`~flowbus.errors.UnsupportedDataTypeError` here, naming the
+    field. ``key_path`` is a dotted path into the data (``"work_item.case_id"``) whose value
+    becomes the Kafka message key.
+    """
+
+    _registry: ClassVar[dict[str, WorkflowSignal]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        event_type: str,
+        data: Mapping[str, Any],
+        minor_version: int = 0,
+        *,
+        key_path: str | None = None,
+        doc: str | None = None,
+    ) -> None:
+        match = EVENT_TYPE_PATTERN.match(event_type) if isinstance(event_type, str) else None
+        if match is None:
+            raise SignalDefinitionError(
+                f"event type {event_type!r} does not follow "
+                "'org.flowbus.<domain>.<subject>.<action>.v<major>' "
+                "(lower case letters, digits and '_'; major version >= 1)"
+            )
+        if isinstance(minor_version, bool) or not isinstance(minor_version, int):
+            raise SignalDefinitionError(f"{event_type}: minor_version must be an int")
+        if minor_version < 0:
+            raise SignalDefinitionError(f"{event_type}: minor_version must be >= 0")
+        if event_type in self._registry:
+            raise DuplicateEventTypeError(event_type)
+        if not isinstance(data, Mapping):
+            raise SignalDefinitionError(f"{event_type}: data must map argument names to types")
+
+        self._event_type = event_type
+        self._major_version = int(match.group("major"))
+        self._minor_version = minor_version
+        self._doc = doc
+        self._data: Mapping[str, Any] = types.MappingProxyType(dict(data))
+        self._adapters: dict[str, TypeAdapter[Any]] = {
+            name: self._adapter_for(name, tp) for name, tp in self._data.items()
+        }
+        self._optional: dict[str, FieldInfo] = {
+            name: info
+            for name, info in ((name, _field_info(tp)) for name, tp in self._data.items())
+            if info is not None and not info.is_required()
+        }
+        # Imported here so that importing flowbus does not load the Avro layer, and so that
+        # flowbus.avro may itself import this module.
+        from flowbus.avro.schema import derive_record_schema
+
+        self._avro_schema = derive_record_schema(event_type, self._data, doc=doc)
+        self._key_path: str | None = None
+        if key_path is not None:
+            self.validate_key_path(key_path)
+            self._key_path = key_path
+
+        self._receivers: tuple[Receiver, ...] = ()
+        self._receivers_lock = threading.Lock()
+        self._enabled = True
+        self._allow_send_event_failure = False
+
+        with self._registry_lock:
+            if event_type in self._registry:
+                raise DuplicateEventTypeError(event_type)
+            self._registry[event_type] = self
+
+    @staticmethod
+    def _adapter_for(name: str, tp: Any) -> TypeAdapter[Any]:
+        if not isinstance(name, str) or not _DATA_NAME.match(name):
+            raise SignalDefinitionError(
+                f"data argument name {name!r} must start with a letter and contain only "
+                "letters, digits and '_'"
+            )
+        if name in RESERVED_ARGUMENT_NAMES:
+            raise SignalDefinitionError(
+                f"data argument name '{name}' is reserved "
+                f"(reserved: {', '.join(sorted(RESERVED_ARGUMENT_NAMES))})"
+            )
+        try:
+            return TypeAdapter(tp)
+        except Exception as exc:  # pydantic raises several error classes for unknown types
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UnsupportedDataTypeError(name, reason) from exc
+
+    # -- description -------------------------------------------------------------------------
+
+    @property
+    def event_type(self) -> str:
+        """``org.flowbus.<domain>.<subject>.<action>.v<major>``."""
+        return self._event_type
+
+    @property
+    def major_version(self) -> int:
+        """The ``v<major>`` part of the event type."""
+        return self._major_version
+
+    @property
+    def minor_version(self) -> int:
+        """Bumped for compatible changes; travels as the metadata's ``minorversion``."""
+        return self._minor_version
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """Read-only mapping of argument name to declared type."""
+        return self._data
+
+    @property
+    def doc(self) -> str | None:
+        """What the signal means, if given; also the Avro record's doc."""
+        return self._doc
+
+    @property
+    def key_path(self) -> str | None:
+        """Default dotted path into the data whose value is the event's Kafka key."""
+        return self._key_path
+
+    @property
+    def avro_schema(self) -> dict[str, Any]:
+        """The Avro record schema of the data (a copy; changing it changes nothing)."""
+        return copy.deepcopy(self._avro_schema)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether sending does anything (see :meth:`disable`)."""
+        return self._enabled
+
+    @property
+    def send_event_failure_allowed(self) -> bool:
+        """Whether receiver exceptions propagate to the sender."""
+        return self._allow_send_event_failure
+
+    @property
+    def receivers(self) -> tuple[Receiver, ...]:
+        """The connected receivers, in calling order."""
+        return self._receivers
+
+    def __repr__(self) -> str:
+        return f"<WorkflowSignal {self._event_type}>"
+
+    # -- registry ----------------------------------------------------------------------------
+
+    @classmethod
+    def get_signal_by_type(cls, event_type: str) -> WorkflowSignal:
+        """The signal defined for ``event_type``; ``KeyError`` if there is none."""
+        try:
+            return cls._registry[event_type]
+        except KeyError:
+            raise KeyError(f"no signal with event type '{event_type}'") from None
+
+    @classmethod
+    def all_signals(cls) -> list[WorkflowSignal]:
+        """Every signal defined so far, in definition order."""
+        return list(cls._registry.values())
+
+    # -- switches ----------------------------------------------------------------------------
+
+    def enable(self) -> None:
+        """Turn sending back on."""
+        self._enabled = True
+
+    def disable(self) -> None:
+        """Make ``send_event`` and ``send_event_with_custom_metadata`` do nothing and return []."""
+        self._enabled = False
+
+    def allow_send_event_failure(self, allow: bool = True) -> None:
+        """Let receiver exceptions propagate to the sender (default: log and return them)."""
+        self._allow_send_event_failure = allow
+
+    # -- receivers ---------------------------------------------------------------------------
+
+    def connect(self, receiver: ReceiverFunction, sender: object = None) -> ReceiverFunction:
+        """Call ``receiver`` for every event of this signal (only ``sender``'s, if given).
+
+        ``sender`` is a class, a string, or an object (matched by its class), compared by
+        :func:`sender_name`. Connecting the same receiver for the same sender twice is a
+        no-op. Receivers are held strongly: disconnect them when they should stop.
+        Returns ``receiver``.
+        """
+        if not callable(receiver):
+            raise TypeError(f"receiver for {self._event_type} must be callable, got {receiver!r}")
+        entry = Receiver(receiver, sender_name(sender))
+        with self._receivers_lock:
+            if entry not in self._receivers:
+                self._receivers = (*self._receivers, entry)
+        return receiver
+
+    def disconnect(self, receiver: ReceiverFunction, sender: object = None) -> bool:
+        """Disconnect ``receiver`` (connected for ``sender``); ``True`` if it was connected."""
+        entry = Receiver(receiver, sender_name(sender))
+        with self._receivers_lock:
+            remaining = tuple(r for r in self._receivers if r != entry)
+            found = len(remaining) != len(self._receivers)
+            self._receivers = remaining
+        return found
+
+    def _set_receivers(self, receivers: tuple[Receiver, ...]) -> None:
+        """Replace every receiver at once (used by :mod:`flowbus.testing`)."""
+        with self._receivers_lock:
+            self._receivers = receivers
+
+    # -- key path ----------------------------------------------------------------------------
+
+    def validate_key_path(self, path: str) -> None:
+        """Check that ``path`` can lead to a scalar in this signal's declared data.
+
+        Raises :class:`~flowbus.errors.ConfigurationError` (a ``KeyPathError``) naming the
+        step that does not exist. Parts below a ``dict`` or ``JsonValue`` cannot be checked
+        statically and are checked when the key is resolved.
+        """
+        segments = path.split(".") if isinstance(path, str) else []
+        if not segments or not all(segments):
+            raise KeyPathError(f"{self._event_type}: key path {path!r} is not a dotted name")
+        first, rest = segments[0], segments[1:]
+        if first not in self._data:
+            raise KeyPathError(
+                f"{self._event_type}: key path '{path}': '{first}' is not a data argument "
+                f"(arguments: {', '.join(self._data) or 'none'})"
+            )
+        _check_key_type(self._data[first], rest, path, self._event_type)
+
+    def resolve_key(self, data: Mapping[str, Any], path: str | None = None) -> str | None:
+        """The value at ``path`` (default: :attr:`key_path`) in validated data, as a string.
+
+        ``None`` when there is no path, or when the value (or a step on the way) is ``None``.
+        Enums give their value, datetimes and dates their ISO form, UUIDs their canonical form.
+        """
+        path = path if path is not None else self._key_path
+        if path is None:
+            return None
+        current: Any = data
+        for index, segment in enumerate(path.split(".")):
+            if current is None:
+                return None
+            if isinstance(current, Mapping):
+                if segment not in current:
+                    raise KeyPathError(
+                        f"{self._event_type}: key path '{path}': no '{segment}' in the data"
+                    )
+                current = current[segment]
+            elif isinstance(current, BaseModel) and segment in type(current).model_fields:
+                current = getattr(current, segment)
+            else:
+                where = ".".join(path.split(".")[:index]) or "the data"
+                raise KeyPathError(
+                    f"{self._event_type}: key path '{path}': cannot read '{segment}' "
+                    f"from {where} ({type(current).__name__})"
+                )
+        return _key_string(current, path, self._event_type)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def generate_signal_metadata(self, time: datetime | None = None) -> EventMetadata:
+        """New metadata for an event of this signal (``time`` must be timezone-aware)."""
+        fields: dict[str, Any] = {
+            "event_type": self._event_type,
+            "minorversion": self._minor_version,
+        }
+        if time is not None:
+            if not isinstance(time, datetime) or time.utcoffset() is None:
+                raise SenderValidationError(
+                    self._event_type, "time", "must be a timezone-aware datetime"
+                )
+            fields["time"] = time
+        return EventMetadata(**fields)
+
+    def validate_data(self, **kwargs: Any) -> dict[str, Any]:
+        """Validate send arguments against the declared data; returns the validated values.
+
+        Every declared argument must be given (unless its type declares a default, as in
+        ``Annotated[int, Field(default=0)]``), and nothing else; each value is validated by
+        pydantic against its declared type (a dict becomes the declared model, ``"42"``
+        becomes ``42`` for an ``int``), and datetimes anywhere in it must be timezone-aware.
+        Falsy values (``0``, ``False``, ``""``, ``[]``) are values like any other.
+        """
+        missing = [name for name in self._data if name not in kwargs and name not in self._optional]
+        if missing:
+            raise SenderValidationError(
+                self._event_type,
+                missing[0],
+                f"missing (required: {', '.join(self._data)})",
+            )
+        unexpected = [name for name in kwargs if name not in self._data]
+        if unexpected:
+            raise SenderValidationError(
+                self._event_type,
+                unexpected[0],
+                f"not declared by the signal (declared: {', '.join(self._data) or 'none'})",
+            )
+        validated: dict[str, Any] = {}
+        for name, adapter in self._adapters.items():
+            given = (
+                kwargs[name]
+                if name in kwargs
+                else self._optional[name].get_default(call_default_factory=True)
+            )
+            try:
+                value = adapter.validate_python(given)
+            except ValidationError as exc:
+                raise SenderValidationError(
+                    self._event_type, name, _describe_validation_error(exc, self._data[name])
+                ) from None
+            naive_at = _find_naive_datetime(value, name)
+            if naive_at is not None:
+                raise SenderValidationError(
+                    self._event_type,
+                    name,
+                    f"{naive_at}: naive datetime; use a timezone-aware datetime",
+                )
+            validated[name] = value
+        return validated
+
+    def send_event(
+        self,
+        *,
+        send_robust: bool = True,
+        time: datetime | None = None,
+        sender: object = None,
+        **kwargs: Any,
+    ) -> list[tuple[ReceiverFunction, Any]]:
+        """Validate ``kwargs``, create the metadata and call the receivers.
+
+        Returns ``[(receiver, response_or_exception), ...]``. With ``send_robust`` (the
+        default) a receiver's exception is logged (event id and type only) and returned
+        instead of raised, unless :meth:`allow_send_event_failure` was called. A disabled
+        signal does nothing and returns ``[]``.
+        """
+        if not self._enabled:
+            return []
+        data = self.validate_data(**kwargs)
+        metadata = self.generate_signal_metadata(time=time)
+        return self._dispatch(sender, metadata, data, from_event_bus=False, robust=send_robust)
+
+    def send_event_with_custom_metadata(
+        self,
+        metadata: EventMetadata,
+        /,
+        *,
+        send_robust: bool = True,
+        sender: object = None,
+        **kwargs: Any,
+    ) -> list[tuple[ReceiverFunction, Any]]:
+        """Re-send an event that already has metadata, e.g. one read from the bus.
+
+        ``metadata`` is used as is (its event type must be this signal's); ``sender`` is
+        usually the sender's name as it travelled. Receivers get ``from_event_bus=True``.
+        """
+        if not self._enabled:
+            return []
+        if not isinstance(metadata, EventMetadata):
+            raise SenderValidationError(
+                self._event_type,
+                "metadata",
+                f"must be EventMetadata, got {type(metadata).__name__}",
+            )
+        if metadata.event_type != self._event_type:
+            raise SenderValidationError(
+                self._event_type,
+                "metadata",
+                f"event type '{metadata.event_type}' does not match the signal",
+            )
+        data = self.validate_data(**kwargs)
+        return self._dispatch(sender, metadata, data, from_event_bus=True, robust=send_robust)
+
+    def _dispatch(
+        self,
+        sender: object,
+        metadata: EventMetadata,
+        data: dict[str, Any],
+        *,
+        from_event_bus: bool,
+        robust: bool,
+    ) -> list[tuple[ReceiverFunction, Any]]:
+        name = sender_name(sender)
+        propagate = self._allow_send_event_failure or not robust
+        results: list[tuple[ReceiverFunction, Any]] = []
+        for receiver in self._receivers:
+            if receiver.sender_name is not None and receiver.sender_name != name:
+                continue
+            try:
+                response = receiver.function(
+                    sender,
+                    signal=self,
+                    metadata=metadata,
+                    from_event_bus=from_event_bus,
+                    **data,
+                )
+            except Exception as exc:
+                if propagate:
+                    raise
+                logger.error(
+                    "receiver %s failed for event %s (%s)",
+                    _callable_name(receiver.function),
+                    metadata.id,
+                    metadata.event_type,
+                    exc_info=exc,
+                )
+                results.append((receiver.function, exc))
+            else:
+                results.append((receiver.function, response))
+        return results
+
+
+def _callable_name(function: ReceiverFunction) -> str:
+    module = getattr(function, "__module__", None) or "?"
+    name = getattr(function, "__qualname__", None) or type(function).__qualname__
+    return f"{module}.{name}"
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return repr(tp).replace("typing.", "")
+
+
+def _describe_validation_error(exc: ValidationError, tp: Any) -> str:
+    # Only locations and messages: pydantic's own str() repeats the input, which may be PII.
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False)[:3]:
+        location = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{location}: {error['msg']}" if location else error["msg"])
+    more = exc.error_count() - len(problems)
+    suffix = f" (and {more} more)" if more > 0 else ""
+    return f"expected {_type_name(tp)}: {'; '.join(problems)}{suffix}"
+
+
+def _find_naive_datetime(value: Any, path: str) -> str | None:
+    """The path of the first naive datetime inside ``value``, or ``None``."""
+    if isinstance(value, datetime):
+        return path if value.utcoffset() is None else None
+    if isinstance(value, BaseModel):
+        items: Any = ((name, getattr(value, name)) for name in type(value).model_fields)
+    elif isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _find_naive_datetime(item, f"{path}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
+def _field_info(tp: Any) -> FieldInfo | None:
+    """The merged ``Field(...)`` of an ``Annotated`` data type (its default, description)."""
+    if get_origin(tp) is not Annotated:
+        return None
+    infos = [item for item in get_args(tp)[1:] if isinstance(item, FieldInfo)]
+    return FieldInfo.merge_field_infos(*infos) if infos else None
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _is_free_form(tp: Any) -> bool:
+    return tp is JsonValue or tp is Any or get_origin(tp) in (dict, Mapping)
+
+
+def _check_key_type(tp: Any, segments: list[str], path: str, event_type: str) -> None:
+    tp = _unwrap(tp)
+    if get_origin(tp) in (Union, types.UnionType):
+        for member in get_args(tp):
+            if member is not type(None):
+                _check_key_type(member, segments, path, event_type)
+        return
+    if _is_free_form(tp):
+        return
+    if not segments:
+        if get_origin(tp) is Literal or (
+            isinstance(tp, type) and issubclass(tp, _SCALAR_KEY_TYPES)
+        ):
+            return
+        raise KeyPathError(
+            f"{event_type}: key path '{path}' leads to {_type_name(tp)}, not a scalar value"
+        )
+    segment, rest = segments[0], segments[1:]
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        field = tp.model_fields.get(segment)
+        if field is None:
+            raise KeyPathError(
+                f"{event_type}: key path '{path}': '{segment}' is not a field of {tp.__name__}"
+            )
+        _check_key_type(field.annotation, rest, path, event_type)
+        return
+    raise KeyPathError(
+        f"{event_type}: key path '{path}': cannot read '{segment}' from {_type_name(tp)}"
+    )
+
+
+def _key_string(value: Any, path: str, event_type: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, date):  # datetime is a date too
+        return value.isoformat()
+    if isinstance(value, str | int | float | Decimal | UUID):
+        return str(value)
+    raise KeyPathError(
+        f"{event_type}: key path '{path}' leads to {type(value).__name__}, not a scalar value"
+    )
