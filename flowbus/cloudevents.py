@@ -15,7 +15,7 @@ from the reader's own defaults. Headers as the Open edX event bus writes them
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -43,7 +43,10 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents"
 #: Alternative header names accepted on read, as other producers (Open edX) write them.
 _ALIASES = {SOURCEHOST: ("sourcehost",), SOURCELIB: ("sourcelib",)}
 
-Headers = Sequence[tuple[str, bytes | str | None]]
+#: Headers as confluent-kafka reads them (a list of pairs; a mapping is accepted too).
+Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None]
+#: Headers as confluent-kafka's ``produce`` takes them.
+KafkaHeaders = list[tuple[str, str | bytes | None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +88,9 @@ def to_headers(
     sender: str | None = None,
     dataschema: str | None = None,
     traceparent: str | None = None,
-) -> list[tuple[str, bytes]]:
+) -> KafkaHeaders:
     """The binary-mode headers of one event."""
-    headers = [
+    headers: KafkaHeaders = [
         (SPECVERSION, metadata.specversion.encode()),
         (ID, str(metadata.id).encode()),
         (SOURCE, metadata.source.encode()),
@@ -108,9 +111,16 @@ def to_headers(
     return headers
 
 
+def header_pairs(headers: Headers | None) -> list[tuple[str, bytes]]:
+    """Headers as (name, bytes) pairs, whatever form confluent-kafka gave them in."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs if v is not None]
+
+
 def _header_map(headers: Headers | None) -> dict[str, str]:
     found: dict[str, str] = {}
-    for name, raw in headers or ():
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, raw in pairs:
         if raw is None:
             continue
         try:
@@ -200,5 +210,6 @@ __all__ = [
     "MissingHeaderError",
     "current_traceparent",
     "from_headers",
+    "header_pairs",
     "to_headers",
 ]

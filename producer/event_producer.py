@@ -154,7 +154,7 @@ class EventProducer:
         topic: str,
         key: str | None,
         value: bytes,
-        headers: list[tuple[str, bytes]],
+        headers: cloudevents.KafkaHeaders,
         metadata: EventMetadata,
         on_delivery: Callable[[KafkaError | None, Message], None],
     ) -> None:
@@ -187,7 +187,7 @@ class EventProducer:
         topic: str,
         key: str | None,
         value: bytes,
-        headers: list[tuple[str, bytes]],
+        headers: cloudevents.KafkaHeaders,
         metadata: EventMetadata,
     ) -> DeliveryReport:
         outcome: list[tuple[KafkaError | None, Message]] = []
@@ -222,7 +222,7 @@ class EventProducer:
             self._count("delivered")
             return
         self._count("failed")
-        headers = dict(message.headers() or ())
+        headers = dict(cloudevents.header_pairs(message.headers()))
         log.error(
             "event %s (%s) not delivered to %s: %s",
             headers.get(cloudevents.ID, b"?").decode(errors="replace"),
