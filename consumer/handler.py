@@ -21,7 +21,7 @@ from confluent_kafka import Message
 from flowbus import cloudevents
 from flowbus.errors import DecodeError, EventHeaderError, SenderValidationError
 from flowbus.metadata import EventMetadata
-from flowbus.signals import WorkflowSignal
+from flowbus.signals import WorkflowSignal, callable_name
 
 from .deadletter import DeadLetter, Reason
 from .retry import RetryPolicy
@@ -49,11 +49,6 @@ class HandlingResult:
     @property
     def retried(self) -> bool:
         return self.attempts > 1
-
-
-def receiver_name(receiver: Receiver) -> str:
-    module = getattr(receiver, "__module__", None) or "?"
-    return f"{module}.{getattr(receiver, '__qualname__', repr(receiver))}"
 
 
 class MessageHandler:
@@ -107,7 +102,7 @@ class MessageHandler:
             failed = self._retry(result, signal, metadata, envelope.sender, data, failed)
         result.end_to_end = (datetime.now(UTC) - metadata.time).total_seconds()
         if failed:
-            names = [receiver_name(receiver) for receiver, _ in failed]
+            names = [callable_name(receiver) for receiver, _ in failed]
             log.warning(
                 "event %s (%s) at %s[%s]@%s: receivers %s still failing after %d attempts",
                 metadata.id, metadata.event_type, message.topic(), message.partition(),

@@ -485,7 +485,7 @@ class WorkflowSignal:
                     raise
                 logger.error(
                     "receiver %s failed for event %s (%s)",
-                    _callable_name(receiver.function),
+                    callable_name(receiver.function),
                     metadata.id,
                     metadata.event_type,
                     exc_info=exc,
@@ -496,7 +496,8 @@ class WorkflowSignal:
         return results
 
 
-def _callable_name(function: ReceiverFunction) -> str:
+def callable_name(function: ReceiverFunction) -> str:
+    """``module.QualName`` of a receiver (a function, method or callable object)."""
     module = getattr(function, "__module__", None) or "?"
     name = getattr(function, "__qualname__", None) or type(function).__qualname__
     return f"{module}.{name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,9 @@ from flowbus import devstack
 from flowbus.settings import get_settings
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+#: Test-only modules (sample data, receivers for worker subprocesses).
+SUPPORT_DIR = Path(__file__).parent / "support"
+sys.path.insert(0, str(SUPPORT_DIR))
 KAFKA_IMAGE = f"apache/kafka:{devstack.KAFKA_VERSION}"
 REGISTRY_IMAGE = f"apicurio/apicurio-registry:{devstack.REGISTRY_VERSION}"
 _BACKEND_KEY = pytest.StashKey[str]()
@@ -37,10 +41,12 @@ class KafkaStack:
     @property
     def env(self) -> dict[str, str]:
         """Environment for subprocesses (CLI, workers) that must talk to this stack."""
+        pythonpath = os.pathsep.join(filter(None, [str(SUPPORT_DIR), os.environ.get("PYTHONPATH")]))
         return {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "SCHEMA_REGISTRY_URL": self.schema_registry_url,
+            "PYTHONPATH": pythonpath,
         }
 
 
@@ -131,3 +137,16 @@ def unique_topic(kafka_stack: KafkaStack, request: pytest.FixtureRequest) -> Cal
         return topic
 
     return create
+
+
+@pytest.fixture
+def flowbus_env(kafka_stack: KafkaStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """flowbus settings pointing at the session's broker and registry (auto-registering)."""
+    from flowbus.settings import get_settings
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_stack.bootstrap_servers)
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", kafka_stack.schema_registry_url)
+    monkeypatch.setenv("FLOWBUS_SCHEMA_AUTO_REGISTER", "true")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -1,0 +1,129 @@
+"""`flowbus consume` as a process: SIGTERM shuts down cleanly, SIGKILL loses nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sample_events
+from confluent_kafka import Consumer, TopicPartition
+
+from flowbus.catalog import caluma
+from flowbus.producer.event_producer import EventProducer
+from flowbus.settings import get_settings
+
+pytestmark = pytest.mark.usefixtures("flowbus_env")
+
+
+def produce_events(topic: str, count: int) -> list[str]:
+    signal_ = caluma.WORK_ITEM_POST_COMPLETE
+    ids = []
+    with EventProducer(install_exit_handlers=False) as producer:
+        for _ in range(count):
+            data = signal_.validate_data(**sample_events.work_item_event())
+            metadata = signal_.generate_signal_metadata()
+            producer.send(signal_, metadata, data, topic=topic, key=signal_.resolve_key(data))
+            ids.append(str(metadata.id))
+        assert producer.flush(30) == 0
+    return ids
+
+
+def start_worker(kafka_stack, topic: str, group: str, events_file: Path, **env: str):
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowbus", "consume", "--topic", topic, "--group", group,
+         "--receivers", "recording_receivers"],
+        env={**kafka_stack.env, "FLOWBUS_TEST_EVENTS_FILE": str(events_file), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def handled_ids(events_file: Path) -> list[str]:
+    if not events_file.exists():
+        return []
+    return [json.loads(line)["id"] for line in events_file.read_text().splitlines() if line]
+
+
+def wait_for_lines(events_file: Path, count: int, process: subprocess.Popen, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while len(handled_ids(events_file)) < count:
+        if process.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{process.stderr.read()}")
+        assert time.monotonic() < deadline, f"only {len(handled_ids(events_file))} of {count}"
+        time.sleep(0.1)
+
+
+def committed_offset(group: str, topic: str) -> int:
+    consumer = Consumer(
+        {"bootstrap.servers": get_settings().kafka_bootstrap_servers, "group.id": group}
+    )
+    try:
+        [partition] = consumer.committed([TopicPartition(topic, 0)], timeout=30)
+        return partition.offset
+    finally:
+        consumer.close()
+
+
+def stop(process: subprocess.Popen) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+def test_sigterm_exits_cleanly_and_the_next_worker_resumes_after_it(
+    kafka_stack, unique_topic, unique_group, tmp_path
+):
+    topic, events_file = unique_topic(), tmp_path / "events.jsonl"
+    first_ids = produce_events(topic, 20)
+    worker = start_worker(kafka_stack, topic, unique_group, events_file)
+    wait_for_lines(events_file, 20, worker)
+    code, stderr = stop(worker)
+    assert code == 0, stderr
+    assert "stopped: 20 handled, 0 retried, 0 dead-lettered" in stderr
+    assert committed_offset(unique_group, topic) == 20
+
+    more_ids = produce_events(topic, 5)
+    worker = start_worker(kafka_stack, topic, unique_group, events_file)
+    wait_for_lines(events_file, 25, worker)
+    code, stderr = stop(worker)
+    assert code == 0, stderr
+    assert handled_ids(events_file) == first_ids + more_ids  # no event twice, none skipped
+    assert committed_offset(unique_group, topic) == 25
+
+
+def test_sigkill_mid_stream_loses_nothing_and_duplicates_only_the_uncommitted(
+    kafka_stack, unique_topic, unique_group, tmp_path
+):
+    topic, events_file = unique_topic(), tmp_path / "events.jsonl"
+    total = 300
+    ids = produce_events(topic, total)
+    slow = {
+        "FLOWBUS_TEST_RECEIVER_DELAY": "0.02",
+        "FLOWBUS_KAFKA_CONFIG": json.dumps({"auto.commit.interval.ms": 1000}),
+    }
+    worker = start_worker(kafka_stack, topic, unique_group, events_file, **slow)
+    wait_for_lines(events_file, 150, worker)
+    worker.kill()  # SIGKILL: no shutdown, no final commit
+    worker.communicate(timeout=30)
+    handled_before_kill = len(handled_ids(events_file))
+    committed = committed_offset(unique_group, topic)
+    assert 0 < committed <= handled_before_kill < total
+
+    worker = start_worker(kafka_stack, topic, unique_group, events_file)
+    deadline = time.monotonic() + 120
+    while set(handled_ids(events_file)) != set(ids):
+        assert worker.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    code, stderr = stop(worker)
+    assert code == 0, stderr
+    handled = handled_ids(events_file)
+    duplicates = len(handled) - total
+    # At-least-once: exactly the handled-but-uncommitted window is delivered again.
+    assert duplicates == handled_before_kill - committed
+    assert handled[handled_before_kill:] == ids[committed:]
