@@ -548,14 +548,61 @@ class LocalStack:
             raise DevStackError(
                 f"formatting Kafka storage failed; last lines of {log}:\n{tail_log(log)}"
             )
+        return self._spawn_kafka(java, artifacts)
+
+    def _spawn_kafka(self, java: Java, artifacts: Artifacts) -> subprocess.Popen[bytes]:
+        """Run the broker on the formatted storage and the properties in the state dir."""
+        log4j = self.state_dir / "log4j2.yaml"
         command = [
             str(java.path), "-Xms512m", "-Xmx1g", "-server", "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", self.marker,
-            "-cp", classpath, "kafka.Kafka", str(properties),
+            "-cp", f"{artifacts.kafka_classpath}/*", "kafka.Kafka",
+            str(self.state_dir / "server.properties"),
         ]  # fmt: skip
-        return self._spawn(command, log, cwd=self.state_dir)
+        return self._spawn(command, self.state_dir / "kafka.log", cwd=self.state_dir)
+
+    def stop_kafka(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop only the broker (SIGTERM, a clean shutdown), keeping its data and ports.
+
+        The registry keeps running; :meth:`start_kafka` brings the same broker back.
+        """
+        info = self._require_info("stop_kafka")
+        if pid_alive(info.kafka.pid) and _pid_started_by(info.kafka.pid, self.marker):
+            _stop_pid(info.kafka.pid, timeout)
+        if pid_alive(info.kafka.pid):
+            raise DevStackError(f"Kafka (pid {info.kafka.pid}) did not stop")
+
+    def start_kafka(self, timeout: float = READY_TIMEOUT_S) -> StackInfo:
+        """Restart a broker stopped by :meth:`stop_kafka`: same data, same ports.
+
+        Waits until it answers; returns the stack with the broker's new pid (also recorded
+        in the state file, so that :meth:`down` stops it).
+        """
+        info = self._require_info("start_kafka")
+        if pid_alive(info.kafka.pid) and _pid_started_by(info.kafka.pid, self.marker):
+            raise DevStackError(f"Kafka is still running (pid {info.kafka.pid}); stop it first")
+        if not (self.state_dir / "kafka-data").is_dir():
+            raise DevStackError(f"no Kafka data in {self.state_dir}; start the stack with up()")
+        java = find_java(KAFKA_MIN_JAVA, f"Apache Kafka {KAFKA_VERSION}")
+        kafka = self._spawn_kafka(java, fetch_artifacts(self.cache_dir))
+        info.kafka.pid = kafka.pid
+        self.state_file.write_text(info.to_json())
+        wait_until_ready(
+            f"Kafka {KAFKA_VERSION}",
+            kafka,
+            Path(info.kafka.log),
+            lambda: kafka_answers(info.bootstrap_servers),
+            timeout,
+        )
+        return info
+
+    def _require_info(self, action: str) -> StackInfo:
+        info = self.info()
+        if info is None:
+            raise DevStackError(f"{action}: no stack was started in {self.state_dir}")
+        return info
 
     def _start_registry(
         self, java: Java, artifacts: Artifacts, port: int

@@ -137,6 +137,7 @@ class SchemaRegistryError(SchemaError):
     def __init__(self, message: str, *, subject: str | None = None) -> None:
         super().__init__(f"{subject}: {message}" if subject else message)
         self.subject = subject
+        self.message = message
 
 
 class EncodeError(FlowbusError):
@@ -217,3 +218,43 @@ class ProducerError(FlowbusError):
 
 class ProducerClosedError(ProducerError):
     """An event was sent to a producer that is already closed."""
+
+
+# -- Consumer operations: offset replay and dead-letter topics (flowbus.consumer) -------------
+
+
+class TopicNotFoundError(FlowbusError):
+    """A Kafka topic named on the command line or in a record does not exist."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic '{topic}' does not exist")
+        self.topic = topic
+
+
+class OffsetReplayError(FlowbusError):
+    """A consumer group's offsets could not be read, planned or moved; the message says why."""
+
+
+class InvalidReplayTargetError(OffsetReplayError):
+    """A replay target names a partition the topic lacks or an offset outside its range."""
+
+
+class ConsumerGroupActiveError(OffsetReplayError):
+    """The group has active members, so its committed offsets must not be moved now."""
+
+    def __init__(self, group: str, members: tuple[str, ...]) -> None:
+        shown = ", ".join(members) if members else "a member joined while committing"
+        super().__init__(
+            f"consumer group '{group}' has {len(members) or 'an'} active member(s) ({shown}); "
+            "stop its consumers, then run the command again"
+        )
+        self.group = group
+        self.members = members
+
+
+class DeadLetterQueueError(FlowbusError):
+    """A dead-letter topic could not be read, or a record in it could not be replayed."""
+
+
+class DeadLetterRecordNotFoundError(DeadLetterQueueError):
+    """No record at the given partition and offset of a dead-letter topic."""

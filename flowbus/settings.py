@@ -66,6 +66,8 @@ class FlowbusSettings(BaseSettings):
     #: it off in production and run ``flowbus schemas register`` from CI instead, so only
     #: reviewed, compatibility-checked schemas reach the registry.
     schema_auto_register: bool = False
+    #: Extra ``SchemaRegistryClient`` properties (JSON object), e.g. ``basic.auth.user.info``.
+    schema_registry_config: dict[str, Any] = Field(default_factory=dict)
     #: With a registry: write with the subject's latest registered version instead of the
     #: signal's own schema (looked up once per subject and process).
     schema_use_latest_version: bool = False

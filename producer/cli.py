@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from pydantic_settings import SettingsError
 
 from flowbus.errors import FlowbusError
 from flowbus.settings import get_settings
@@ -44,7 +45,11 @@ def produce(
     from .forwarding import parse_forwarding_config
 
     try:
-        import_receiver_modules()
+        import_receiver_modules()  # they may define signals of their own
+        settings = get_settings()
+    except (FlowbusError, SettingsError) as exc:
+        _fail(exc)
+    try:
         signal = WorkflowSignal.get_signal_by_type(event_type)
     except KeyError:
         raise click.BadParameter(
@@ -53,7 +58,6 @@ def produce(
     kwargs = _load_data(data)
     try:
         validated = signal.validate_data(**kwargs)
-        settings = get_settings()
         if topic:
             routes = [(topic, key if key is not None else signal.resolve_key(validated))]
         else:
@@ -82,5 +86,9 @@ def produce(
                     f"id={report.event_id} key={route_key}"
                 )
     except FlowbusError as exc:
-        click.echo(f"flowbus produce: {exc}", err=True)
-        sys.exit(1)
+        _fail(exc)
+
+
+def _fail(exc: Exception) -> NoReturn:
+    click.echo(f"flowbus produce: {exc}", err=True)
+    sys.exit(1)

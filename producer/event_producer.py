@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from flowbus import cloudevents
-from flowbus.errors import ProducerClosedError, ProducerError
+from flowbus.errors import ConfigurationError, ProducerClosedError, ProducerError
 from flowbus.metadata import EventMetadata
 from flowbus.settings import FlowbusSettings, get_settings
 
@@ -40,6 +40,9 @@ DEFAULT_KAFKA_CONFIG: dict[str, Any] = {
     "acks": "all",
     "linger.ms": 5,
     "compression.type": "lz4",
+    # The Java client's key hash: a key lands on the same partition whichever client wrote
+    # it, so one case's events stay in order even in a mixed fleet.
+    "partitioner": "murmur2_random",
 }
 #: How long ``send`` waits for room when librdkafka's local queue is full.
 QUEUE_FULL_WAIT_S = 1.0
@@ -104,7 +107,14 @@ class EventProducer:
         self.stats = ProducerStats()
         self._stats_lock = threading.Lock()
         self._serializer = serializer or _default_serializer(self.settings)
-        self._producer = Producer(self.config, logger=logging.getLogger("flowbus.librdkafka"))
+        try:
+            self._producer = Producer(self.config, logger=logging.getLogger("flowbus.librdkafka"))
+        except KafkaException as exc:  # librdkafka refused a property; its message names it
+            error = exc.args[0] if exc.args else None
+            reason = error.str() if isinstance(error, KafkaError) else str(exc)
+            raise ConfigurationError(
+                f"invalid Kafka configuration (FLOWBUS_KAFKA_CONFIG / kafka_config): {reason}"
+            ) from exc
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="flowbus-producer-poll")
         self._poller.daemon = True
@@ -270,6 +280,8 @@ class EventProducer:
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be installed from the main thread
         for signum in (signals.SIGTERM, signals.SIGINT):
+            if signals.getsignal(signum) == signals.SIG_IGN:
+                continue  # ignored on purpose (e.g. SIGINT of a background job): keep it so
             self._previous_handlers[signum] = signals.signal(signum, self._on_exit_signal)
 
     def _remove_exit_handlers(self) -> None:

@@ -36,7 +36,7 @@ class Route(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     topic: str = Field(min_length=1)
-    key_path: str | None = None
+    key_path: str | None = Field(default=None, min_length=1)
     enabled: bool = True
 
 

@@ -31,7 +31,8 @@ decimal_places constraints)    scale = decimal_places)
 pydantic ``BaseModel``         ``record`` named after the class
 ``pydantic.JsonValue``         ``{"type": "string", "logicalType": "json"}``: the value as
                                compact JSON text (readers that do not know the logical
-                               type see a plain string)
+                               type see a plain string); an empty-object default is
+                               written ``"{ }"`` (Apicurio rejects a ``"{}"`` default)
 =============================  ==========================================================
 
 Names: the event's record full name is the event type (each dotted part made a valid Avro
@@ -39,6 +40,8 @@ name: characters outside ``[A-Za-z0-9_]`` become ``_``, a leading digit gets a `
 prefix). Models and enums are named by module and qualified class name, e.g.
 ``flowbus.catalog.caluma.User``, so two ``User`` classes in different modules never
 collide. Renaming or moving a class renames its Avro type, which breaks compatibility.
+Avro's resolution rules compare unqualified names (``v1`` for every event type), so the
+flowbus decoder also requires the writer's record full name to be the reader's.
 
 An enum may declare the symbol readers fall back to for symbols they do not know (Avro's
 enum default, needed to add symbols under forward compatibility) as a class attribute:
@@ -442,7 +445,10 @@ def _default_value(node: TypeNode, value: Any, path: str) -> Any:
             raise bad
         return None
     if isinstance(node, JsonType):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        # Apicurio Registry (3.3) rejects a schema whose string default is exactly "{}"
+        # ("Failed to discover artifact type"); "{ }" is the same JSON value.
+        return "{ }" if text == "{}" else text
     if isinstance(node, DecimalType):
         return _decimal_bytes(Decimal(value), node.scale).decode("latin-1")
     if isinstance(node, EnumType):

@@ -1,0 +1,225 @@
+"""What the producer and consumer call per message: signal data <-> framed Avro bytes.
+
+Configured once, called per message, like confluent-kafka's ``AvroSerializer``. With a
+registry URL, values use the Confluent wire format and TopicRecordName subjects;
+without one (the default), Avro single-object encoding and the ``schemas/`` catalog. The
+deserializer reads both, telling them apart by the first bytes.
+
+Hot path: a dict lookup for the prepared writer (codec, header, parsed schema), the datum
+conversion, and fastavro; no schema is parsed per message.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flowbus.avro.catalog import SchemaCatalog
+from flowbus.avro.codec import EventCodec, ParsedSchema
+from flowbus.avro.framing import Framing, read_frame, single_object_header
+from flowbus.avro.registry import SchemaRegistry, subject_name
+from flowbus.avro.schema import analyze_data
+from flowbus.errors import UnknownSchemaError
+
+if TYPE_CHECKING:
+    from flowbus.settings import FlowbusSettings
+    from flowbus.signals import WorkflowSignal
+
+__all__ = ["EventDeserializer", "EventSerializer", "SerializedEvent", "codec_for"]
+
+log = logging.getLogger(__name__)
+
+_codecs: dict[WorkflowSignal, EventCodec] = {}
+_codecs_lock = threading.Lock()
+
+
+def codec_for(signal: WorkflowSignal) -> EventCodec:
+    """The codec of ``signal``'s data (built on first use, then shared)."""
+    codec = _codecs.get(signal)
+    if codec is None:
+        with _codecs_lock:
+            codec = _codecs.get(signal)
+            if codec is None:
+                event = analyze_data(signal.event_type, signal.data, doc=signal.doc)
+                codec = _codecs[signal] = EventCodec(event)
+    return codec
+
+
+@dataclass(frozen=True, slots=True)
+class SerializedEvent:
+    """A message value and the ``dataschema`` naming the schema it was written with.
+
+    ``dataschema`` is ``<subject>/<version>`` with a registry, and the catalog file
+    (``schemas/<event type>/<version>.avsc``) without one.
+    """
+
+    value: bytes
+    dataschema: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Writer:
+    codec: EventCodec
+    header: bytes
+    schema: ParsedSchema
+    dataschema: str
+
+
+class EventSerializer:
+    """Encodes signal data; the framing is Confluent's when a registry URL is set."""
+
+    def __init__(
+        self,
+        *,
+        registry_url: str | None = None,
+        registry_config: Mapping[str, Any] | None = None,
+        auto_register: bool = False,
+        use_latest_version: bool = False,
+        catalog: SchemaCatalog | None = None,
+    ) -> None:
+        self.registry = SchemaRegistry(registry_url, registry_config) if registry_url else None
+        self.auto_register = auto_register
+        self.use_latest_version = use_latest_version
+        self._catalog = catalog
+        self._writers: dict[tuple[WorkflowSignal, str], _Writer] = {}
+
+    @classmethod
+    def from_settings(cls, settings: FlowbusSettings) -> EventSerializer:
+        """A serializer configured by ``SCHEMA_REGISTRY_URL`` and the ``FLOWBUS_SCHEMA*``
+        settings."""
+        return cls(
+            registry_url=settings.schema_registry_url,
+            registry_config=settings.schema_registry_config,
+            auto_register=settings.schema_auto_register,
+            use_latest_version=settings.schema_use_latest_version,
+            catalog=SchemaCatalog(settings.schemas_dir) if settings.schemas_dir else None,
+        )
+
+    @property
+    def framing(self) -> Framing:
+        """The framing this serializer writes."""
+        return Framing.CONFLUENT if self.registry is not None else Framing.SINGLE_OBJECT
+
+    @property
+    def catalog(self) -> SchemaCatalog:
+        """The catalog naming single-object schemas (default: the shipped one)."""
+        if self._catalog is None:
+            self._catalog = SchemaCatalog.default()
+        return self._catalog
+
+    def serialize(
+        self, signal: WorkflowSignal, data: Mapping[str, Any], topic: str
+    ) -> SerializedEvent:
+        """Encode ``signal``'s validated ``data`` for ``topic``.
+
+        Raises :class:`~flowbus.errors.EncodeError` when the data does not fit the schema
+        and :class:`~flowbus.errors.SchemaRegistryError` when the writer schema cannot be
+        resolved (only possible before its id is known).
+        """
+        writer = self._writers.get((signal, topic))
+        if writer is None:
+            writer = self._prepare(signal, topic)
+        out = io.BytesIO()
+        out.write(writer.header)
+        writer.codec.write(out, data, writer.schema)
+        return SerializedEvent(out.getvalue(), writer.dataschema)
+
+    def _prepare(self, signal: WorkflowSignal, topic: str) -> _Writer:
+        codec = codec_for(signal)
+        if self.registry is not None:
+            registered = self.registry.writer(
+                subject_name(topic, codec.schema.parsed["name"]),
+                codec.schema,
+                auto_register=self.auto_register,
+                use_latest_version=self.use_latest_version,
+            )
+            writer = _Writer(codec, registered.header, registered.schema, registered.dataschema)
+        else:
+            writer = _Writer(
+                codec,
+                single_object_header(codec.schema.fingerprint),
+                codec.schema,
+                self._catalog_reference(signal, codec),
+            )
+        self._writers[(signal, topic)] = writer
+        return writer
+
+    def _catalog_reference(self, signal: WorkflowSignal, codec: EventCodec) -> str:
+        entry = self.catalog.by_fingerprint(codec.schema.fingerprint)
+        if entry is not None and entry.event_type == signal.event_type:
+            return entry.reference
+        log.warning(
+            "the schema of %s is not in the catalog %s (run: flowbus schemas generate); "
+            "consumers without this code cannot decode its events",
+            signal.event_type,
+            self.catalog.directory,
+        )
+        return f"schemas/{signal.event_type}/unreleased-{codec.schema.fingerprint.hex()}"
+
+
+class EventDeserializer:
+    """Decodes message values of either framing into a signal's keyword arguments."""
+
+    def __init__(
+        self,
+        *,
+        registry_url: str | None = None,
+        registry_config: Mapping[str, Any] | None = None,
+        catalog: SchemaCatalog | None = None,
+    ) -> None:
+        self.registry = SchemaRegistry(registry_url, registry_config) if registry_url else None
+        self._catalog = catalog
+
+    @classmethod
+    def from_settings(cls, settings: FlowbusSettings) -> EventDeserializer:
+        """A deserializer configured by ``SCHEMA_REGISTRY_URL`` and ``FLOWBUS_SCHEMAS_DIR``."""
+        return cls(
+            registry_url=settings.schema_registry_url,
+            registry_config=settings.schema_registry_config,
+            catalog=SchemaCatalog(settings.schemas_dir) if settings.schemas_dir else None,
+        )
+
+    @property
+    def catalog(self) -> SchemaCatalog:
+        """The catalog single-object fingerprints are looked up in."""
+        if self._catalog is None:
+            self._catalog = SchemaCatalog.default()
+        return self._catalog
+
+    def deserialize(self, signal: WorkflowSignal, value: bytes, topic: str) -> dict[str, Any]:
+        """Decode ``value`` into keyword arguments of ``signal``'s data types.
+
+        The writer schema is resolved to the signal's schema. Raises a
+        :class:`~flowbus.errors.DecodeError` subclass (never a partial result), or
+        :class:`~flowbus.errors.SchemaRegistryError` when the registry is needed but
+        unreachable (worth retrying, unlike a decode error).
+        """
+        frame = read_frame(value)
+        codec = codec_for(signal)
+        if frame.framing is Framing.SINGLE_OBJECT:
+            writer = self._by_fingerprint(codec, frame.fingerprint or b"", topic)
+        else:
+            if self.registry is None:
+                raise UnknownSchemaError(
+                    f"topic {topic}: Confluent-framed value with schema id {frame.schema_id}, "
+                    "but no schema registry is configured",
+                    schema_id=frame.schema_id,
+                )
+            writer = self.registry.schema_by_id(frame.schema_id or 0)
+        return codec.decode(frame.body, writer)
+
+    def _by_fingerprint(self, codec: EventCodec, fingerprint: bytes, topic: str) -> ParsedSchema:
+        if fingerprint == codec.schema.fingerprint:
+            return codec.schema
+        entry = self.catalog.by_fingerprint(fingerprint)
+        if entry is None:
+            raise UnknownSchemaError(
+                f"topic {topic}: no schema with fingerprint {fingerprint.hex()} in the "
+                f"catalog {self.catalog.directory} or in the running code",
+                fingerprint=fingerprint,
+            )
+        return entry.parsed

@@ -1,0 +1,244 @@
+"""``flowbus schemas``: the Avro schema catalog, compatibility checks and the registry."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flowbus.avro.catalog import DEFAULT_MODE, SchemaCatalog, default_schemas_dir
+from flowbus.avro.compat import CompatibilityMode, check_compatibility
+from flowbus.errors import FlowbusError, InvalidSchemaError, SchemaRegistryError
+
+DEFAULT_SIGNAL_MODULES = ("flowbus.catalog",)
+
+_MODES = [mode.value for mode in CompatibilityMode if mode is not CompatibilityMode.NONE]
+
+
+@click.group()
+def schemas() -> None:
+    """Avro schemas of the signals: generate, check, compare, register."""
+
+
+def _catalog(directory: Path | None) -> SchemaCatalog:
+    if directory is not None:
+        return SchemaCatalog(directory)
+    from flowbus.settings import get_settings
+
+    return SchemaCatalog(get_settings().schemas_dir or default_schemas_dir())
+
+
+def _signals(modules: Iterable[str]) -> list[Any]:
+    for module in (*DEFAULT_SIGNAL_MODULES, *modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise click.UsageError(f"cannot import signal module {module!r}: {exc}") from exc
+    from flowbus.signals import WorkflowSignal
+
+    return WorkflowSignal.all_signals()
+
+
+_dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The catalog directory (default: FLOWBUS_SCHEMAS_DIR or the shipped schemas/).",
+)
+_module_option = click.option(
+    "-m",
+    "--module",
+    "modules",
+    multiple=True,
+    help="Also import this module to define its signals (repeatable); flowbus.catalog "
+    "is always imported.",
+)
+_mode_option = click.option(
+    "--mode",
+    type=click.Choice(_MODES),
+    default=DEFAULT_MODE.value,
+    show_default=True,
+    help="Compatibility every new version must keep (see schemas/README.md).",
+)
+
+
+@schemas.command()
+@_dir_option
+@_module_option
+@_mode_option
+def generate(directory: Path | None, modules: tuple[str, ...], mode: str) -> None:
+    """Write a new catalog version for every new or changed signal schema.
+
+    Released versions are never rewritten. Compatibility problems of the new versions
+    are printed as warnings; `flowbus schemas check` fails on them.
+    """
+    catalog = _catalog(directory)
+    signals = _signals(modules)
+    try:
+        written = catalog.generate(signals)
+    except FlowbusError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not written:
+        click.echo(f"{catalog.directory}: up to date ({len(signals)} signals)")
+        return
+    for entry in written:
+        click.echo(f"wrote {entry.path}")
+    changed = {entry.event_type for entry in written}
+    problems = [
+        p
+        for p in catalog.check(signals, CompatibilityMode(mode))
+        if p.event_type in changed and p.rule != "stale"
+    ]
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@schemas.command()
+@_dir_option
+@_module_option
+@_mode_option
+def check(directory: Path | None, modules: tuple[str, ...], mode: str) -> None:
+    """Exit 1 when a catalog file is stale or a version breaks the compatibility mode.
+
+    Each problem names the event type, the field and the rule.
+    """
+    catalog = _catalog(directory)
+    signals = _signals(modules)
+    try:
+        problems = catalog.check(signals, CompatibilityMode(mode))
+    except FlowbusError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if problems:
+        for problem in problems:
+            click.echo(str(problem))
+        click.echo(f"{len(problems)} problem(s) in {catalog.directory} (mode {mode})", err=True)
+        raise SystemExit(1)
+    versions = sum(len(catalog.versions(t)) for t in catalog.event_types())
+    click.echo(
+        f"{catalog.directory}: {len(catalog.event_types())} event types, {versions} versions, "
+        f"{len(signals)} signals up to date, {mode} compatible"
+    )
+
+
+def _read_schema(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"{path}: not a readable JSON schema: {exc}") from exc
+
+
+@schemas.command()
+@click.option(
+    "--reader",
+    "reader_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Schema of the consumer reading the data.",
+)
+@click.option(
+    "--writer",
+    "writer_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Schema the data was written with.",
+)
+def compat(reader_path: Path, writer_path: Path) -> None:
+    """Exit 0 when data written with WRITER can be read with READER, 1 otherwise.
+
+    Every incompatibility is printed: where (a path of field names), why, and the rule.
+    """
+    try:
+        problems = check_compatibility(_read_schema(reader_path), _read_schema(writer_path))
+    except InvalidSchemaError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if not problems:
+        click.echo(f"compatible: {reader_path} can read data written with {writer_path}")
+        return
+    click.echo(f"incompatible: {reader_path} cannot read data written with {writer_path}")
+    for problem in problems:
+        click.echo(f"  {problem}")
+    raise SystemExit(1)
+
+
+def _routed_topics(event_type: str) -> list[str]:
+    """Topics FLOWBUS_PRODUCER_CONFIG routes ``event_type`` to (prefix applied)."""
+    from flowbus.settings import get_settings
+
+    settings = get_settings()
+    routes = settings.producer_config.get(event_type, [])
+    if isinstance(routes, dict):
+        routes = [routes]
+    return [
+        f"{settings.topic_prefix}{route['topic']}"
+        for route in routes
+        if isinstance(route, dict) and route.get("topic") and route.get("enabled", True)
+    ]
+
+
+@schemas.command()
+@_dir_option
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    help="Register every event type under this topic (repeatable; the topic prefix is not "
+    "applied). Default: the topics FLOWBUS_PRODUCER_CONFIG routes each event type to.",
+)
+@click.option("--registry-url", help="Default: SCHEMA_REGISTRY_URL.")
+@_mode_option
+def register(
+    directory: Path | None, topics: tuple[str, ...], registry_url: str | None, mode: str
+) -> None:
+    """Register the catalog with the schema registry, one subject per topic and event type.
+
+    Subjects follow TopicRecordName (<topic>-<event type>). Each subject's compatibility
+    level is set to MODE, then every catalog version is registered oldest first; the
+    registry's verdict is reported per subject. Exit 1 when a subject was rejected.
+    """
+    from flowbus.avro.registry import SchemaRegistry, subject_name
+    from flowbus.settings import get_settings
+
+    settings = get_settings()
+    url = registry_url or settings.schema_registry_url
+    if not url:
+        raise click.UsageError("no registry: pass --registry-url or set SCHEMA_REGISTRY_URL")
+    registry = SchemaRegistry(url, settings.schema_registry_config)
+    catalog = _catalog(directory)
+    level = CompatibilityMode(mode)
+    failed = registered = 0
+    for event_type in catalog.event_types():
+        event_topics = list(topics) or _routed_topics(event_type)
+        if not event_topics:
+            click.echo(f"{event_type}: skipped, no topic (pass --topic or route it)")
+            continue
+        versions = catalog.versions(event_type)
+        for topic in event_topics:
+            subject = subject_name(topic, versions[-1].parsed.parsed["name"])
+            verdicts: list[str] = []
+            current = "compatibility level"
+            try:
+                registry.set_compatibility(subject, level)
+                for entry in versions:
+                    current = f"v{entry.version}"
+                    known = registry.is_compatible(subject, entry.parsed)
+                    written = registry.register(subject, entry.parsed)
+                    version = written.dataschema.rsplit("/", 1)[1]
+                    new = ", new subject" if known is None else ""
+                    verdicts.append(f"v{entry.version}->{version} (id {written.schema_id}{new})")
+            except SchemaRegistryError as exc:
+                failed += 1
+                done = f" after {', '.join(verdicts)}" if verdicts else ""
+                click.echo(
+                    f"{subject}: REJECTED ({level.registry_level}) {current}{done}: {exc.message}"
+                )
+                continue
+            registered += 1
+            click.echo(f"{subject}: ok ({level.registry_level}) " + ", ".join(verdicts))
+    if failed:
+        raise SystemExit(1)
+    if not registered:
+        raise click.ClickException("nothing registered: no event type has a topic")
