@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+_librdkafka_log = logging.getLogger("flowbus.librdkafka")
 
 DEFAULT_CONSUMER_CONFIG: dict[str, Any] = {
     "partition.assignment.strategy": "cooperative-sticky",
@@ -119,10 +120,8 @@ class Worker:
     ) -> WorkerStats:
         """Consume until :meth:`stop` (or SIGTERM/SIGINT, or ``max_messages`` handled)."""
         previous = self._install_signal_handlers() if install_signal_handlers else {}
-        self._consumer = Consumer(
-            self._consumer_config, logger=logging.getLogger("flowbus.librdkafka")
-        )
-        self._dlq_producer = Producer(self._dlq_producer_config)
+        self._consumer = Consumer(self._consumer_config, logger=_librdkafka_log)
+        self._dlq_producer = Producer(self._dlq_producer_config, logger=_librdkafka_log)
         try:
             self._ensure_dead_letter_topics()
             self._consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -162,8 +161,9 @@ class Worker:
         if consumer is not None:
             self._commit(consumer, "shutdown")
             consumer.close()  # leaves the group now, so its partitions move at once
-        if self._dlq_producer is not None:
-            left = self._dlq_producer.flush(30)
+        producer, self._dlq_producer = self._dlq_producer, None
+        if producer is not None:
+            left = producer.flush(30)
             if left:
                 log.error("%d dead-letter record(s) not acknowledged at shutdown", left)
         log.info("worker %s stopped: %s", self.group, self.stats)

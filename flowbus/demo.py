@@ -7,6 +7,7 @@ stack for the demo and stops it afterwards (``--keep-stack`` leaves it running).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -91,6 +92,14 @@ def demo(keep_stack: bool) -> None:
     try:
         with demo_stack(keep_stack) as (bootstrap, registry_url):
             pipes_round_trip(bootstrap, registry_url)
+            # Every later component reads its settings from the environment.
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+            os.environ["SCHEMA_REGISTRY_URL"] = registry_url
+            os.environ.setdefault("FLOWBUS_SCHEMA_AUTO_REGISTER", "true")
+            get_settings.cache_clear()
+            from flowbus.demo_workflow import run_workflow_demo
+
+            run_workflow_demo()
     except devstack.DevStackError as exc:
         click.echo(f"flowbus demo: {exc}", err=True)
         sys.exit(2)
