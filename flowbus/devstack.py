@@ -432,6 +432,15 @@ def kafka_properties(data_dir: Path, port: int, controller_port: int) -> str:
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when the parent thread dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
@@ -439,9 +448,12 @@ def _cluster_id() -> str:
 class LocalStack:
     """Kafka + registry processes owned by one state directory."""
 
-    def __init__(self, state_dir: Path, cache_dir: Path) -> None:
+    def __init__(self, state_dir: Path, cache_dir: Path, *, die_with_parent: bool = False) -> None:
         self.state_dir = state_dir
         self.cache_dir = cache_dir
+        # For test sessions: the servers get SIGTERM if the process that started them dies
+        # without `down` (a crash, SIGKILL), so no JVM outlives its owner. Linux only.
+        self.die_with_parent = die_with_parent
         self.state_file = state_dir / "stack.json"
         # Put on both command lines so `down` recognises its processes even after pid reuse.
         self.marker = f"-Dflowbus.devstack={state_dir.resolve()}"
@@ -619,8 +631,7 @@ class LocalStack:
         ]  # fmt: skip
         return self._spawn(command, self.state_dir / "registry.log", cwd=self.state_dir)
 
-    @staticmethod
-    def _spawn(command: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, command: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
             return subprocess.Popen(
                 command,
@@ -629,6 +640,7 @@ class LocalStack:
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
                 start_new_session=True,  # own process group: `down` stops the whole tree
+                preexec_fn=_terminate_with_parent if self.die_with_parent else None,
             )
 
     @staticmethod

@@ -96,7 +96,7 @@ def kafka_stack(
             stack = cleanup.enter_context(_testcontainers_stack())
         else:
             local = devstack.LocalStack(
-                tmp_path_factory.mktemp("devstack"), get_settings().cache_dir
+                tmp_path_factory.mktemp("devstack"), get_settings().cache_dir, die_with_parent=True
             )
             cleanup.callback(local.down)
             info = local.up()
