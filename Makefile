@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUICK ?=
 
-.PHONY: install lint typecheck fetch test demo bench clean
+.PHONY: install lint typecheck fetch postgres-server test demo bench clean
 
 $(BIN)/flowbus: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,postgres]'
 	touch $@
 
 install: $(BIN)/flowbus
@@ -26,7 +26,20 @@ typecheck: install
 fetch: install
 	$(BIN)/flowbus dev fetch
 
-test: lint typecheck fetch
+# The webhook store's PostgreSQL tests start a throwaway server from the machine's
+# binaries; on Debian as root, install them when missing (otherwise those tests skip).
+postgres-server:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql for the webhook-store tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	else \
+		echo "no PostgreSQL server binaries: the PostgreSQL webhook-store tests will skip"; \
+	fi
+
+test: lint typecheck fetch postgres-server
 	$(BIN)/pytest
 
 demo: fetch

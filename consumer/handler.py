@@ -121,9 +121,8 @@ class MessageHandler:
     ) -> list[tuple[Receiver, BaseException]]:
         result.attempts = 1
         try:
-            responses = signal.send_event_with_custom_metadata(
-                metadata, send_robust=True, sender=sender, **data
-            )
+            # ``data`` was validated by handle(): no second validation.
+            responses = signal.resend_validated(metadata, data, send_robust=True, sender=sender)
         except Exception as exc:
             # The signal lets receiver failures propagate (allow_send_event_failure): the
             # receivers after the failing one did not run, so retry the whole dispatch.

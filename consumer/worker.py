@@ -91,6 +91,10 @@ class Worker:
         import flowbus.catalog  # noqa: F401  (the catalog's signals must be known here)
 
         import_receiver_modules([*self.settings.receiver_modules, *receiver_modules])
+        if deserializer is None:
+            from flowbus.avro.serializer import EventDeserializer
+
+            deserializer = EventDeserializer.from_settings(self.settings)
         self.handler = MessageHandler(group, deserializer, retry, stop=self._stopping)
         common = {"bootstrap.servers": self.settings.kafka_bootstrap_servers}
         common |= self.settings.kafka_config | dict(kafka_config or {})

@@ -15,7 +15,8 @@ from the reader's own defaults. Headers as the Open edX event bus writes them
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -70,11 +71,21 @@ def format_sourcelib(sourcelib: tuple[int, ...]) -> str:
     return ".".join(map(str, sourcelib))
 
 
-def current_traceparent() -> str | None:
-    """The W3C ``traceparent`` of the active OpenTelemetry span, if OpenTelemetry is in use."""
+@functools.cache
+def _opentelemetry_inject() -> Callable[[dict[str, str]], None] | None:
+    # Looked up once: a failed import is not cached by Python and costs a search of
+    # sys.path on every call, i.e. on every event sent.
     try:
         from opentelemetry.propagate import inject
     except ImportError:
+        return None
+    return inject  # type: ignore[no-any-return]
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the active OpenTelemetry span, if OpenTelemetry is in use."""
+    inject = _opentelemetry_inject()
+    if inject is None:
         return None
     carrier: dict[str, str] = {}
     inject(carrier)

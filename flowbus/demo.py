@@ -97,9 +97,10 @@ def demo(keep_stack: bool) -> None:
             os.environ["SCHEMA_REGISTRY_URL"] = registry_url
             os.environ.setdefault("FLOWBUS_SCHEMA_AUTO_REGISTER", "true")
             get_settings.cache_clear()
-            from flowbus.demo_workflow import run_workflow_demo
+            from flowbus.demo_workflow import run_webhooks_demo, run_workflow_demo
 
             run_workflow_demo()
+            run_webhooks_demo(bootstrap, registry_url)
     except devstack.DevStackError as exc:
         click.echo(f"flowbus demo: {exc}", err=True)
         sys.exit(2)

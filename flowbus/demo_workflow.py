@@ -213,3 +213,29 @@ def _read_topic(topic: str, bootstrap: str, timeout: float = 10.0) -> list[Any]:
     finally:
         consumer.close()
     return records
+
+
+def run_webhooks_demo(bootstrap: str, registry_url: str) -> None:
+    """One event through Kafka to a local HTTP receiver, signed and verified."""
+    from flowbus.consumer.webhooks.demo import run_webhook_demo  # type: ignore[import-not-found]
+    from flowbus.producer.event_producer import EventProducer
+
+    def publish(topic: str) -> None:
+        now = datetime.now(UTC)
+        signal, data = lifecycle(uuid.uuid4(), now)[2]  # a work item completed
+        validated = signal.validate_data(**data)
+        with EventProducer(synchronous=True, install_exit_handlers=False) as producer:
+            producer.send(
+                signal,
+                signal.generate_signal_metadata(),
+                validated,
+                topic=topic,
+                key=signal.resolve_key(validated),
+                sender=SERVICE,
+            )
+
+    click.echo("\n[webhooks] a subscriber on a local HTTP receiver, fed from Kafka")
+    if not run_webhook_demo(
+        click.echo, bootstrap=bootstrap, registry_url=registry_url, publish=publish
+    ):
+        raise click.ClickException("the webhook did not arrive verified")

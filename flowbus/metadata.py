@@ -7,6 +7,7 @@ extensions (``minorversion``, ``sourcehost``, ``sourcelib``).
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 from datetime import UTC, datetime
@@ -29,8 +30,14 @@ def flowbus_version_tuple(version: str | None = None) -> tuple[int, ...]:
     Parsing stops at the first dotted part that does not start with a digit, and a part
     such as ``"0rc1"`` contributes only its leading number.
     """
+    return _parse_version(version if version is not None else flowbus.__version__)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_version(version: str) -> tuple[int, ...]:
+    # Cached: it is the default ``sourcelib`` of every event's metadata.
     parts: list[int] = []
-    for part in (version if version is not None else flowbus.__version__).split("."):
+    for part in version.split("."):
         match = _LEADING_DIGITS.match(part)
         if match is None:
             break

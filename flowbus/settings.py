@@ -45,7 +45,9 @@ class FlowbusSettings(BaseSettings):
     #: Forwarding: event type -> list of {"topic", "key_path", "enabled"} (JSON object).
     producer_config: dict[str, Any] = Field(default_factory=dict)
     #: Where the local stack keeps its data, logs and pid files.
-    state_dir: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "flowbus")
+    state_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "flowbus"
+    )
     #: Where downloaded Kafka/registry artifacts are cached.
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "flowbus")
     #: Webhook subscriptions and deliveries: ``sqlite:///path`` or ``postgresql://...``;

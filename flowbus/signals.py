@@ -442,6 +442,30 @@ class WorkflowSignal:
         """
         if not self._enabled:
             return []
+        self._check_metadata(metadata)
+        data = self.validate_data(**kwargs)
+        return self._dispatch(sender, metadata, data, from_event_bus=True, robust=send_robust)
+
+    def resend_validated(
+        self,
+        metadata: EventMetadata,
+        data: Mapping[str, Any],
+        /,
+        *,
+        send_robust: bool = True,
+        sender: object = None,
+    ) -> list[tuple[ReceiverFunction, Any]]:
+        """:meth:`send_event_with_custom_metadata` for data :meth:`validate_data` returned.
+
+        For a consumer that validates the data itself first (to tell invalid data from
+        failing receivers): the data is not validated a second time.
+        """
+        if not self._enabled:
+            return []
+        self._check_metadata(metadata)
+        return self._dispatch(sender, metadata, dict(data), from_event_bus=True, robust=send_robust)
+
+    def _check_metadata(self, metadata: EventMetadata) -> None:
         if not isinstance(metadata, EventMetadata):
             raise SenderValidationError(
                 self._event_type,
@@ -454,8 +478,6 @@ class WorkflowSignal:
                 "metadata",
                 f"event type '{metadata.event_type}' does not match the signal",
             )
-        data = self.validate_data(**kwargs)
-        return self._dispatch(sender, metadata, data, from_event_bus=True, robust=send_robust)
 
     def _dispatch(
         self,
@@ -520,12 +542,34 @@ def _describe_validation_error(exc: ValidationError, tp: Any) -> str:
     return f"expected {_type_name(tp)}: {'; '.join(problems)}{suffix}"
 
 
+#: Types whose values never hold a datetime: the walk below skips them without a call.
+_LEAF_TYPES = frozenset({str, int, float, bool, bytes, type(None), UUID, Decimal, date})
+
+
 def _find_naive_datetime(value: Any, path: str) -> str | None:
     """The path of the first naive datetime inside ``value``, or ``None``."""
-    if isinstance(value, datetime):
-        return path if value.utcoffset() is None else None
-    if isinstance(value, BaseModel):
-        items: Any = ((name, getattr(value, name)) for name in type(value).model_fields)
+    keys = _naive_datetime_keys(value)
+    if keys is None:
+        return None
+    return ".".join([path, *(f"{key}" for key in reversed(keys))])
+
+
+def _naive_datetime_keys(value: Any) -> list[Any] | None:
+    """The keys leading to the first naive datetime in ``value`` (innermost first), or None.
+
+    Runs over every value of every event sent or received, so it avoids work: exact type
+    checks before the slower ABC checks, leaves and datetimes handled without a call, and
+    the path built only for the naive datetime found.
+    """
+    cls = type(value)
+    if cls is list or cls is tuple:
+        items: Any = enumerate(value)
+    elif cls is dict:
+        items = value.items()
+    elif isinstance(value, datetime):
+        return [] if value.utcoffset() is None else None
+    elif isinstance(value, BaseModel):
+        items = ((name, getattr(value, name)) for name in cls.model_fields)
     elif isinstance(value, Mapping):
         items = value.items()
     elif isinstance(value, list | tuple):
@@ -533,8 +577,16 @@ def _find_naive_datetime(value: Any, path: str) -> str | None:
     else:
         return None
     for key, item in items:
-        found = _find_naive_datetime(item, f"{path}.{key}")
+        item_cls = type(item)
+        if item_cls in _LEAF_TYPES:
+            continue
+        if item_cls is datetime:
+            if item.utcoffset() is None:
+                return [key]
+            continue
+        found = _naive_datetime_keys(item)
         if found is not None:
+            found.append(key)
             return found
     return None
 

@@ -66,6 +66,9 @@ class ParsedSchema:
     parsed: Any
     canonical_form: str
     fingerprint: bytes  # CRC-64-AVRO of the canonical form, 8 bytes little-endian
+    #: What decoding depends on: the canonical form plus logical types (which the Parsing
+    #: Canonical Form drops); docs, defaults, aliases and namespace spelling do not count.
+    layout: str
 
 
 def canonical_json(schema: Any) -> str:
@@ -79,7 +82,22 @@ def _parse_text(text: str) -> ParsedSchema:
     parsed = fastavro.parse_schema(schema)
     canonical = to_parsing_canonical_form(parsed)
     fp = bytes.fromhex(_fastavro_fingerprint(canonical, "CRC-64-AVRO"))
-    return ParsedSchema(schema, parsed, canonical, fp)
+    return ParsedSchema(schema, parsed, canonical, fp, canonical_json(_layout(parsed)))
+
+
+_NOT_LAYOUT = frozenset({"doc", "aliases", "default", "order", "namespace"})
+
+
+def _layout(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_layout(item) for item in node]
+    if isinstance(node, dict):
+        return {
+            key: _layout(value)
+            for key, value in node.items()
+            if key not in _NOT_LAYOUT and not key.startswith("__")
+        }
+    return node
 
 
 def parse_schema(schema: Any) -> ParsedSchema:
@@ -117,8 +135,12 @@ def _enum_value(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
+# One encoder for every call: json.dumps with non-default options builds a new one each time.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _JSON_ENCODER.encode(value)
 
 
 class _EncoderCompiler:
@@ -245,17 +267,30 @@ class _DecoderCompiler:
             if inner is None:
                 return None
             return lambda value: None if value is None else inner(value)
-        # Unions of several records come back as (record name, datum): see EventCodec.decode.
-        branches = {}
+        # Unions of several records come back as (record name, datum) (see
+        # EventCodec.decode), except when the writer had a single record there: fastavro
+        # then gives the datum of the reader branch it resolved to, which has exactly that
+        # branch's fields.
+        branches: dict[str, Converter] = {}
+        by_fields: list[tuple[frozenset[str], Converter]] = []
         for member in others:
             assert isinstance(member, ModelType)
             branches[member.fullname] = self._model(member)
+            by_fields.append(
+                (frozenset(spec.name for spec in member.fields), branches[member.fullname])
+            )
 
         def convert(value: Any) -> Any:
             if value is None:
                 return None
-            name, datum = value
-            return branches[name](datum)
+            if isinstance(value, tuple):
+                name, datum = value
+                return branches[name](datum)
+            keys = value.keys()
+            for fields, to_model in by_fields:
+                if fields == keys:
+                    return to_model(value)
+            raise TypeError("a record matching none of the union's models")
 
         return convert
 
@@ -292,7 +327,7 @@ class EventCodec:
         self.schema: ParsedSchema = parse_schema(to_avro(event))
         encoders = _EncoderCompiler()
         decoders = _DecoderCompiler()
-        self._name = self.schema.parsed["name"]
+        self._effective_writers: dict[ParsedSchema, ParsedSchema] = {}
         self._encoders = tuple(
             (spec.name, conv)
             for spec in event.fields
@@ -335,6 +370,19 @@ class EventCodec:
         self.write(out, data, self.schema)
         return out.getvalue()
 
+    def _effective_writer(self, writer: ParsedSchema) -> ParsedSchema:
+        """``writer``, or this codec's schema when it decodes identically (no resolution)."""
+        parsed = writer.parsed
+        name = parsed.get("name") if isinstance(parsed, dict) else parsed
+        if name != self.schema.parsed["name"]:
+            # Avro's resolution compares unqualified names: "v1" for every event type.
+            raise SchemaMismatchError(
+                f"'{self.event_type}': the data was written with schema {name!r}"
+            )
+        effective = self.schema if writer.layout == self.schema.layout else writer
+        self._effective_writers[writer] = effective
+        return effective
+
     def decode(
         self, body: bytes | memoryview, writer: ParsedSchema | None = None
     ) -> dict[str, Any]:
@@ -346,19 +394,16 @@ class EventCodec:
         schema, cannot be resolved, leaves bytes over, or does not fit the data types.
         """
         stream = io.BytesIO(body)
-        reader = None if writer is None or writer is self.schema else self.schema.parsed
-        if reader is not None and writer is not None:
-            parsed = writer.parsed
-            name = parsed.get("name") if isinstance(parsed, dict) else parsed
-            if name != self._name:
-                # Avro's resolution compares unqualified names: "v1" for every event type.
-                raise SchemaMismatchError(
-                    f"'{self.event_type}': the data was written with schema {name!r}"
-                )
+        reader = None
+        if writer is None:
+            writer = self.schema
+        elif writer is not self.schema:
+            writer = self._effective_writers.get(writer) or self._effective_writer(writer)
+            reader = None if writer is self.schema else self.schema.parsed
         try:
             datum = fastavro.schemaless_reader(
                 stream,
-                (writer or self.schema).parsed,
+                writer.parsed,
                 reader,
                 return_record_name=True,
                 return_record_name_override=True,

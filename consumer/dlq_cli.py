@@ -1,0 +1,458 @@
+"""``flowbus dlq``: list, show and replay the records of a dead-letter topic.
+
+Reading never commits and never joins a consumer group. Payloads are printed only by
+``show --data``: they may hold personal data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+
+from flowbus import cloudevents
+from flowbus.errors import DeadLetterRecordNotFoundError, FlowbusError, TopicNotFoundError
+from flowbus.settings import FlowbusSettings, get_settings
+
+from . import deadletter
+from .cli_params import (
+    PartitionOffset,
+    iso_time_option,
+    partition_offsets_option,
+    position_argument,
+)
+from .dlq_records import DeadLetterFilter, DeadLetterRecord, DeadLetterTopic, Republisher
+from .kafka_clients import reader_config, republisher_config
+
+EXIT_ERROR = 1
+EXIT_STILL_FAILING = 3
+
+EXIT_STATUS_HELP = """
+\b
+Exit status:
+  0  done (also when no record matches, and for --dry-run)
+  1  broker or configuration error, or a record could not be replayed
+  2  bad arguments: unknown topic, no such record, ...
+  3  replay --local: a record failed again (its reason is printed)
+"""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclasses.dataclass(frozen=True)
+class TopicChoice:
+    """The dead-letter topic a subcommand reads, from --source or --topic."""
+
+    name: str
+    timeout: float
+
+    def reader(self, settings: FlowbusSettings) -> DeadLetterTopic:
+        return DeadLetterTopic(self.name, reader_config(settings), timeout=self.timeout)
+
+
+def _apply(command: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _topic_options(command: F) -> F:
+    """--source / --topic / --dlq-suffix / --timeout; see :func:`_dlq_topic`."""
+    return _apply(
+        command,
+        [
+            click.option(
+                "--source", metavar="TOPIC", help="Event topic whose dead letters to read."
+            ),
+            click.option(
+                "--topic", "dlq_name", metavar="TOPIC", help="The dead-letter topic itself."
+            ),
+            click.option(
+                "--dlq-suffix",
+                default=deadletter.DEFAULT_SUFFIX,
+                show_default=True,
+                help="Dead-letter topic = source topic + this suffix (as `flowbus consume`).",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=1),
+                default=30.0,
+                show_default=True,
+                help="Seconds to wait for each broker request.",
+            ),
+        ],
+    )
+
+
+def _dlq_topic(
+    source: str | None, dlq_name: str | None, dlq_suffix: str, timeout: float
+) -> TopicChoice:
+    if (source is None) == (dlq_name is None):
+        raise click.UsageError("give either --source TOPIC or --topic DLQ_TOPIC (one of them)")
+    prefix = get_settings().topic_prefix
+    if dlq_name is not None:
+        return TopicChoice(f"{prefix}{dlq_name}", timeout)
+    return TopicChoice(deadletter.dead_letter_topic(f"{prefix}{source}", dlq_suffix), timeout)
+
+
+def _filter_options(command: F) -> F:
+    """--event-type / --since / --until / --record; see :func:`_selection`."""
+    return _apply(
+        command,
+        [
+            click.option(
+                "--event-type", metavar="GLOB", help="Only this ce_type (glob: caluma.*)."
+            ),
+            click.option(
+                "--since",
+                metavar="ISO-TIME",
+                callback=iso_time_option,
+                help="Only records dead-lettered at or after this time (UTC if no offset).",
+            ),
+            click.option(
+                "--until",
+                metavar="ISO-TIME",
+                callback=iso_time_option,
+                help="Only records dead-lettered before this time (UTC if no offset).",
+            ),
+            click.option(
+                "--record",
+                "records",
+                metavar="P:O",
+                multiple=True,
+                callback=partition_offsets_option,
+                help="Only the record at PARTITION:OFFSET of the dead-letter topic (repeatable).",
+            ),
+        ],
+    )
+
+
+def _selection(
+    event_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    records: tuple[PartitionOffset, ...],
+) -> DeadLetterFilter:
+    if since is not None and until is not None and since >= until:
+        raise click.BadParameter("must be after --since", param_hint="--until")
+    return DeadLetterFilter(
+        event_type=event_type,
+        since=since,
+        until=until,
+        positions=frozenset((p.partition or 0, p.offset) for p in records),
+    )
+
+
+def _fail(exc: FlowbusError) -> click.ClickException | click.exceptions.Exit:
+    """What to raise for ``exc``: bad input (unknown topic or record) exits 2, else 1."""
+    if isinstance(exc, TopicNotFoundError | DeadLetterRecordNotFoundError):
+        return click.UsageError(str(exc))
+    click.echo(f"Error: {exc}", err=True)
+    return click.exceptions.Exit(EXIT_ERROR)
+
+
+def _select(
+    dlq_topic: TopicChoice, selection: DeadLetterFilter
+) -> tuple[list[DeadLetterRecord], int, int]:
+    """The matching records, how many were read, and how many had no readable time."""
+    matching: list[DeadLetterRecord] = []
+    total = timeless = 0
+    for record in dlq_topic.reader(get_settings()).records():
+        total += 1
+        if record.dead_lettered_at is None:
+            timeless += 1
+        if selection.matches(record):
+            matching.append(record)
+    return matching, total, timeless
+
+
+def _report_counts(
+    dlq_topic: TopicChoice, selection: DeadLetterFilter, shown: int, total: int, timeless: int
+) -> None:
+    click.echo(f"{shown} of {total} record(s) in '{dlq_topic.name}' match.", err=True)
+    if timeless and (selection.since or selection.until):
+        click.echo(
+            f"Note: {timeless} record(s) have no readable {deadletter.TIME} header; "
+            "a time filter leaves them out.",
+            err=True,
+        )
+
+
+def _time_text(value: datetime | None) -> str:
+    return cloudevents.format_time(value) if value is not None else "?"
+
+
+def _row(record: DeadLetterRecord) -> dict[str, Any]:
+    return {
+        "dlq_offset": record.position,
+        "dead_lettered": _time_text(record.dead_lettered_at),
+        "ce_type": record.event_type or "?",
+        "ce_id": record.event_id or "?",
+        "reason": record.reason or "?",
+        "error_type": record.error_type or "?",
+        "origin": record.origin,
+    }
+
+
+def _print_table(rows: Iterable[dict[str, Any]]) -> None:
+    rows = list(rows)
+    header = {
+        "dlq_offset": "DLQ OFFSET",
+        "dead_lettered": "DEAD-LETTERED",
+        "ce_type": "CE_TYPE",
+        "ce_id": "CE_ID",
+        "reason": "REASON",
+        "error_type": "ERROR",
+        "origin": "ORIGIN",
+    }
+    columns = list(header)
+    widths = {c: max(len(str(r[c])) for r in [header, *rows]) for c in columns}
+    for row in [header, *rows]:
+        cells = [str(row[c]).ljust(widths[c]) for c in columns[:-1]]
+        click.echo("  ".join([*cells, str(row[columns[-1]])]))
+
+
+def _hexdump(data: bytes) -> Iterable[str]:
+    for start in range(0, len(data), 16):
+        chunk = data[start : start + 16]
+        hex_part = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        yield f"  {start:08x}  {hex_part:<47}  {text}"
+
+
+@click.group()
+def dlq() -> None:
+    """List, show and replay the records of a dead-letter topic.
+
+    Name the topic with --source TOPIC (the event topic; its dead-letter topic is
+    TOPIC + --dlq-suffix) or --topic DLQ_TOPIC. Topic names are given without
+    FLOWBUS_TOPIC_PREFIX: it is prepended. Reading never commits offsets.
+    """
+
+
+@dlq.command("list", epilog=EXIT_STATUS_HELP)
+@_topic_options
+@_filter_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_records(
+    source: str | None,
+    dlq_name: str | None,
+    dlq_suffix: str,
+    timeout: float,
+    event_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    records: tuple[PartitionOffset, ...],
+    as_json: bool,
+) -> None:
+    """One row per dead-letter record: where it is, when and why it was dead-lettered."""
+    dlq_topic = _dlq_topic(source, dlq_name, dlq_suffix, timeout)
+    selection = _selection(event_type, since, until, records)
+    try:
+        found, total, timeless = _select(dlq_topic, selection)
+    except FlowbusError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        for record in found:
+            click.echo(json.dumps(_row(record)))
+    elif found:
+        _print_table(_row(record) for record in found)
+    _report_counts(dlq_topic, selection, len(found), total, timeless)
+
+
+@dlq.command("show", epilog=EXIT_STATUS_HELP)
+@_topic_options
+@click.argument("position", metavar="[PARTITION:]OFFSET", callback=position_argument)
+@click.option("--data", "show_data", is_flag=True, help="Also print the payload (may hold PII).")
+def show(
+    source: str | None,
+    dlq_name: str | None,
+    dlq_suffix: str,
+    timeout: float,
+    position: PartitionOffset,
+    show_data: bool,
+) -> None:
+    """Every header of one record, its error message and value size.
+
+    The payload is printed (as a hex dump) only with --data.
+    """
+    dlq_topic = _dlq_topic(source, dlq_name, dlq_suffix, timeout)
+    try:
+        record = dlq_topic.reader(get_settings()).record(position.partition, position.offset)
+    except FlowbusError as exc:
+        raise _fail(exc) from None
+    info = record.dead_letter_info
+    fields = [
+        ("Record", f"{record.topic}[{record.partition}]@{record.offset}"),
+        ("Origin", record.origin),
+        ("Reason", record.reason or "?"),
+        ("Error", record.error_type or "?"),
+        ("Attempts", info.get("attempts") or "?"),
+        ("Receivers", info.get("failed-receivers") or "-"),
+        ("Group", record.group or "?"),
+        ("Dead-lettered", _time_text(record.dead_lettered_at)),
+        ("Key", _key_text(record.key)),
+        ("Value size", "null" if record.value is None else f"{len(record.value)} bytes"),
+    ]
+    for label, value in fields:
+        click.echo(f"{label + ':':<15}{value}")
+    click.echo("Headers:")
+    for name, raw in record.headers:
+        text = "null" if raw is None else raw.decode(errors="replace")
+        click.echo(f"  {name}: {'(below)' if name == deadletter.ERROR_MESSAGE else text}")
+    click.echo("Error message:")
+    for line in (record.error_message or "(none)").splitlines() or [""]:
+        click.echo(f"  {line}")
+    if show_data:
+        click.echo("Value:")
+        if record.value is None:
+            click.echo("  null")
+        for line in _hexdump(record.value or b""):
+            click.echo(line)
+
+
+def _key_text(key: bytes | None) -> str:
+    if key is None:
+        return "null"
+    try:
+        return repr(key.decode())
+    except UnicodeDecodeError:
+        return f"0x{key.hex()}"
+
+
+@dlq.command("replay", epilog=EXIT_STATUS_HELP)
+@_topic_options
+@_filter_options
+@click.option("--all", "replay_all", is_flag=True, help="Replay every record (no filter given).")
+@click.option("--dry-run", is_flag=True, help="List what would be replayed, change nothing.")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Handle the records in this process (as a worker would) instead of re-publishing.",
+)
+@click.option(
+    "--group", help="With --local: the consumer group handling reports (default: the record's)."
+)
+@click.option(
+    "--receivers",
+    "receiver_modules",
+    multiple=True,
+    help="With --local: module whose receivers to connect (repeatable).",
+)
+def replay(
+    source: str | None,
+    dlq_name: str | None,
+    dlq_suffix: str,
+    timeout: float,
+    event_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    records: tuple[PartitionOffset, ...],
+    replay_all: bool,
+    dry_run: bool,
+    local: bool,
+    group: str | None,
+    receiver_modules: tuple[str, ...],
+) -> None:
+    """Re-publish dead-lettered messages to their original topic, or handle them --local.
+
+    Each record's original key, value and headers (the flowbus-dlq-* headers removed)
+    are written to the topic it came from, waiting for each acknowledgement; the first
+    failure stops the replay. With --local the records are instead handled in this
+    process by the worker's message handler (receivers connected from
+    FLOWBUS_RECEIVER_MODULES and --receivers, failed receivers retried); what fails again
+    is reported, not dead-lettered again. The dead-letter records stay where they are:
+    replaying twice delivers twice. Without a filter (--event-type, --since, --until,
+    --record) --all is required.
+    """
+    dlq_topic = _dlq_topic(source, dlq_name, dlq_suffix, timeout)
+    selection = _selection(event_type, since, until, records)
+    if not (event_type or since or until or records or replay_all):
+        raise click.UsageError(
+            "no filter given: pass --event-type, --since, --until or --record, "
+            "or --all to replay every record"
+        )
+    if not local and (group is not None or receiver_modules):
+        raise click.UsageError("--group and --receivers only go with --local")
+    try:
+        chosen, total, timeless = _select(dlq_topic, selection)
+    except FlowbusError as exc:
+        raise _fail(exc) from None
+    _report_counts(dlq_topic, selection, len(chosen), total, timeless)
+    unknown = [r.position for r in chosen if not r.original_topic]
+    if unknown:
+        click.echo(
+            f"Error: record(s) {', '.join(unknown)} have no {deadletter.ORIGINAL_TOPIC} "
+            "header, so where they came from is unknown; leave them out (--record, "
+            "--event-type, --since/--until) to replay the others",
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_ERROR)
+    if dry_run:
+        for record in chosen:
+            where = "here" if local else record.original_topic
+            click.echo(f"would replay {_describe(record)} -> {where}")
+        click.echo(f"Dry run: {len(chosen)} record(s) would be replayed; nothing changed.")
+        return
+    try:
+        if local:
+            failed = _handle_locally(chosen, group, receiver_modules)
+        else:
+            _republish(chosen, dlq_topic.timeout)
+            failed = 0
+    except FlowbusError as exc:
+        raise _fail(exc) from None
+    click.echo(f"Replayed {len(chosen) - failed} of {len(chosen)} record(s).")
+    if failed:
+        raise click.exceptions.Exit(EXIT_STILL_FAILING)
+
+
+def _describe(record: DeadLetterRecord) -> str:
+    return f"{record.position} ({record.event_type or '?'} {record.event_id or '?'})"
+
+
+def _republish(records: list[DeadLetterRecord], timeout: float) -> None:
+    if not records:
+        return
+    with Republisher(republisher_config(get_settings()), timeout=timeout) as republisher:
+        for record in records:
+            landed = republisher.republish(record)
+            click.echo(
+                f"replayed {_describe(record)} -> "
+                f"{landed.topic}[{landed.partition}]@{landed.offset}"
+            )
+
+
+def _handle_locally(
+    records: list[DeadLetterRecord], group: str | None, receiver_modules: tuple[str, ...]
+) -> int:
+    """Handle each record here; returns how many failed again."""
+    if not records:
+        return 0
+    import flowbus.catalog  # noqa: F401  (the catalog's signals must be known here)
+    from flowbus.receivers import import_receiver_modules
+
+    from .handler import MessageHandler
+
+    import_receiver_modules([*get_settings().receiver_modules, *receiver_modules])
+    handlers: dict[str, MessageHandler] = {}
+    failed = 0
+    for record in records:
+        name = group or record.group or "flowbus-dlq-replay"
+        handler = handlers.setdefault(name, MessageHandler(name))
+        result = handler.handle(record.as_original_message())
+        letter = result.dead_letter
+        if letter is None:
+            click.echo(f"handled {_describe(record)} ({result.attempts} attempt(s))")
+            continue
+        failed += 1
+        error = str(letter.error).splitlines()[0] if str(letter.error) else ""
+        click.echo(
+            f"FAILED {_describe(record)}: {letter.reason.value}: "
+            f"{type(letter.error).__name__}: {error[:200]}"
+        )
+    return failed

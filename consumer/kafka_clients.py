@@ -1,0 +1,54 @@
+"""Kafka client configurations for the operator commands (``flowbus replay``, ``flowbus dlq``).
+
+Built from the settings like the producer's: the broker address, then the user's
+librdkafka properties (``FLOWBUS_KAFKA_CONFIG``: SASL/SSL...), then what the command needs.
+These clients never create topics: a mistyped name is an error, not a new topic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flowbus.errors import ConfigurationError
+from flowbus.settings import FlowbusSettings
+
+
+def base_config(settings: FlowbusSettings) -> dict[str, Any]:
+    """Broker address and the user's librdkafka properties; raises if no broker is set."""
+    bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
+    if not bootstrap:
+        raise ConfigurationError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": f"flowbus-{settings.service_name}-ops",
+        **settings.kafka_config,
+        # Asking for a topic's metadata must never create it (brokers default to
+        # auto.create.topics.enable=true, and producer-type clients to asking for it).
+        "allow.auto.create.topics": False,
+    }
+
+
+def admin_config(settings: FlowbusSettings) -> dict[str, Any]:
+    return base_config(settings)
+
+
+def reader_config(settings: FlowbusSettings) -> dict[str, Any]:
+    """A consumer that only reads assigned partitions and never commits.
+
+    librdkafka wants a group id even for manual assignment; a fresh one is used so no
+    real group is touched, and with no commits and no subscription it never joins.
+    """
+    return {
+        **base_config(settings),
+        "group.id": f"flowbus-ops-reader-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    }
+
+
+def republisher_config(settings: FlowbusSettings) -> dict[str, Any]:
+    """Idempotent, acknowledged by all in-sync replicas (the user's properties may override)."""
+    return {"enable.idempotence": True, "acks": "all", "linger.ms": 0, **base_config(settings)}

@@ -1,0 +1,178 @@
+"""``flowbus replay``: move a consumer group's committed offsets on a topic, then exit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from flowbus.errors import (
+    ConsumerGroupActiveError,
+    FlowbusError,
+    InvalidReplayTargetError,
+    TopicNotFoundError,
+)
+from flowbus.settings import get_settings
+
+from .cli_params import PartitionOffset, iso_time_option, partition_offsets_option
+from .replay import (
+    ConsumerGroupOffsets,
+    ReplayPlan,
+    ReplayTarget,
+    ToEarliest,
+    ToLatest,
+    ToOffsets,
+    ToTime,
+)
+
+EXIT_GROUP_ACTIVE = 3
+EXIT_KAFKA_ERROR = 1
+
+
+def _target(
+    to_time: datetime | None,
+    to_earliest: bool,
+    to_latest: bool,
+    to_offset: tuple[PartitionOffset, ...],
+) -> ReplayTarget:
+    chosen = [
+        name
+        for name, given in (
+            ("--to-time", to_time is not None),
+            ("--to-earliest", to_earliest),
+            ("--to-latest", to_latest),
+            ("--to-offset", bool(to_offset)),
+        )
+        if given
+    ]
+    if len(chosen) != 1:
+        found = ", ".join(chosen) if chosen else "none"
+        raise click.UsageError(
+            f"give exactly one of --to-time, --to-earliest, --to-latest, --to-offset (got: {found})"
+        )
+    if to_time is not None:
+        return ToTime(to_time)
+    if to_earliest:
+        return ToEarliest()
+    if to_latest:
+        return ToLatest()
+    offsets: dict[int, int] = {}
+    for position in to_offset:
+        assert position.partition is not None  # the type requires P:O
+        if offsets.get(position.partition, position.offset) != position.offset:
+            raise click.BadParameter(
+                f"partition {position.partition} given twice with different offsets",
+                param_hint="--to-offset",
+            )
+        offsets[position.partition] = position.offset
+    return ToOffsets(offsets)
+
+
+def _show(plan: ReplayPlan) -> None:
+    click.echo(f"Replay plan for group '{plan.group}' on topic '{plan.topic}' to {plan.target}:")
+    header = ("partition", "committed", "new", "end", "effect")
+    rows = [header] + [
+        (
+            str(m.partition),
+            "none" if m.current is None else str(m.current),
+            str(m.new),
+            str(m.high),
+            m.describe(),
+        )
+        for m in plan.moves
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  " + "  ".join([*cells, row[-1]]))
+    click.echo(
+        f"Total: {plan.redelivered} message(s) re-delivered, {plan.skipped} skipped, "
+        f"{len(plan.changes)} of {len(plan.moves)} partition(s) change."
+    )
+
+
+@click.command()
+@click.option("--group", required=True, help="The consumer group whose offsets move.")
+@click.option(
+    "--topic", required=True, help="The topic, without FLOWBUS_TOPIC_PREFIX (it is prepended)."
+)
+@click.option(
+    "--to-time",
+    metavar="ISO-TIME",
+    callback=iso_time_option,
+    help="First record at or after this ISO 8601 time (UTC if no offset); "
+    "a time after the last record means the end.",
+)
+@click.option("--to-earliest", is_flag=True, help="The earliest offset still on the broker.")
+@click.option("--to-latest", is_flag=True, help="The end: skip everything not consumed yet.")
+@click.option(
+    "--to-offset",
+    metavar="P:O",
+    callback=partition_offsets_option,
+    multiple=True,
+    help="PARTITION:OFFSET; repeat for more partitions, the others stay where they are.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan, change nothing.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each broker request.",
+)
+def replay(
+    group: str,
+    topic: str,
+    to_time: datetime | None,
+    to_earliest: bool,
+    to_latest: bool,
+    to_offset: tuple[PartitionOffset, ...],
+    dry_run: bool,
+    timeout: float,
+) -> None:
+    """Move GROUP's committed offsets on TOPIC, so its workers re-consume or skip messages.
+
+    Prints the plan per partition (committed offset -> new offset, and how many messages
+    that re-delivers or skips), then commits it. The group's workers must be stopped
+    first: the command refuses while the group has active members. Start the workers
+    again afterwards; they continue from the new offsets.
+
+    \b
+    Exit status:
+      0  offsets committed (or nothing to change, or --dry-run)
+      1  broker or configuration error
+      2  bad arguments: unknown topic or partition, offset out of range, ...
+      3  refused: the group has active members
+    """
+    target = _target(to_time, to_earliest, to_latest, to_offset)
+    settings = get_settings()
+    full_topic = ConsumerGroupOffsets.topic_name(topic, settings)
+    try:
+        offsets = ConsumerGroupOffsets.from_settings(settings, timeout=timeout)
+        plan = offsets.plan(group, full_topic, target)
+    except (TopicNotFoundError, InvalidReplayTargetError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except FlowbusError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(EXIT_KAFKA_ERROR) from None
+    _show(plan)
+    if dry_run:
+        if plan.active_members:
+            click.echo(
+                f"Note: the group has {len(plan.active_members)} active member(s) "
+                f"({', '.join(plan.active_members)}); a real run would be refused."
+            )
+        click.echo("Dry run: nothing changed.")
+        return
+    try:
+        changed = offsets.commit(plan)
+    except ConsumerGroupActiveError as exc:
+        click.echo(f"Error: refused: {exc}", err=True)
+        raise SystemExit(EXIT_GROUP_ACTIVE) from None
+    except FlowbusError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(EXIT_KAFKA_ERROR) from None
+    if changed:
+        click.echo(f"Committed new offsets for {len(changed)} partition(s).")
+    else:
+        click.echo("Nothing to change.")
