@@ -33,8 +33,15 @@ class _Snapshot(BaseModel):
 
 
 class WorkItemStatus(StrEnum):
-    """Caluma's work item states."""
+    """Caluma's work item states.
 
+    ``unknown`` is what a reader gets for a state added in a later version (Avro's enum
+    default): new states stay compatible in both directions.
+    """
+
+    __avro_default__ = "unknown"
+
+    UNKNOWN = "unknown"
     READY = "ready"
     COMPLETED = "completed"
     CANCELED = "canceled"
@@ -44,8 +51,11 @@ class WorkItemStatus(StrEnum):
 
 
 class CaseStatus(StrEnum):
-    """Caluma's case states."""
+    """Caluma's case states (``unknown``: a state added in a later version)."""
 
+    __avro_default__ = "unknown"
+
+    UNKNOWN = "unknown"
     RUNNING = "running"
     COMPLETED = "completed"
     CANCELED = "canceled"
@@ -111,8 +121,11 @@ class ResourceRef(_Snapshot):
 
 
 class MistralState(StrEnum):
-    """Mistral's workflow and task execution states."""
+    """Mistral's workflow and task execution states (``UNKNOWN``: one added later)."""
 
+    __avro_default__ = "UNKNOWN"
+
+    UNKNOWN = "UNKNOWN"
     IDLE = "IDLE"
     WAITING = "WAITING"
     RUNNING = "RUNNING"

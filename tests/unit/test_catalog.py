@@ -349,3 +349,28 @@ def test_catalog_data_survives_avro_and_revalidation(
     received = signal.validate_data(**codec.decode(codec.encode(data)))
     assert received == data
     assert signal.resolve_key(received) == signal.resolve_key(data)
+
+
+def _status_enum(schema: dict) -> dict:
+    [work_item] = [f for f in schema["fields"] if f["name"] == "work_item"]
+    [status] = [f for f in work_item["type"]["fields"] if f["name"] == "status"]
+    return status["type"]
+
+
+def test_a_status_added_later_stays_full_transitive_compatible():
+    """The catalog's enums carry an Avro default, so a new state is a compatible change."""
+    import copy
+
+    from flowbus.avro.compat import CompatibilityMode, check_mode
+    from flowbus.catalog import caluma
+
+    released = copy.deepcopy(caluma.WORK_ITEM_POST_COMPLETE.avro_schema)
+    evolved = copy.deepcopy(released)
+    assert _status_enum(released)["default"] == "unknown"
+    _status_enum(evolved)["symbols"].append("escalated")
+    assert check_mode([released, evolved], CompatibilityMode.FULL_TRANSITIVE) == []
+
+    # The same change without the default: old readers could not read the new state.
+    for schema in (released, evolved):
+        del _status_enum(schema)["default"]
+    assert check_mode([released, evolved], CompatibilityMode.FULL_TRANSITIVE) != []

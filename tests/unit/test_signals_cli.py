@@ -70,7 +70,7 @@ def test_show_prints_fields_types_key_path_and_minor_version() -> None:
     assert "  key path:      work_item.case_id\n" in output
     assert "    work_item: WorkItemSnapshot\n" in output
     assert "        status: WorkItemStatus\n" in output
-    assert "WorkItemStatus: ready, completed, canceled, skipped, suspended, redo" in output
+    assert "WorkItemStatus: unknown, ready, completed, canceled, skipped, suspended, redo" in output
     assert "        deadline: datetime | None  (optional)\n" in output
     assert "    context: JsonValue\n" in output
 
