@@ -190,6 +190,11 @@ class EventProducer:
                     raise ProducerError(f"local queue full; event {metadata.id} not sent") from None
                 return
             self._count("sent")
+            # Serve the delivery reports that are ready, here and without waiting: the
+            # poller thread alone falls behind a caller that sends flat out (it needs the
+            # GIL once per report), and unserved reports keep their messages in
+            # librdkafka's queue until it is full.
+            self._producer.poll(0)
             return
 
     def _send_and_wait(

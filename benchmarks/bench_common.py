@@ -1,0 +1,124 @@
+"""What every benchmark section shares: the broker it talks to, topics, clocks and memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from flowbus.settings import FlowbusSettings
+
+SERVICE_NAME = "flowbus-bench"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The broker and registry every section (and the peer) runs against."""
+
+    bootstrap_servers: str
+    schema_registry_url: str
+
+    def settings(self) -> FlowbusSettings:
+        """flowbus settings for this target, independent of FLOWBUS_* in the environment.
+
+        Schemas are registered on first use: each run writes to fresh topics, hence fresh
+        subjects (the registry cannot delete them).
+        """
+        return FlowbusSettings(
+            kafka_bootstrap_servers=self.bootstrap_servers,
+            schema_registry_url=self.schema_registry_url,
+            schema_auto_register=True,
+            service_name=SERVICE_NAME,
+            kafka_config={},
+            topic_prefix="",
+            producer_config={},
+            receiver_modules=[],
+        )
+
+    def args(self) -> list[str]:
+        """Command-line arguments passing this target to a section's subprocess."""
+        return ["--bootstrap", self.bootstrap_servers, "--registry-url", self.schema_registry_url]
+
+
+def unique_name(kind: str) -> str:
+    """A topic or group name no earlier run used."""
+    return f"bench-{kind}-{uuid.uuid4().hex[:10]}"
+
+
+def create_topic(target: Target, kind: str, partitions: int = 1) -> str:
+    """Create a fresh topic (outside any timed span) and return its name."""
+    name = unique_name(kind)
+    admin = AdminClient({"bootstrap.servers": target.bootstrap_servers})
+    future = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    try:
+        future[name].result(timeout=30)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+    return name
+
+
+def messages_in(target: Target, topic: str) -> int:
+    """How many records the topic holds (high minus low watermark, all partitions)."""
+    probe = Consumer(
+        {"bootstrap.servers": target.bootstrap_servers, "group.id": unique_name("probe")}
+    )
+    try:
+        meta = probe.list_topics(topic, timeout=30).topics[topic]
+        total = 0
+        for partition in meta.partitions:
+            low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+            total += high - low
+        return total
+    finally:
+        probe.close()
+
+
+def rss_mib() -> float:
+    """This process's resident set size (VmRSS) in MiB, from /proc."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def best_and_median(values: Sequence[float]) -> dict[str, Any]:
+    """Summary of per-round rates: the median is the figure reported, every round kept."""
+    return {
+        "median": round(statistics.median(values), 1),
+        "best": round(max(values), 1),
+        "rounds": [round(v, 1) for v in values],
+    }
+
+
+def time_loop(function: Callable[[Any], object], items: Sequence[Any]) -> float:
+    """Seconds spent calling ``function`` on every item, in order."""
+    start = time.perf_counter()
+    for item in items:
+        function(item)
+    return time.perf_counter() - start
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending sequence (``fraction`` in 0..1)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), math.ceil(fraction * len(sorted_values))))
+    return sorted_values[rank - 1]
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
