@@ -23,7 +23,7 @@ import io
 import json
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,18 +143,17 @@ def _json_text(value: Any) -> str:
     return _JSON_ENCODER.encode(value)
 
 
-class _EncoderCompiler:
+class _Compiler:
+    """Turns a type tree into one converter per node, once; the recursion both ways share.
+
+    Subclasses say what happens at the leaves, for a record, and for a union of records.
+    """
+
     def __init__(self) -> None:
         self.models: dict[type[BaseModel], Converter] = {}
 
     def compile(self, node: TypeNode) -> Converter | None:
-        """A converter to the fastavro datum, or ``None`` when the value is used as is."""
-        if isinstance(node, PrimitiveType):
-            return _aware if node.kind == "timestamp" else None
-        if isinstance(node, JsonType):
-            return _json_text
-        if isinstance(node, EnumNode):
-            return _enum_value
+        """The node's converter, or ``None`` when values pass through unchanged."""
         if isinstance(node, ArrayType):
             item = self.compile(node.items)
             if item is None:
@@ -166,20 +165,42 @@ class _EncoderCompiler:
                 return None
             return lambda values: {key: value_converter(v) for key, v in values.items()}
         if isinstance(node, UnionType):
-            return self._union(node)
+            others = [m for m in node.members if not isinstance(m, NullType)]
+            if len(others) == 1:
+                inner = self.compile(others[0])
+                if inner is None:
+                    return None
+                return lambda value: None if value is None else inner(value)
+            return self._models_union(others)
         if isinstance(node, ModelType):
             return self._model(node)
+        return self._leaf(node)
+
+    def _leaf(self, node: TypeNode) -> Converter | None:
+        raise NotImplementedError
+
+    def _models_union(self, members: Sequence[TypeNode]) -> Converter:
+        raise NotImplementedError
+
+    def _model(self, node: ModelType) -> Converter:
+        raise NotImplementedError
+
+
+class _EncoderCompiler(_Compiler):
+    """Converters from data-type values to fastavro datums."""
+
+    def _leaf(self, node: TypeNode) -> Converter | None:
+        if isinstance(node, PrimitiveType):
+            return _aware if node.kind == "timestamp" else None
+        if isinstance(node, JsonType):
+            return _json_text
+        if isinstance(node, EnumNode):
+            return _enum_value
         return None  # DecimalType, NullType: fastavro takes the value itself
 
-    def _union(self, node: UnionType) -> Converter | None:
-        others = [m for m in node.members if not isinstance(m, NullType)]
-        if len(others) == 1:
-            inner = self.compile(others[0])
-            if inner is None:
-                return None
-            return lambda value: None if value is None else inner(value)
+    def _models_union(self, members: Sequence[TypeNode]) -> Converter:
         branches: dict[type, tuple[str, Converter]] = {}
-        for member in others:
+        for member in members:
             assert isinstance(member, ModelType)
             branches[member.cls] = (member.fullname, self._model(member))
 
@@ -234,46 +255,24 @@ class _EncoderCompiler:
 # -- decoding ------------------------------------------------------------------------------
 
 
-class _DecoderCompiler:
-    def __init__(self) -> None:
-        self.models: dict[type[BaseModel], Converter] = {}
+class _DecoderCompiler(_Compiler):
+    """Converters from fastavro datums back to data-type values."""
 
-    def compile(self, node: TypeNode) -> Converter | None:
-        """A converter from the fastavro datum, or ``None`` when the datum is the value."""
+    def _leaf(self, node: TypeNode) -> Converter | None:
         if isinstance(node, JsonType):
             return json.loads
         if isinstance(node, EnumNode):
             return node.cls
-        if isinstance(node, ArrayType):
-            item = self.compile(node.items)
-            if item is None:
-                return None
-            return lambda values: [item(value) for value in values]
-        if isinstance(node, MapType):
-            value_converter = self.compile(node.values)
-            if value_converter is None:
-                return None
-            return lambda values: {key: value_converter(v) for key, v in values.items()}
-        if isinstance(node, UnionType):
-            return self._union(node)
-        if isinstance(node, ModelType):
-            return self._model(node)
         return None
 
-    def _union(self, node: UnionType) -> Converter | None:
-        others = [m for m in node.members if not isinstance(m, NullType)]
-        if len(others) == 1:
-            inner = self.compile(others[0])
-            if inner is None:
-                return None
-            return lambda value: None if value is None else inner(value)
+    def _models_union(self, members: Sequence[TypeNode]) -> Converter:
         # Unions of several records come back as (record name, datum) (see
         # EventCodec.decode), except when the writer had a single record there: fastavro
         # then gives the datum of the reader branch it resolved to, which has exactly that
         # branch's fields.
         branches: dict[str, Converter] = {}
         by_fields: list[tuple[frozenset[str], Converter]] = []
-        for member in others:
+        for member in members:
             assert isinstance(member, ModelType)
             branches[member.fullname] = self._model(member)
             by_fields.append(
