@@ -39,6 +39,10 @@ def subject_name(topic: str, record_fullname: str) -> str:
     return f"{topic}-{record_fullname}"
 
 
+#: The client waits forever by default; a registry that stops answering must be an error.
+REQUEST_TIMEOUT_S = 30
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class RegisteredWriter:
     """A writer schema as the registry knows it, with the wire header naming it."""
@@ -70,7 +74,9 @@ class SchemaRegistry:
         client: SchemaRegistryClient | None = None,
     ) -> None:
         self.url = url
-        self._client = client or SchemaRegistryClient({**(config or {}), "url": url})
+        self._client = client or SchemaRegistryClient(
+            {"timeout": REQUEST_TIMEOUT_S, **(config or {}), "url": url}
+        )
         self._writers: dict[tuple[str, bytes, bool, bool], RegisteredWriter] = {}
         self._by_id: dict[int, ParsedSchema] = {}
         self._lock = threading.Lock()

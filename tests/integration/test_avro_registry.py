@@ -11,7 +11,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from confluent_kafka.schema_registry import SchemaRegistryClient, topic_record_subject_name_strategy
+from confluent_kafka.schema_registry import (
+    SchemaRegistryClient,
+    topic_record_subject_name_strategy,
+    topic_subject_name_strategy,
+)
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel, Field, JsonValue, create_model
@@ -24,6 +28,10 @@ from flowbus.avro.schema import derive_record_schema
 from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.errors import SchemaRegistryError, UnknownSchemaError
 from flowbus.schemas_cli import schemas
+
+# Name the subject strategy: the default asks the registry for topic associations,
+# an endpoint Apicurio may leave unanswered.
+_BY_TOPIC = {"subject.name.strategy": topic_subject_name_strategy}
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +158,7 @@ def test_flowbus_bytes_decode_with_confluent_avro_deserializer(url: str, topic: 
     signal = FakeSignal("org.flowbus.test.interop.out.v1", INTEROP_DATA)
     sent = {"address": Address(street="Main 1"), "count": 0, "extra": {"k": [1]}}
     value = EventSerializer(registry_url=url, auto_register=True).serialize(signal, sent, topic)
-    confluent = AvroDeserializer(SchemaRegistryClient({"url": url}))
+    confluent = AvroDeserializer(SchemaRegistryClient({"url": url}), conf=_BY_TOPIC)
     decoded = confluent(value.value, SerializationContext(topic, MessageField.VALUE))
     assert decoded == {
         "address": {"street": "Main 1", "zip": None},
