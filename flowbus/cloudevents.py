@@ -14,10 +14,10 @@ from the reader's own defaults. Headers as the Open edX event bus writes them
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -50,8 +50,7 @@ Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | 
 KafkaHeaders = list[tuple[str, str | bytes | None]]
 
 
-@dataclasses.dataclass(frozen=True)
-class EventEnvelope:
+class EventEnvelope(NamedTuple):
     """What the headers of one record say: its metadata and the transport extensions."""
 
     metadata: EventMetadata
@@ -101,25 +100,63 @@ def to_headers(
     traceparent: str | None = None,
 ) -> KafkaHeaders:
     """The binary-mode headers of one event."""
-    headers: KafkaHeaders = [
-        (SPECVERSION, metadata.specversion.encode()),
-        (ID, str(metadata.id).encode()),
-        (SOURCE, metadata.source.encode()),
-        (TYPE, metadata.event_type.encode()),
-        (TIME, format_time(metadata.time).encode()),
-        (CONTENT_TYPE, AVRO_CONTENT_TYPE.encode()),
-        (MINORVERSION, str(metadata.minorversion).encode()),
-        (SOURCEHOST, metadata.sourcehost.encode()),
-        (SOURCELIB, format_sourcelib(metadata.sourcelib).encode()),
-    ]
-    optional = (
-        (PARTITIONKEY, partitionkey),
-        (SENDER, sender),
-        (DATASCHEMA, dataschema),
-        (TRACEPARENT, traceparent),
+    constant = _constant_headers(
+        metadata.specversion,
+        metadata.source,
+        metadata.event_type,
+        metadata.minorversion,
+        metadata.sourcehost,
+        metadata.sourcelib,
     )
-    headers.extend((name, value.encode()) for name, value in optional if value is not None)
+    headers: KafkaHeaders = [
+        constant.specversion,
+        (ID, str(metadata.id).encode()),
+        constant.source,
+        constant.type,
+        (TIME, format_time(metadata.time).encode()),
+        *constant.after_time,
+    ]
+    if partitionkey is not None:
+        headers.append((PARTITIONKEY, partitionkey.encode()))
+    if sender is not None:
+        headers.append((SENDER, sender.encode()))
+    if dataschema is not None:
+        headers.append((DATASCHEMA, dataschema.encode()))
+    if traceparent is not None:
+        headers.append((TRACEPARENT, traceparent.encode()))
     return headers
+
+
+class _ConstantHeaders(NamedTuple):
+    """The headers a process writes alike for every event of one type, encoded once."""
+
+    specversion: tuple[str, bytes]
+    source: tuple[str, bytes]
+    type: tuple[str, bytes]
+    #: content-type, ce_minorversion, ce_sourcehost, ce_sourcelib
+    after_time: tuple[tuple[str, bytes], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _constant_headers(
+    specversion: str,
+    source: str,
+    event_type: str,
+    minorversion: int,
+    sourcehost: str,
+    sourcelib: tuple[int, ...],
+) -> _ConstantHeaders:
+    return _ConstantHeaders(
+        (SPECVERSION, specversion.encode()),
+        (SOURCE, source.encode()),
+        (TYPE, event_type.encode()),
+        (
+            (CONTENT_TYPE, AVRO_CONTENT_TYPE.encode()),
+            (MINORVERSION, str(minorversion).encode()),
+            (SOURCEHOST, sourcehost.encode()),
+            (SOURCELIB, format_sourcelib(sourcelib).encode()),
+        ),
+    )
 
 
 def header_pairs(headers: Headers | None) -> list[tuple[str, bytes]]:
@@ -146,9 +183,12 @@ def _header_map(headers: Headers | None) -> dict[str, str]:
 
 
 def _required(found: dict[str, str], name: str) -> str:
-    for candidate in (name, *_ALIASES.get(name, ())):
-        if candidate in found:
-            return found[candidate]
+    value = found.get(name)
+    if value is not None:
+        return value
+    for alias in _ALIASES.get(name, ()):
+        if alias in found:
+            return found[alias]
     raise MissingHeaderError(name)
 
 

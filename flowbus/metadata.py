@@ -12,11 +12,12 @@ import re
 import socket
 from datetime import UTC, datetime
 from typing import Literal
-from uuid import UUID, uuid1
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 import flowbus
+from flowbus.event_ids import new_event_id
 from flowbus.settings import get_settings
 
 __all__ = ["EventMetadata", "default_source", "flowbus_version_tuple"]
@@ -65,7 +66,7 @@ class EventMetadata(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: UUID = Field(default_factory=uuid1)
+    id: UUID = Field(default_factory=new_event_id)
     event_type: str = Field(min_length=1)
     minorversion: int = Field(default=0, ge=0)
     source: str = Field(default_factory=default_source, min_length=1)

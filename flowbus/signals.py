@@ -15,6 +15,7 @@ incompatible data changes (compatible additions bump the signal's ``minor_versio
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import re
 import threading
@@ -140,6 +141,9 @@ class WorkflowSignal:
             for name, info in ((name, _field_info(tp)) for name, tp in self._data.items())
             if info is not None and not info.is_required()
         }
+        self._datetime_arguments = frozenset(
+            name for name, tp in self._data.items() if _may_hold_datetime(tp, set())
+        )
         # Imported here so that importing flowbus does not load the Avro layer, and so that
         # flowbus.avro may itself import this module.
         from flowbus.avro.schema import derive_record_schema
@@ -324,17 +328,22 @@ class WorkflowSignal:
         if path is None:
             return None
         current: Any = data
-        for index, segment in enumerate(path.split(".")):
+        for index, segment in enumerate(_path_segments(path)):
             if current is None:
                 return None
-            if isinstance(current, Mapping):
+            if isinstance(current, BaseModel):
+                if segment not in _field_names(type(current)):
+                    raise KeyPathError(
+                        f"{self._event_type}: key path '{path}': '{segment}' is not a field "
+                        f"of {type(current).__name__}"
+                    )
+                current = getattr(current, segment)
+            elif isinstance(current, Mapping):
                 if segment not in current:
                     raise KeyPathError(
                         f"{self._event_type}: key path '{path}': no '{segment}' in the data"
                     )
                 current = current[segment]
-            elif isinstance(current, BaseModel) and segment in type(current).model_fields:
-                current = getattr(current, segment)
             else:
                 where = ".".join(path.split(".")[:index]) or "the data"
                 raise KeyPathError(
@@ -395,7 +404,9 @@ class WorkflowSignal:
                 raise SenderValidationError(
                     self._event_type, name, _describe_validation_error(exc, self._data[name])
                 ) from None
-            naive_at = _find_naive_datetime(value, name)
+            naive_at = (
+                _find_naive_datetime(value, name) if name in self._datetime_arguments else None
+            )
             if naive_at is not None:
                 raise SenderValidationError(
                     self._event_type,
@@ -543,7 +554,9 @@ def _describe_validation_error(exc: ValidationError, tp: Any) -> str:
 
 
 #: Types whose values never hold a datetime: the walk below skips them without a call.
-_LEAF_TYPES = frozenset({str, int, float, bool, bytes, type(None), UUID, Decimal, date})
+_LEAF_TYPES: frozenset[type] = frozenset(
+    {str, int, float, bool, bytes, type(None), UUID, Decimal, date}
+)
 
 
 def _find_naive_datetime(value: Any, path: str) -> str | None:
@@ -557,9 +570,9 @@ def _find_naive_datetime(value: Any, path: str) -> str | None:
 def _naive_datetime_keys(value: Any) -> list[Any] | None:
     """The keys leading to the first naive datetime in ``value`` (innermost first), or None.
 
-    Runs over every value of every event sent or received, so it avoids work: exact type
-    checks before the slower ABC checks, leaves and datetimes handled without a call, and
-    the path built only for the naive datetime found.
+    Runs over every value of every event sent or received, so it avoids work: a model's
+    fields that cannot hold a datetime are not visited, exact type checks come before the
+    slower ABC checks, and the path is built only for the naive datetime found.
     """
     cls = type(value)
     if cls is list or cls is tuple:
@@ -569,7 +582,7 @@ def _naive_datetime_keys(value: Any) -> list[Any] | None:
     elif isinstance(value, datetime):
         return [] if value.utcoffset() is None else None
     elif isinstance(value, BaseModel):
-        items = ((name, getattr(value, name)) for name in cls.model_fields)
+        items = ((name, getattr(value, name)) for name in _datetime_fields(type(value)))
     elif isinstance(value, Mapping):
         items = value.items()
     elif isinstance(value, list | tuple):
@@ -589,6 +602,50 @@ def _naive_datetime_keys(value: Any) -> list[Any] | None:
             found.append(key)
             return found
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _path_segments(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+@functools.cache
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(model.model_fields)
+
+
+@functools.cache
+def _datetime_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` whose declared type may hold a datetime."""
+    return tuple(
+        name
+        for name, info in model.model_fields.items()
+        if _may_hold_datetime(info.annotation, set())
+    )
+
+
+def _may_hold_datetime(tp: Any, models_seen: set[type[BaseModel]]) -> bool:
+    """Whether a value validated as ``tp`` can hold a datetime; ``True`` when unsure."""
+    tp = _unwrap(tp)
+    if tp is JsonValue:
+        return False  # validated JSON holds only JSON types
+    origin = get_origin(tp)
+    if origin is Literal:
+        return False
+    if origin is not None:
+        return any(
+            arg is not Ellipsis and _may_hold_datetime(arg, models_seen) for arg in get_args(tp)
+        )
+    if not isinstance(tp, type):
+        return tp is not None
+    if issubclass(tp, datetime):
+        return True
+    if issubclass(tp, BaseModel):
+        if tp in models_seen:
+            return False  # its other fields decide
+        seen = models_seen | {tp}
+        return any(_may_hold_datetime(f.annotation, seen) for f in tp.model_fields.values())
+    return not issubclass(tp, (*_LEAF_TYPES, Enum))
 
 
 def _field_info(tp: Any) -> FieldInfo | None:

@@ -288,6 +288,68 @@ def test_naive_datetimes_are_rejected_anywhere_in_the_data() -> None:
         send_item(item=make_item(deadline=datetime(2024, 1, 1, 12)))
 
 
+class Stamped(BaseModel):
+    at: datetime
+
+
+class StampedItem(Item):
+    """A subclass instance may carry datetimes its declared class does not have."""
+
+    seen: datetime
+
+
+class Tree(BaseModel):
+    label: str
+    at: datetime | None = None
+    children: list[Tree] = Field(default_factory=list)
+
+
+NESTED_SIGNAL = WorkflowSignal(
+    "org.flowbus.test.nested.changed.v1",
+    {
+        "stamps": list[Stamped],
+        "by_name": dict[str, Stamped],
+        "anything": dict[str, list[Stamped]],
+        "item": Item,
+        "tree": Tree,
+        "raw": JsonValue,
+    },
+)
+NAIVE = datetime(2024, 1, 1, 12)
+AWARE = datetime(2024, 1, 1, 12, tzinfo=UTC)
+
+
+def nested_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "stamps": [Stamped(at=AWARE)],
+        "by_name": {"a": Stamped(at=AWARE)},
+        "anything": {"deep": [Stamped(at=AWARE)]},
+        "item": make_item(deadline=AWARE),
+        "tree": Tree(label="root", children=[Tree(label="leaf", at=AWARE)]),
+        "raw": {"note": "json holds no datetimes"},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("override", "path"),
+    [
+        ({"stamps": [Stamped(at=AWARE), Stamped(at=NAIVE)]}, "stamps.1.at"),
+        ({"by_name": {"b": Stamped(at=NAIVE)}}, "by_name.b.at"),
+        ({"anything": {"deep": [Stamped(at=NAIVE)]}}, "anything.deep.0.at"),
+        ({"item": StampedItem(id=uuid.uuid4(), case_id=uuid.uuid4(), status="open", seen=NAIVE)},
+         "item.seen"),
+        ({"tree": Tree(label="r", children=[Tree(label="a"), Tree(label="b", at=NAIVE)])},
+         "tree.children.1.at"),
+    ],
+)  # fmt: skip
+def test_naive_datetimes_are_found_at_any_depth(override: dict[str, Any], path: str) -> None:
+    assert NESTED_SIGNAL.validate_data(**nested_data())
+    with pytest.raises(SenderValidationError, match=rf"{re.escape(path)}: naive datetime"):
+        NESTED_SIGNAL.validate_data(**nested_data(**override))
+
+
 def test_aware_datetimes_are_accepted() -> None:
     receiver = Recorder()
     ITEM_SIGNAL.connect(receiver)
