@@ -202,6 +202,7 @@ def _parse_time(value: str) -> datetime:
     return parsed
 
 
+@functools.lru_cache(maxsize=64)  # a producer fleet writes few distinct versions
 def _parse_sourcelib(value: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in value.split("."))

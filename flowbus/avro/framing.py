@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from flowbus.errors import TruncatedDataError, WrongMagicByteError
 
@@ -42,8 +42,7 @@ class Framing(enum.Enum):
     SINGLE_OBJECT = "single-object"
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """The header of one message value: the framing, the writer schema reference, the body."""
 
     framing: Framing
