@@ -377,6 +377,30 @@ class WorkflowSignal:
         becomes ``42`` for an ``int``), and datetimes anywhere in it must be timezone-aware.
         Falsy values (``0``, ``False``, ``""``, ``[]``) are values like any other.
         """
+        if kwargs.keys() != self._data.keys():
+            kwargs = self._with_defaults(kwargs)
+        validated: dict[str, Any] = {}
+        for name, adapter in self._adapters.items():
+            try:
+                value = adapter.validate_python(kwargs[name])
+            except ValidationError as exc:
+                raise SenderValidationError(
+                    self._event_type, name, _describe_validation_error(exc, self._data[name])
+                ) from None
+            if name in self._datetime_arguments:
+                naive_at = _find_naive_datetime(value, name)
+                if naive_at is not None:
+                    raise SenderValidationError(
+                        self._event_type,
+                        name,
+                        f"{naive_at}: naive datetime; use a timezone-aware datetime",
+                    )
+            validated[name] = value
+        return validated
+
+    def _with_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the defaults of arguments not given; raises for a missing argument
+        without a default and for one the signal does not declare."""
         missing = [name for name in self._data if name not in kwargs and name not in self._optional]
         if missing:
             raise SenderValidationError(
@@ -391,30 +415,12 @@ class WorkflowSignal:
                 unexpected[0],
                 f"not declared by the signal (declared: {', '.join(self._data) or 'none'})",
             )
-        validated: dict[str, Any] = {}
-        for name, adapter in self._adapters.items():
-            given = (
-                kwargs[name]
-                if name in kwargs
-                else self._optional[name].get_default(call_default_factory=True)
-            )
-            try:
-                value = adapter.validate_python(given)
-            except ValidationError as exc:
-                raise SenderValidationError(
-                    self._event_type, name, _describe_validation_error(exc, self._data[name])
-                ) from None
-            naive_at = (
-                _find_naive_datetime(value, name) if name in self._datetime_arguments else None
-            )
-            if naive_at is not None:
-                raise SenderValidationError(
-                    self._event_type,
-                    name,
-                    f"{naive_at}: naive datetime; use a timezone-aware datetime",
-                )
-            validated[name] = value
-        return validated
+        defaults = {
+            name: info.get_default(call_default_factory=True)
+            for name, info in self._optional.items()
+            if name not in kwargs
+        }
+        return {**kwargs, **defaults}
 
     def send_event(
         self,
