@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message
@@ -38,13 +38,28 @@ Receiver = Callable[..., Any]
 class HandlingResult:
     """What happened to one message."""
 
-    event_type: str | None = None
-    event_id: str | None = None
+    #: The event's metadata, once its headers were read.
+    metadata: EventMetadata | None = None
     attempts: int = 0
     responses: list[tuple[Receiver, Any]] = dataclasses.field(default_factory=list)
     dead_letter: DeadLetter | None = None
-    #: Seconds from the event's ``time`` to the end of its handling.
-    end_to_end: float | None = None
+    #: When handling ended (``time.time()``); with ``metadata.time``, the end-to-end latency.
+    ended_at: float | None = None
+
+    @property
+    def event_type(self) -> str | None:
+        return None if self.metadata is None else self.metadata.event_type
+
+    @property
+    def event_id(self) -> str | None:
+        return None if self.metadata is None else str(self.metadata.id)
+
+    @property
+    def end_to_end(self) -> float | None:
+        """Seconds from the event's ``time`` to the end of its handling."""
+        if self.metadata is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.metadata.time.timestamp()
 
     @property
     def retried(self) -> bool:
@@ -73,8 +88,7 @@ class MessageHandler:
             envelope = cloudevents.from_headers(message.headers())
         except EventHeaderError as exc:
             return self._dead(result, message, Reason.MALFORMED_HEADERS, exc)
-        metadata = envelope.metadata
-        result.event_type, result.event_id = metadata.event_type, str(metadata.id)
+        metadata = result.metadata = envelope.metadata
         try:
             signal = WorkflowSignal.get_signal_by_type(metadata.event_type)
         except KeyError as exc:
@@ -91,7 +105,7 @@ class MessageHandler:
             log.exception("unexpected error decoding event %s", metadata.id)
             return self._dead(result, message, Reason.UNDECODABLE, exc)
         try:
-            data = signal.validate_data(**decoded)
+            data = signal.validate_decoded(decoded)
         except SenderValidationError as exc:
             return self._dead(result, message, Reason.INVALID_DATA, exc)
 
@@ -100,7 +114,7 @@ class MessageHandler:
             if self._stop.wait(self.retry.delay(result.attempts)):
                 break  # shutting down: dead-letter what still fails rather than wait on
             failed = self._retry(result, signal, metadata, envelope.sender, data, failed)
-        result.end_to_end = (datetime.now(UTC) - metadata.time).total_seconds()
+        result.ended_at = time.time()
         if failed:
             names = [callable_name(receiver) for receiver, _ in failed]
             log.warning(

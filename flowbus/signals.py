@@ -368,6 +368,14 @@ class WorkflowSignal:
             fields["time"] = time
         return EventMetadata(**fields)
 
+    def validate_decoded(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`validate_data` for data decoded from the bus (Avro), one walk shorter.
+
+        Avro timestamps decode to UTC datetimes, so the data cannot hold a naive one: the
+        walk looking for them is skipped. Everything else is validated as for a sender.
+        """
+        return self._validate(data, check_naive=False)
+
     def validate_data(self, **kwargs: Any) -> dict[str, Any]:
         """Validate send arguments against the declared data; returns the validated values.
 
@@ -377,17 +385,20 @@ class WorkflowSignal:
         becomes ``42`` for an ``int``), and datetimes anywhere in it must be timezone-aware.
         Falsy values (``0``, ``False``, ``""``, ``[]``) are values like any other.
         """
-        if kwargs.keys() != self._data.keys():
-            kwargs = self._with_defaults(kwargs)
+        return self._validate(kwargs, check_naive=True)
+
+    def _validate(self, data: Mapping[str, Any], *, check_naive: bool) -> dict[str, Any]:
+        if data.keys() != self._data.keys():
+            data = self._with_defaults(data)
         validated: dict[str, Any] = {}
         for name, adapter in self._adapters.items():
             try:
-                value = adapter.validate_python(kwargs[name])
+                value = adapter.validate_python(data[name])
             except ValidationError as exc:
                 raise SenderValidationError(
                     self._event_type, name, _describe_validation_error(exc, self._data[name])
                 ) from None
-            if name in self._datetime_arguments:
+            if check_naive and name in self._datetime_arguments:
                 naive_at = _find_naive_datetime(value, name)
                 if naive_at is not None:
                     raise SenderValidationError(
@@ -398,17 +409,17 @@ class WorkflowSignal:
             validated[name] = value
         return validated
 
-    def _with_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``kwargs`` with the defaults of arguments not given; raises for a missing argument
+    def _with_defaults(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``data`` with the defaults of arguments not given; raises for a missing argument
         without a default and for one the signal does not declare."""
-        missing = [name for name in self._data if name not in kwargs and name not in self._optional]
+        missing = [name for name in self._data if name not in data and name not in self._optional]
         if missing:
             raise SenderValidationError(
                 self._event_type,
                 missing[0],
                 f"missing (required: {', '.join(self._data)})",
             )
-        unexpected = [name for name in kwargs if name not in self._data]
+        unexpected = [name for name in data if name not in self._data]
         if unexpected:
             raise SenderValidationError(
                 self._event_type,
@@ -418,9 +429,9 @@ class WorkflowSignal:
         defaults = {
             name: info.get_default(call_default_factory=True)
             for name, info in self._optional.items()
-            if name not in kwargs
+            if name not in data
         }
-        return {**kwargs, **defaults}
+        return {**data, **defaults}
 
     def send_event(
         self,

@@ -715,3 +715,15 @@ def test_validate_key_path(path: str, message: str | None) -> None:
     else:
         with pytest.raises(ConfigurationError, match=message):
             ITEM_SIGNAL.validate_key_path(path)
+
+
+def test_validate_decoded_validates_like_validate_data() -> None:
+    good = {"item": make_item(), "count": "3", "note": "n", "flag": True, "extra": {"a": 1}}
+    assert ITEM_SIGNAL.validate_decoded(good) == ITEM_SIGNAL.validate_data(**good)
+    assert ITEM_SIGNAL.validate_decoded(good)["count"] == 3
+    with pytest.raises(SenderValidationError, match="argument 'count'"):
+        ITEM_SIGNAL.validate_decoded({**good, "count": "three"})
+    with pytest.raises(SenderValidationError, match="argument 'note': missing"):
+        ITEM_SIGNAL.validate_decoded({k: v for k, v in good.items() if k != "note"})
+    with pytest.raises(SenderValidationError, match="argument 'other': not declared"):
+        ITEM_SIGNAL.validate_decoded({**good, "other": 1})
