@@ -7,7 +7,8 @@ process instead, and uniqueness comes from:
 * within a process: a strictly increasing 100 ns timestamp, taken under a lock;
 * across processes and hosts: a random 48-bit node with the multicast bit set (RFC 9562
   section 6.10, so it never equals a real MAC address) and a random 14-bit clock
-  sequence, both drawn again in a forked child.
+  sequence, both drawn again in a forked child. The child is recognised by its pid, not
+  only by an at-fork hook: servers such as uWSGI fork from C without running those.
 
 The id still carries the time it was created at (``uuid.time``), as ``uuid1()``'s does.
 """
@@ -33,16 +34,23 @@ class _TimeBasedIds:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last = 0
-        self.reseed()
+        self._reseed()
 
-    def reseed(self) -> None:
+    def _reseed(self) -> None:
         # The variant bits, the clock sequence and the node: the id's constant low 64 bits.
         clock_seq = secrets.randbits(14)
         node = secrets.randbits(48) | _MULTICAST_BIT
         self._low = _VARIANT_RFC | clock_seq << 48 | node
-        self._lock = threading.Lock()  # a lock held by another thread at fork is never released
+        self._pid = os.getpid()
+
+    def after_fork_in_child(self) -> None:
+        # A lock another thread held at the fork stays locked in the child for ever.
+        self._lock = threading.Lock()
+        self._reseed()
 
     def next(self) -> UUID:
+        if self._pid != os.getpid():
+            self._reseed()
         now = time.time_ns() // 100 + _GREGORIAN_OFFSET
         with self._lock:
             if now <= self._last:
@@ -55,7 +63,8 @@ class _TimeBasedIds:
 
 
 _ids = _TimeBasedIds()
-os.register_at_fork(after_in_child=_ids.reseed)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_ids.after_fork_in_child)
 
 
 def new_event_id() -> UUID:

@@ -142,7 +142,7 @@ class WorkflowSignal:
             if info is not None and not info.is_required()
         }
         self._datetime_arguments = frozenset(
-            name for name, tp in self._data.items() if _may_hold_datetime(tp, set())
+            name for name, tp in self._data.items() if _may_hold_datetime(tp)
         )
         # Imported here so that importing flowbus does not load the Avro layer, and so that
         # flowbus.avro may itself import this module.
@@ -371,8 +371,9 @@ class WorkflowSignal:
     def validate_decoded(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """:meth:`validate_data` for data decoded from the bus (Avro), one walk shorter.
 
-        Avro timestamps decode to UTC datetimes, so the data cannot hold a naive one: the
-        walk looking for them is skipped. Everything else is validated as for a sender.
+        Avro timestamps decode to UTC datetimes (the codec refuses writer schemas with local
+        timestamps), so the data cannot hold a naive one: the walk looking for them is
+        skipped. Everything else is validated as for a sender.
         """
         return self._validate(data, check_naive=False)
 
@@ -587,8 +588,8 @@ def _find_naive_datetime(value: Any, path: str) -> str | None:
 def _naive_datetime_keys(value: Any) -> list[Any] | None:
     """The keys leading to the first naive datetime in ``value`` (innermost first), or None.
 
-    Runs over every value of every event sent or received, so it avoids work: a model's
-    fields that cannot hold a datetime are not visited, exact type checks come before the
+    Runs over every value of every event sent, so it avoids work: a model's fields that
+    cannot hold a datetime are not visited, exact type checks come before the
     slower ABC checks, and the path is built only for the naive datetime found.
     """
     cls = type(value)
@@ -626,43 +627,52 @@ def _path_segments(path: str) -> tuple[str, ...]:
     return tuple(path.split("."))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def _field_names(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(model.model_fields)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)
 def _datetime_fields(model: type[BaseModel]) -> tuple[str, ...]:
-    """The fields of ``model`` whose declared type may hold a datetime."""
+    """The fields of ``model`` whose values may hold a datetime (every field, when the
+    model has validators: they may return anything)."""
+    decorators = model.__pydantic_decorators__
+    if (
+        decorators.validators
+        or decorators.field_validators
+        or decorators.root_validators
+        or decorators.model_validators
+    ):
+        return tuple(model.model_fields)
     return tuple(
         name
         for name, info in model.model_fields.items()
-        if _may_hold_datetime(info.annotation, set())
+        if info.metadata or _may_hold_datetime(info.annotation)
     )
 
 
-def _may_hold_datetime(tp: Any, models_seen: set[type[BaseModel]]) -> bool:
-    """Whether a value validated as ``tp`` can hold a datetime; ``True`` when unsure."""
-    tp = _unwrap(tp)
+def _may_hold_datetime(tp: Any) -> bool:
+    """Whether a value validated as ``tp`` can hold a datetime; ``True`` when unsure.
+
+    Any model can: an instance of a subclass is kept as it is, with the fields it adds.
+    So can a type with validators in its annotation (``Annotated[str, AfterValidator(f)]``).
+    """
+    while get_origin(tp) is Annotated:
+        tp, *metadata = get_args(tp)
+        if not all(isinstance(item, FieldInfo) for item in metadata):
+            return True
     if tp is JsonValue:
         return False  # validated JSON holds only JSON types
     origin = get_origin(tp)
     if origin is Literal:
         return False
     if origin is not None:
-        return any(
-            arg is not Ellipsis and _may_hold_datetime(arg, models_seen) for arg in get_args(tp)
-        )
+        return any(arg is not Ellipsis and _may_hold_datetime(arg) for arg in get_args(tp))
     if not isinstance(tp, type):
         return tp is not None
-    if issubclass(tp, datetime):
+    if issubclass(tp, datetime | BaseModel):
         return True
-    if issubclass(tp, BaseModel):
-        if tp in models_seen:
-            return False  # its other fields decide
-        seen = models_seen | {tp}
-        return any(_may_hold_datetime(f.annotation, seen) for f in tp.model_fields.values())
-    return not issubclass(tp, (*_LEAF_TYPES, Enum))
+    return not issubclass(tp, (*_LEAF_TYPES, Enum))  # a datetime is a date: checked first
 
 
 def _field_info(tp: Any) -> FieldInfo | None:

@@ -22,10 +22,12 @@ path then gives the result, or the error.
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 import io
 import json
+import logging
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +54,8 @@ from flowbus.avro.schema import (
 )
 from flowbus.avro.schema import EnumType as EnumNode
 from flowbus.errors import EncodeError, SchemaMismatchError, TruncatedDataError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EventCodec",
@@ -324,6 +328,10 @@ class _DecoderCompiler(_Compiler):
 # -- the codec -----------------------------------------------------------------------------
 
 
+#: How a local-timestamp-millis/-micros logical type shows in a schema's layout.
+_LOCAL_TIMESTAMP = '"logicalType":"local-timestamp-'
+
+
 class EventCodec:
     """Encoder and decoder of one event type's data, the reader schema being its own."""
 
@@ -345,6 +353,8 @@ class EventCodec:
         )
         self._encode_own = compile_encoder(event, _JSON_ENCODER)
         self._decode_own = compile_decoder(event)
+        #: How often the generated encoder and decoder handed a value or body over to fastavro.
+        self.fallbacks: collections.Counter[str] = collections.Counter()
 
     def to_datum(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Validated data -> the datum fastavro writes with :attr:`schema`."""
@@ -380,15 +390,23 @@ class EventCodec:
         """``data`` encoded by the generated encoder; ``None`` when it does not handle it."""
         try:
             return self._encode_own(data)
-        except Exception:  # whatever it is, the reference path gives the result or the error
+        except Exception as exc:  # whatever it is, the reference path gives the result or error
+            self._fell_back("encoder", exc)
             return None
 
     def _decoded_by_own_code(self, body: bytes | memoryview) -> dict[str, Any] | None:
         """``body`` decoded by the generated decoder; ``None`` when it does not handle it."""
         try:
             return self._decode_own(body if type(body) is bytes else bytes(body))
-        except Exception:  # whatever it is, the reference path gives the result or the error
+        except Exception as exc:  # whatever it is, the reference path gives the result or error
+            self._fell_back("decoder", exc)
             return None
+
+    def _fell_back(self, which: str, exc: Exception) -> None:
+        # Counted and logged (the exception's type only: its text may quote the payload), so
+        # that a generated path refusing everything shows up as more than a slowdown.
+        self.fallbacks[which] += 1
+        log.debug("%s: the generated %s refused (%s)", self.event_type, which, type(exc).__name__)
 
     def encode(self, data: Mapping[str, Any]) -> bytes:
         """``data`` as a bare Avro body (no framing) written with :attr:`schema`."""
@@ -404,6 +422,13 @@ class EventCodec:
             # Avro's resolution compares unqualified names: "v1" for every event type.
             raise SchemaMismatchError(
                 f"'{self.event_type}': the data was written with schema {name!r}"
+            )
+        if _LOCAL_TIMESTAMP in writer.layout:
+            # fastavro would decode them to naive datetimes, which flowbus's data never holds
+            # (and the consumer does not look for: see WorkflowSignal.validate_decoded).
+            raise SchemaMismatchError(
+                f"'{self.event_type}': the writer schema has local timestamps (no time zone); "
+                "flowbus carries UTC instants (timestamp-millis/micros)"
             )
         effective = self.schema if writer.layout == self.schema.layout else writer
         self._effective_writers[writer] = effective

@@ -254,6 +254,8 @@ class _EncoderSource(_Source):
                 self.line(depth, "buf += b'\\x00'")
             case UnionType(members=members):
                 self.union(members, value, depth)
+            case _:
+                raise NotImplementedError(f"no encoder for {node!r}")
 
     def primitive(self, kind: str, value: str, depth: int) -> None:
         match kind:
@@ -290,6 +292,8 @@ class _EncoderSource(_Source):
             case "date":
                 _check(self, value, dt.date, depth)
                 self.line(depth, f"buf += _long({value}.toordinal() - _EPOCH_DAY)")
+            case _:
+                raise NotImplementedError(f"no encoder for the primitive kind {kind!r}")
 
     def text(self, value: str, depth: int) -> None:
         data = self.temp()
@@ -421,6 +425,8 @@ class _DecoderSource(_Source):
                 self.size(f"{target}_size", depth + 1)
             case UnionType(members=members):
                 self.union(members, target, depth, uuid_text)
+            case _:
+                raise NotImplementedError(f"no decoder for {node!r}")
 
     def primitive(self, kind: str, target: str, depth: int, uuid_text: bool) -> None:
         match kind:
@@ -451,6 +457,8 @@ class _DecoderSource(_Source):
             case "date":
                 self.line(depth, f"{target}, pos = _read_long(body, pos)")
                 self.line(depth, f"{target} = _date({target} + _EPOCH_DAY)")
+            case _:
+                raise NotImplementedError(f"no decoder for the primitive kind {kind!r}")
 
     def size(self, target: str, depth: int) -> None:
         """A non-negative long: one byte inline, longer (or negative) ones by a call."""

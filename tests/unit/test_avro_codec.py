@@ -306,6 +306,23 @@ def test_writer_spelled_differently_decodes_without_resolution() -> None:
     assert c.decode(c.encode(sent), writer) == sent
 
 
+@pytest.mark.parametrize("logical_type", ["local-timestamp-micros", "local-timestamp-millis"])
+def test_writer_with_local_timestamps_is_refused(logical_type: str) -> None:
+    """They would decode to naive datetimes, which flowbus's data never holds."""
+    c = codec({"when": datetime})
+    local = parse_schema(
+        {
+            "type": "record",
+            "name": c.schema.parsed["name"],
+            "fields": [{"name": "when", "type": {"type": "long", "logicalType": logical_type}}],
+        }
+    )
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, local.parsed, {"when": datetime(2026, 1, 1)})
+    with pytest.raises(SchemaMismatchError, match="local timestamps"):
+        c.decode(out.getvalue(), local)
+
+
 def test_logical_types_count_in_the_layout() -> None:
     as_long = parse_schema(
         {"type": "record", "name": "R", "fields": [{"name": "t", "type": "long"}]}
@@ -340,3 +357,15 @@ def test_union_of_models_evolves() -> None:
         "pet": cat_v2(name="b", age=0),
         "maybe": dog(good=False),
     }
+
+
+def test_values_the_generated_encoder_refuses_are_counted_and_still_encoded() -> None:
+    c = codec({"cat": Cat})
+    assert c.decode(c.encode({"cat": Cat(name="a")})) == {"cat": Cat(name="a")}
+    assert c.fallbacks == {}
+    body = c.encode({"cat": {"name": "b"}})  # a dict where a model is declared: fastavro's
+    assert c.decode(body) == {"cat": Cat(name="b")}
+    assert c.fallbacks == {"encoder": 1}
+    with pytest.raises(TruncatedDataError):
+        c.decode(body[:-1])
+    assert c.fallbacks["decoder"] == 1

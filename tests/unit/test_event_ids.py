@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+import pytest
+
+from flowbus import event_ids
 from flowbus.event_ids import new_event_id
 
 GREGORIAN_EPOCH = datetime(1582, 10, 15, tzinfo=UTC)
@@ -67,3 +71,14 @@ def test_a_forked_child_draws_its_own_node_and_clock_sequence() -> None:
     assert child.exitcode == 0
     # 48 + 14 random bits: equal by chance with probability 2**-62.
     assert (child_id.node, child_id.clock_seq) != (parent.node, parent.clock_seq)
+
+
+def test_a_child_forked_without_at_fork_hooks_is_recognised_by_its_pid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uWSGI forks its workers from C, where Python's at-fork hooks do not run."""
+    before = new_event_id()
+    monkeypatch.setattr(event_ids._ids, "_pid", -1)  # as if this process were a fresh child
+    after = new_event_id()
+    assert (after.node, after.clock_seq) != (before.node, before.clock_seq)
+    assert event_ids._ids._pid == os.getpid()

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, Field, JsonValue
 
 from flowbus import EventMetadata, SenderValidationError, WorkflowSignal
 from flowbus.errors import (
@@ -298,6 +298,26 @@ class StampedItem(Item):
     seen: datetime
 
 
+class Plain(BaseModel):
+    label: str
+
+
+class StampedPlain(Plain):
+    """Its declared base has no datetime field at all."""
+
+    seen: datetime
+
+
+def _as_datetime(value: str) -> Any:
+    return datetime.fromisoformat(value)
+
+
+class Validated(BaseModel):
+    """A validator may turn a field declared as text into a datetime."""
+
+    at: Annotated[str, AfterValidator(_as_datetime)]
+
+
 class Tree(BaseModel):
     label: str
     at: datetime | None = None
@@ -313,6 +333,8 @@ NESTED_SIGNAL = WorkflowSignal(
         "item": Item,
         "tree": Tree,
         "raw": JsonValue,
+        "plain": Plain,
+        "validated": Validated,
     },
 )
 NAIVE = datetime(2024, 1, 1, 12)
@@ -327,6 +349,8 @@ def nested_data(**overrides: Any) -> dict[str, Any]:
         "item": make_item(deadline=AWARE),
         "tree": Tree(label="root", children=[Tree(label="leaf", at=AWARE)]),
         "raw": {"note": "json holds no datetimes"},
+        "plain": Plain(label="p"),
+        "validated": Validated(at="2024-01-01T12:00:00+00:00"),
     }
     data.update(overrides)
     return data
@@ -342,6 +366,8 @@ def nested_data(**overrides: Any) -> dict[str, Any]:
          "item.seen"),
         ({"tree": Tree(label="r", children=[Tree(label="a"), Tree(label="b", at=NAIVE)])},
          "tree.children.1.at"),
+        ({"plain": StampedPlain(label="p", seen=NAIVE)}, "plain.seen"),
+        ({"validated": Validated(at="2024-01-01T12:00:00")}, "validated.at"),
     ],
 )  # fmt: skip
 def test_naive_datetimes_are_found_at_any_depth(override: dict[str, Any], path: str) -> None:
