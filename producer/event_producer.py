@@ -189,7 +189,8 @@ class EventProducer:
                 if self.synchronous:
                     raise ProducerError(f"local queue full; event {metadata.id} not sent") from None
                 return
-            self._count("sent")
+            with self._stats_lock:
+                self.stats.sent += 1
             # Serve the delivery reports that are ready, here and without waiting: the
             # poller thread alone falls behind a caller that sends flat out (it needs the
             # GIL once per report), and unserved reports keep their messages in
@@ -234,7 +235,8 @@ class EventProducer:
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
-            self._count("delivered")
+            with self._stats_lock:
+                self.stats.delivered += 1
             return
         self._count("failed")
         headers = dict(cloudevents.header_pairs(message.headers()))

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowbus.avro.catalog import SchemaCatalog
 from flowbus.avro.codec import EventCodec, ParsedSchema
@@ -49,8 +49,7 @@ def codec_for(signal: WorkflowSignal) -> EventCodec:
     return codec
 
 
-@dataclass(frozen=True, slots=True)
-class SerializedEvent:
+class SerializedEvent(NamedTuple):
     """A message value and the ``dataschema`` naming the schema it was written with.
 
     ``dataschema`` is ``<subject>/<version>`` with a registry, and the catalog file
