@@ -122,7 +122,7 @@ def markdown(doc: dict[str, Any]) -> str:
                     f"{side} RSS at 10 / 50 / 100 % of {memory['events']:,} events (MiB)",
                     f"{m['rss_mib_10pct']} / {m['rss_mib_50pct']} / {m['rss_mib_100pct']}",
                     f"{_n(m['events_per_s'])} ev/s",
-                    f"+{m['growth_10_to_100_mib']} MiB",
+                    f"{m['growth_10_to_100_mib']:+} MiB",
                     "flat",
                     _met(m["flat"]),
                 )
