@@ -1,17 +1,24 @@
 """Dead-letter records: a message that could not be handled, kept with the reason.
 
 A dead-letter record carries the original key, value and headers unchanged, plus
-``flowbus-dlq-*`` headers saying what went wrong and where the message came from. It is
-produced synchronously: the original offset is stored only once the broker has it, so
+``flowbus-dlq-*`` headers saying what went wrong and where the message came from. The
+original offset is committed only once the broker has acknowledged the dead letter, so
 a message is never lost between its topic and the dead-letter topic.
+
+A message too large for the dead-letter topic (the broker accepted it on its own topic,
+but the dead-letter headers push it over a limit) is dead-lettered as a *pointer*: no
+value, the ``flowbus-dlq-pointer`` header set, and the original's size and SHA-256, so
+that it can be found (and checked) on its own topic while retention keeps it there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from flowbus import cloudevents
 
@@ -26,6 +33,10 @@ ORIGINAL_PARTITION = f"{PREFIX}original-partition"
 ORIGINAL_OFFSET = f"{PREFIX}original-offset"
 GROUP = f"{PREFIX}group"
 TIME = f"{PREFIX}time"
+#: Set (to ``"true"``) on a pointer record: the original value is not in this record.
+POINTER = f"{PREFIX}pointer"
+ORIGINAL_SIZE = f"{PREFIX}original-size"
+ORIGINAL_SHA256 = f"{PREFIX}original-sha256"
 #: Longest error message kept in a header; receivers' messages can be long.
 MAX_MESSAGE_CHARS = 2000
 DEFAULT_SUFFIX = ".dlq"
@@ -39,6 +50,7 @@ class Reason(enum.StrEnum):
     UNDECODABLE = "undecodable"  # the value is not valid data for its schema / framing
     INVALID_DATA = "invalid-data"  # decoded, but the signal's validation refused it
     RECEIVER_FAILED = "receiver-failed"  # receivers still failing after the retries
+    TIMEOUT = "timeout"  # a receiver still running at its deadline, after the retries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +89,32 @@ class DeadLetter:
         ]
         headers.extend((k, v.encode()) for k, v in ours.items())
         return headers
+
+    def pointer(self, *, keep_original: bool = True) -> DeadLetterRecordParts:
+        """The pointer record standing for this dead letter: no value, the original's size
+        and SHA-256, and (with ``keep_original``) its key and headers."""
+        value = self.value or b""
+        size_and_digest = [
+            (POINTER, b"true"),
+            (ORIGINAL_SIZE, str(len(value)).encode()),
+            (ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()),
+        ]
+        source = self if keep_original else dataclasses.replace(self, key=None, headers=())
+        return DeadLetterRecordParts(
+            source.key, None, [*source.record_headers(), *size_and_digest]
+        )
+
+    def record(self) -> DeadLetterRecordParts:
+        """The dead-letter record: the original key and value, the headers with ours."""
+        return DeadLetterRecordParts(self.key, self.value, self.record_headers())
+
+
+class DeadLetterRecordParts(NamedTuple):
+    """Key, value and headers of a record to produce to a dead-letter topic."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: cloudevents.KafkaHeaders
 
 
 def dead_letter_topic(topic: str, suffix: str = DEFAULT_SUFFIX) -> str:

@@ -42,6 +42,11 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents"
 
 #: Alternative header names accepted on read, as other producers (Open edX) write them.
 _ALIASES = {SOURCEHOST: ("sourcehost",), SOURCELIB: ("sourcelib",)}
+#: Headers that are not ``ce_*`` and still read: the content type, the trace context and the
+#: aliases. Any other header (a binary tracing header, an application's own) is ignored.
+_READ_UNPREFIXED = frozenset(
+    {CONTENT_TYPE, TRACEPARENT, *(alias for names in _ALIASES.values() for alias in names)}
+)
 
 #: Headers as confluent-kafka reads them (a list of pairs; a mapping is accepted too).
 Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None]
@@ -170,13 +175,13 @@ def _header_map(headers: Headers | None) -> dict[str, str]:
     found: dict[str, str] = {}
     pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
     for name, raw in pairs:
-        if raw is None:
+        key = name.lower()
+        if raw is None or not (key.startswith("ce_") or key in _READ_UNPREFIXED):
             continue
         try:
             value = raw.decode() if isinstance(raw, bytes) else raw
         except UnicodeDecodeError as exc:
             raise MalformedHeaderError(name, "not valid UTF-8") from exc
-        key = name.lower()
         if key in found and found[key] != value:
             raise MalformedHeaderError(name, "present twice with different values")
         found[key] = value
