@@ -100,9 +100,7 @@ class DeadLetter:
             (ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()),
         ]
         source = self if keep_original else dataclasses.replace(self, key=None, headers=())
-        return DeadLetterRecordParts(
-            source.key, None, [*source.record_headers(), *size_and_digest]
-        )
+        return DeadLetterRecordParts(source.key, None, [*source.record_headers(), *size_and_digest])
 
     def record(self) -> DeadLetterRecordParts:
         """The dead-letter record: the original key and value, the headers with ours."""

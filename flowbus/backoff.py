@@ -38,5 +38,5 @@ class Backoff:
         """Seconds to wait after ``failures`` (>= 1) failures in a row."""
         exponent = min(max(failures, 1) - 1, 64)  # 2**64 is far past any maximum
         base = min(self.maximum, self.initial * self.multiplier**exponent)
-        factor = 1.0 + self.jitter * (2.0 * (rng or random).random() - 1.0)  # noqa: S311
+        factor = 1.0 + self.jitter * (2.0 * (rng or random).random() - 1.0)
         return min(self.maximum, base * factor)
