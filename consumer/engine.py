@@ -391,7 +391,7 @@ class Engine:
     def _after_attempt(self, attempt: _Attempt, outcome: Outcome) -> None:
         context, lane = attempt.context, attempt.lane
         partition = lane.partition
-        decision = context.extras.pop("flowbus.decision", None)
+        decision = context.decision
         send_dead_letter = handled = False
         with self._lock:
             self._running.discard(attempt)

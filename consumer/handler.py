@@ -102,7 +102,7 @@ class MessageHandler:
         except _Abandoned:
             return None
         if failure is None:
-            context.failure = None
+            context.failure = context.decision = None
             context.infrastructure_failures = 0
             self.notify("after_handle", context, Outcome.HANDLED)
             return Outcome.HANDLED
@@ -115,7 +115,7 @@ class MessageHandler:
             context.infrastructure_failures += 1
         else:
             context.infrastructure_failures = 0
-        decision = self.decide(context, failure)
+        decision = context.decision = self.decide(context, failure)
         if isinstance(decision, DeadLetterNow):
             context.dead_letter = self.dead_letter(context, failure)
             outcome = Outcome.DEAD_LETTERING
@@ -123,7 +123,6 @@ class MessageHandler:
             outcome = Outcome.PAUSED
         else:
             outcome = Outcome.RETRYING
-        context.extras["flowbus.decision"] = decision
         self.notify("after_handle", context, outcome)
         return outcome
 

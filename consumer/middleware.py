@@ -113,13 +113,15 @@ class MessageContext:
     """One message on its way through the pipeline, kept across its attempts.
 
     ``attempts`` counts the receiver rounds (the first call included);
-    ``infrastructure_failures`` the infrastructure failures in a row. Middlewares may keep
-    their own state in ``extras``.
+    ``infrastructure_failures`` the infrastructure failures in a row; ``failure`` and
+    ``decision`` are the last attempt's, if it failed. Middlewares may keep their own
+    state in ``extras``.
     """
 
     __slots__ = (
         "attempts",
         "dead_letter",
+        "decision",
         "event",
         "extras",
         "failure",
@@ -140,6 +142,8 @@ class MessageContext:
         self.pending: list[Callable[..., Any]] | None = None
         self.responses: list[tuple[Callable[..., Any], Any]] = []
         self.failure: Failure | None = None
+        #: What the middlewares decided on the last failure.
+        self.decision: Decision | None = None
         self.dead_letter: DeadLetter | None = None
         #: Set by :class:`Deadlines`: seconds a receiver may run (``None``: no deadline).
         self.receiver_timeout: float | None = None

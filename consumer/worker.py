@@ -372,7 +372,9 @@ class Worker:
         engine = self.engine
         if engine is not None:
             engine.hold(keys)
-            deadline = time.monotonic() + min(self.shutdown_timeout, 10.0)
+            # Let what runs there finish first (at shutdown, it already had its time).
+            wait = 0.0 if self._stopping.is_set() else min(self.shutdown_timeout, 10.0)
+            deadline = time.monotonic() + wait
             while engine.busy(keys) and time.monotonic() < deadline:
                 engine.tick()
                 if self._producer is not None:
