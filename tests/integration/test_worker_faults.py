@@ -272,7 +272,7 @@ def test_registry_outage_pauses_the_partition_and_loses_nothing(
                 assert health.startswith("degraded") and "SchemaRegistryError" in health
                 time.sleep(3)  # more failed tries, still nothing dead-lettered or committed
                 assert seen == [] and read_topic(f"{topic}.dlq", 3) == []
-                assert committed(unique_group, topic, 1)[0] < 0  # nothing committed yet
+                assert committed(unique_group, topic, 1)[0] <= 0  # nothing committed past it
                 proxy.start()  # the registry is back
                 wait_for(lambda: len(seen) == 20, 90, "every event re-sent")
                 wait_for(lambda: not worker.engine.paused(), 10, "partition resumed")
@@ -301,7 +301,7 @@ def test_an_oversized_dead_letter_becomes_a_pointer_record(kafka_stack, unique_g
         topic
     ].result(30)
     headers = cloudevents.to_headers(SIGNAL.generate_signal_metadata())
-    value = random.randbytes(1_030_000)  # accepted by its topic; garbage for the decoder
+    value = random.randbytes(size)  # accepted by its topic; garbage for the decoder
     producer = Producer(
         {"bootstrap.servers": kafka_stack.bootstrap_servers, "message.max.bytes": 2_000_000}
     )
