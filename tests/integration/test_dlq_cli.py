@@ -355,8 +355,9 @@ class Recorder:
             raise RuntimeError("still broken")
 
 
-def real_dead_letter(topic: str, dlq: str) -> tuple:
-    """A real Caluma event (encoded as the producer would) dead-lettered from ``topic``."""
+def real_event(topic: str, offset: int = 0) -> tuple:
+    """A real Caluma event (encoded as the producer would) and its dead letter as if from
+    ``topic`` at ``offset``: (metadata, data, dead letter)."""
     signal = caluma.WORK_ITEM_POST_COMPLETE
     data = signal.validate_data(**sample_events.work_item_event())
     metadata = signal.generate_signal_metadata()
@@ -367,12 +368,18 @@ def real_dead_letter(topic: str, dlq: str) -> tuple:
         error=RuntimeError("receiver exploded"),
         topic=topic,
         partition=0,
-        offset=0,
+        offset=offset,
         key=b"k",
         value=serialized.value,
         headers=headers,
         group="workers",
     )
+    return metadata, data, dead
+
+
+def real_dead_letter(topic: str, dlq: str) -> tuple:
+    """A real Caluma event dead-lettered from ``topic``: (metadata, data)."""
+    metadata, data, dead = real_event(topic)
     produce_letters(dlq, [(0, dead, T0)])
     return metadata, data
 
@@ -565,28 +572,13 @@ def test_replay_of_a_pointer_to_another_record_fails_and_stops(pointed_at):
 def test_replay_local_of_a_pointer_handles_the_original(unique_topic):
     topic = unique_topic()
     dlq = unique_topic(name=f"{topic}.dlq")
-    signal = caluma.WORK_ITEM_POST_COMPLETE
-    data = signal.validate_data(**sample_events.work_item_event())
-    metadata = signal.generate_signal_metadata()
-    serialized = EventSerializer.from_settings(get_settings()).serialize(signal, data, topic)
-    headers = cloudevents.to_headers(metadata, dataschema=serialized.dataschema)
-    offset = produce_original(topic, b"k", serialized.value, headers)
-    dead = DeadLetter(
-        reason=Reason.RECEIVER_FAILED,
-        error=RuntimeError("receiver exploded"),
-        topic=topic,
-        partition=0,
-        offset=offset,
-        key=b"k",
-        value=serialized.value,
-        headers=headers,
-        group="workers",
-    )
+    metadata, data, dead = real_event(topic, offset=1)  # produce_original writes a filler first
+    assert produce_original(topic, dead.key, dead.value, list(dead.headers)) == dead.offset
     produce_pointer(dlq, dead, keep_original=False)
     recorder = Recorder()
 
     with isolated_receivers():
-        signal.connect(recorder)
+        caluma.WORK_ITEM_POST_COMPLETE.connect(recorder)
         result = run("replay", "--source", topic, "--all", "--local")
 
     assert result.exit_code == 0, result.output

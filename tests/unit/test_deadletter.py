@@ -6,15 +6,14 @@ import hashlib
 from collections import Counter
 from datetime import datetime
 
+import sample_dead_letters
+from sample_dead_letters import dead_letter
+
 from flowbus.consumer import deadletter
 from flowbus.consumer.deadletter import DeadLetter, Reason
 
 VALUE = b"\x00\x00\x00\x00\x07" + b"x" * 4096
-ORIGINAL_HEADERS = [
-    ("ce_type", b"org.flowbus.test.item.created.v1"),
-    ("ce_id", b"id-1"),
-    ("uber-trace-id", b"\xff\xfe"),
-]
+ORIGINAL_HEADERS = [*sample_dead_letters.ORIGINAL_HEADERS, ("uber-trace-id", b"\xff\xfe")]
 #: Left by an earlier trip through a dead-letter topic (a replayed pointer, say).
 EARLIER = [
     (deadletter.REASON, b"undecodable"),
@@ -25,20 +24,17 @@ EARLIER = [
 
 
 def letter(**changes: object) -> DeadLetter:
+    """A receiver failure of a large ``events[2]@17`` carrying a binary tracing header."""
     fields: dict[str, object] = {
         "reason": Reason.RECEIVER_FAILED,
         "error": RuntimeError("receiver exploded"),
-        "topic": "events",
-        "partition": 2,
-        "offset": 17,
         "key": b"case-1",
         "value": VALUE,
         "headers": ORIGINAL_HEADERS,
-        "group": "workers",
         "attempts": 3,
         "failed_receivers": ("app.on_created",),
     }
-    return DeadLetter(**(fields | changes))
+    return dead_letter(**(fields | changes))
 
 
 def dlq_headers(headers: list[tuple[str, bytes]]) -> dict[str, bytes]:

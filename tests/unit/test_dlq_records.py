@@ -7,6 +7,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sample_dead_letters import ORIGINAL_HEADERS, dead_letter
 
 from flowbus.consumer import deadletter
 from flowbus.consumer.deadletter import DeadLetter, Reason
@@ -25,23 +26,12 @@ from flowbus.errors import (
 )
 
 WHEN = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-ORIGINAL_HEADERS = [("ce_type", b"org.flowbus.test.item.created.v1"), ("ce_id", b"id-1")]
 
 
 def record(
     *, when: datetime = WHEN, headers: list | None = None, partition: int = 0, offset: int = 4
 ) -> DeadLetterRecord:
-    dead = DeadLetter(
-        reason=Reason.INVALID_DATA,
-        error=ValueError("field 'x' missing"),
-        topic="events",
-        partition=2,
-        offset=17,
-        key=b"k",
-        value=b"v",
-        headers=ORIGINAL_HEADERS,
-        group="workers",
-    )
+    dead = dead_letter()
     return DeadLetterRecord(
         topic="events.dlq",
         partition=partition,
@@ -115,17 +105,7 @@ BIG = b"\x00\x00\x00\x00\x07" + b"y" * 2048
 
 
 def pointer_record(*, keep_original: bool = True) -> tuple[DeadLetter, DeadLetterRecord]:
-    dead = DeadLetter(
-        reason=Reason.RECEIVER_FAILED,
-        error=RuntimeError("receiver exploded"),
-        topic="events",
-        partition=2,
-        offset=17,
-        key=b"k",
-        value=BIG,
-        headers=ORIGINAL_HEADERS,
-        group="workers",
-    )
+    dead = dead_letter(reason=Reason.RECEIVER_FAILED, value=BIG)
     key, value, headers = dead.pointer(keep_original=keep_original)
     return dead, DeadLetterRecord("events.dlq", 0, 9, key, value, tuple(headers))
 
@@ -167,6 +147,7 @@ def test_check_original_completes_the_pointer_with_the_original(keep_original):
     assert completed.original_headers() == ORIGINAL_HEADERS
     assert completed.origin == "events[2]@17"
     assert completed.reason == "receiver-failed" and completed.group == "workers"
+    assert completed.error_message == "field 'x' missing"
     assert completed.location == pointer.location
     message = completed.as_original_message()
     assert (message.value(), message.headers()) == (BIG, ORIGINAL_HEADERS)
@@ -179,7 +160,7 @@ def test_check_original_drops_dead_letter_headers_the_original_carries():
     completed = check_original(pointer, original_record(headers=stale))
 
     assert completed.original_headers() == ORIGINAL_HEADERS
-    assert completed.reason == "receiver-failed"
+    assert completed.reason == "receiver-failed"  # the pointer's, not the stale one
 
 
 @pytest.mark.parametrize(
