@@ -290,11 +290,15 @@ def test_registry_outage_pauses_the_partition_and_loses_nothing(
 
 
 @pytest.mark.parametrize(
-    "client_limit",
-    [None, 2_000_000],
+    ("size", "client_limit"),
+    [(1_030_000, None), (1_500_000, 2_000_000)],
     ids=["refused-by-the-client", "refused-by-the-broker"],
 )
-def test_an_oversized_dead_letter_becomes_a_pointer_record(kafka_stack, unique_group, client_limit):
+def test_an_oversized_dead_letter_becomes_a_pointer_record(
+    kafka_stack, unique_group, size, client_limit
+):
+    """The source topic takes 2 MB records, the dead-letter topic the broker's default
+    (1 MiB); librdkafka itself refuses more than 1,000,000 bytes unless told otherwise."""
     topic = f"big-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": kafka_stack.bootstrap_servers})
     admin.create_topics([NewTopic(topic, 1, config={"max.message.bytes": "2000000"})])[
