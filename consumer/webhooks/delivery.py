@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from flowbus.backoff import Backoff
 from flowbus.errors import (
     BlockedURLError,
     DeliveryEngineClosedError,
@@ -65,6 +66,8 @@ __all__ = ["RETRYABLE_STATUSES", "DeliveryEngine", "EngineLimits"]
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+#: The dispatcher's wait after errors in a row: 1 s, 2 s, 4 s, ... up to 30 s.
+DISPATCHER_ERROR_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 _MAX_ERROR_LENGTH = 500
 
 
@@ -76,6 +79,8 @@ class EngineLimits:
     lease; a delivery whose worker died is attempted again after that.
     ``subscription_refresh``: how long :meth:`DeliveryEngine.submit` may use its cached
     subscription list before re-reading it (changes from the CLI show up within this).
+    ``error_backoff``: how long the dispatcher waits after its n-th error in a row (the
+    store unreachable, say) before it looks for due deliveries again.
     """
 
     max_concurrency: int = 16
@@ -83,6 +88,7 @@ class EngineLimits:
     poll_interval: float = 1.0
     subscription_refresh: float = 2.0
     lease_grace: float = 30.0
+    error_backoff: Backoff = DISPATCHER_ERROR_BACKOFF
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.max_per_subscription < 1:
@@ -294,6 +300,7 @@ class DeliveryEngine:
     # -- dispatching ----------------------------------------------------------------
 
     def _run(self) -> None:
+        errors = 0  # in a row
         while True:
             with self._cond:
                 if self._stopping:
@@ -301,9 +308,15 @@ class DeliveryEngine:
             try:
                 self._dispatch_due()
                 wait = self._seconds_until_next_due()
+                errors = 0
             except Exception:
-                logger.exception("webhook dispatcher: error while dispatching; retrying")
-                wait = self._limits.poll_interval
+                errors += 1
+                wait = self._limits.error_backoff.delay(errors, self._rng)
+                logger.exception(
+                    "webhook dispatcher: error %d in a row while dispatching; retrying in %.1f s",
+                    errors,
+                    wait,
+                )
             with self._cond:
                 if not self._woken and not self._stopping:
                     self._cond.wait(timeout=wait)
