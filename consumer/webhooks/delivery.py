@@ -59,6 +59,7 @@ from .ssrf import Resolver, SSRFPolicy, check_url
 if TYPE_CHECKING:
     from flowbus.settings import FlowbusSettings
 
+    from .metrics import DeliveryMetrics
     from .store import WebhookStore
 
 __all__ = ["RETRYABLE_STATUSES", "DeliveryEngine", "EngineLimits"]
@@ -123,7 +124,8 @@ class DeliveryEngine:
     """Matches events to subscriptions and delivers them; see the module docstring.
 
     Use as a context manager or call :meth:`start` / :meth:`stop`. :meth:`submit` works
-    before :meth:`start` too (the deliveries wait in the store).
+    before :meth:`start` too (the deliveries wait in the store). ``metrics``: where to
+    count attempts and deliveries (:class:`~.metrics.DeliveryMetrics`), if anywhere.
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class DeliveryEngine:
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = utc_now,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self._store = store
         self._policy = policy or SSRFPolicy()
@@ -157,10 +160,17 @@ class DeliveryEngine:
         self._subscriptions: list[Subscription] = []
         self._subscriptions_loaded = float("-inf")
         self._subscriptions_lock = threading.Lock()
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.watch(in_flight=lambda: self.in_flight, pending=store.count_pending)
 
     @classmethod
     def from_settings(
-        cls, store: WebhookStore | None = None, settings: FlowbusSettings | None = None
+        cls,
+        store: WebhookStore | None = None,
+        settings: FlowbusSettings | None = None,
+        *,
+        metrics: DeliveryMetrics | None = None,
     ) -> DeliveryEngine:
         """An engine configured from the ``FLOWBUS_WEBHOOKS_*`` settings (store included)."""
         if settings is None:
@@ -177,6 +187,7 @@ class DeliveryEngine:
             policy=SSRFPolicy.from_settings(settings),
             client=WebhookHTTPClient(extra_ca_bundle=settings.webhooks_ca_bundle),
             limits=EngineLimits.from_settings(settings),
+            metrics=metrics,
         )
         engine._owns_client = True
         engine._owns_store = owns_store
@@ -274,6 +285,8 @@ class DeliveryEngine:
             len(matching),
         )
         if created:
+            if self._metrics is not None:
+                self._metrics.queued(len(created))
             self.wake()
         return created
 
@@ -425,7 +438,9 @@ class DeliveryEngine:
         """
         number = delivery.attempts + 1
         started_at = self._clock()
+        started = time.perf_counter()
         result = self._send(delivery, subscription)
+        seconds = time.perf_counter() - started
         attempt = Attempt(
             delivery_id=delivery.id,
             number=number,
@@ -450,6 +465,8 @@ class DeliveryEngine:
                 delay = max(delay, min(result.retry_after, subscription.retry.max_backoff))
             next_at = self._clock() + timedelta(seconds=delay)
         updated = self._store.record_attempt(attempt, status=status, next_attempt_at=next_at)
+        if self._metrics is not None:
+            self._metrics.attempted(result.outcome, seconds, None if updated is None else status)
         gave_up = status in (DeliveryStatus.FAILED, DeliveryStatus.BLOCKED)
         log = logger.warning if gave_up else logger.info
         log(
