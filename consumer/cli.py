@@ -9,13 +9,10 @@ import click
 
 from flowbus.errors import ConfigurationError, ReceiversAbandonedError
 
-from .cli_params import metrics_options
+from .cli_params import EXIT_RECEIVERS_ABANDONED, metrics_options
 from .deadletter import DEFAULT_SUFFIX
 from .retry import RetryPolicy
 from .worker import DEFAULT_RECEIVER_TIMEOUT
-
-#: Exit status when too many receivers hung: the supervisor should restart the worker.
-EXIT_RECEIVERS_ABANDONED = 3
 
 
 def _exception_type(dotted: str) -> type[BaseException]:

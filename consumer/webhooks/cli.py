@@ -10,9 +10,14 @@ from typing import Any, TypeVar
 
 import click
 
-from flowbus.errors import BlockedURLError, FlowbusError, URLResolutionError
+from flowbus.errors import (
+    BlockedURLError,
+    FlowbusError,
+    ReceiversAbandonedError,
+    URLResolutionError,
+)
 
-from ..cli_params import metrics_options
+from ..cli_params import EXIT_RECEIVERS_ABANDONED, metrics_options
 from .matching import filters_to_json
 from .models import Attempt, Delivery, DeliveryStatus, RetryPolicy, Subscription
 from .signing import generate_secret
@@ -607,6 +612,9 @@ def serve(
     )
     try:
         stats = worker.run()
+    except ReceiversAbandonedError as exc:
+        click.echo(f"flowbus webhooks serve: {exc}", err=True)
+        raise SystemExit(EXIT_RECEIVERS_ABANDONED) from None
     finally:
         forwarder.disconnect()
         engine.stop()
