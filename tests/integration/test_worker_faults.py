@@ -198,6 +198,11 @@ def test_a_hanging_receiver_times_out_and_nothing_else_stops(
         "--concurrency", "8", "--receiver-timeout", "5", "--max-attempts", "2",
         "--retry-delay", "0.2", "--shutdown-timeout", "5",
         FLOWBUS_TEST_HANG_SLUG="hang",
+        # A worker blocked in the receiver for 7 s would overrun its poll interval and
+        # leave the group (MAXPOLL); this one keeps polling.
+        FLOWBUS_KAFKA_CONFIG=json.dumps(
+            {"session.timeout.ms": 6000, "max.poll.interval.ms": 7000}
+        ),
     )  # fmt: skip
     try:
         # Everything but the hung event is handled, its key's next event included...
@@ -233,6 +238,7 @@ def test_a_hanging_receiver_times_out_and_nothing_else_stops(
         if worker.poll() is None:
             worker.kill()
             worker.communicate()
+    print(f"\nhang: SIGTERM to exit {took:.2f}s; {len(events) - 1} other events handled")
     assert worker.returncode == 0, stderr
     assert took < 5 + 5, f"SIGTERM took {took:.1f}s"
     assert "MAXPOLL" not in stderr and "partitions revoked" not in stderr.split("signal 15")[0]
@@ -357,6 +363,8 @@ def test_2000_events_over_200_keys_keep_per_key_order_at_concurrency_32(
     assert worker.returncode == 0, stderr
     entries = lines(events_file)
     handled = [e for e in entries if e["phase"] == "end"]
+    span = max(e["t"] for e in handled) - min(e["t"] for e in entries)
+    print(f"\n{receiver_kind}: 2,000 events at concurrency 32 in {span:.2f}s")
     assert len(handled) == 2000 and len({e["id"] for e in handled}) == 2000
     assert_per_key_order(handled)
     assert max_in_flight_per_key(entries) == 1
@@ -402,4 +410,6 @@ def test_sigkill_during_concurrent_handling_redoes_at_most_about_a_second(
         assert_per_key_order(run)
     duplicates = len(handled) - len(events)
     last_second = sum(1 for e in first_run if e["t"] >= killed_at - 1.5)
+    print(f"\nSIGKILL after {len(first_run)} handled: {duplicates} redone "
+          f"(bound {concurrency} in flight + {last_second} in the last 1.5 s)")  # fmt: skip
     assert 0 <= duplicates <= concurrency + last_second, (duplicates, last_second)

@@ -25,9 +25,15 @@ def spans(monkeypatch):
     exporter = in_memory.InMemorySpanExporter()
     provider = sdk_trace.TracerProvider()
     provider.add_span_processor(export.SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "get_tracer", provider.get_tracer)
+    # The producer side injects the context of the current span (through the global API).
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
     with isolated_receivers():
         yield exporter, provider
+
+
+def test_without_a_configured_provider_no_span_is_started():
+    tracing = Tracing()
+    assert tracing._current_tracer() is None  # the global provider is still the proxy
 
 
 def test_each_attempt_is_a_consumer_span_under_the_producers_trace(spans):
@@ -42,6 +48,7 @@ def test_each_attempt_is_a_consumer_span_under_the_producers_trace(spans):
     SIGNAL.connect(flaky)
     chain = default_middlewares(retry=RetryPolicy(initial_delay=0.001), receiver_timeout=None)
     assert isinstance(chain[0], Tracing)
+    chain[0] = Tracing(tracer_provider=provider)
     with InMemoryBus(middlewares=chain) as bus:
         with provider.get_tracer("producer").start_as_current_span("send") as parent:
             record = bus.publish(SIGNAL, topic="events", **sample_events.work_item_event())
