@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sample_events
+from broker_helpers import read_to_end
 from click.testing import CliRunner, Result
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from flowbus import cloudevents
@@ -92,30 +92,8 @@ def produce_letters(dlq_topic: str, letters: list[tuple[int, DeadLetter, datetim
 
 
 def read_topic(topic: str, partitions: int = 1) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap(),
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    messages, at_end = [], set()
-    deadline = time.monotonic() + 60
-    try:
-        while len(at_end) < partitions:
-            assert time.monotonic() < deadline
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error() is not None:
-                assert message.error().code() == KafkaError._PARTITION_EOF
-                at_end.add(message.partition())
-                continue
-            messages.append(message)
-    finally:
-        consumer.close()
+    messages = read_to_end(topic)
+    assert {m.partition() for m in messages} <= set(range(partitions))
     return messages
 
 
