@@ -50,6 +50,7 @@ __all__ = ["DeadLetterSink", "DeadLetterTooLargeError", "Engine", "WorkerStats"]
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+_AfterAttempt = Callable[[], None]
 
 
 class DeadLetterTooLargeError(Exception):
@@ -104,9 +105,15 @@ class _Lane:
 
 
 class _Attempt:
-    """One attempt in progress on a handler thread; the handler's :class:`CallGuard`."""
+    """One attempt in progress on a handler thread; the handler's :class:`CallGuard`.
 
-    __slots__ = ("abandoned", "awaited", "context", "deadline", "engine", "lane", "receiver")
+    ``_in_call`` holds one token while a receiver runs. Whoever takes it first wins: the
+    handler when the receiver returns (``call_ended``), or the engine at the deadline
+    (``overdue``); ``list.pop`` is atomic, so this needs no lock on the hot path.
+    """
+
+    __slots__ = ("_in_call", "abandoned", "awaited", "context", "deadline", "engine", "lane",
+                 "receiver")  # fmt: skip
 
     def __init__(self, engine: Engine, lane: _Lane, context: MessageContext) -> None:
         self.engine = engine
@@ -116,19 +123,36 @@ class _Attempt:
         self.deadline: float | None = None
         self.awaited = False
         self.abandoned = False
+        self._in_call: list[bool] = []
 
     def call_started(
         self, receiver: Callable[..., Any], timeout: float | None, awaited: bool
     ) -> None:
-        with self.engine._lock:
-            self.receiver = receiver
-            self.awaited = awaited
-            self.deadline = None if timeout is None else self.engine._clock() + timeout
+        self.receiver = receiver
+        self.awaited = awaited
+        self.deadline = None if timeout is None else self.engine._clock() + timeout
+        self._in_call.append(True)
 
     def call_ended(self) -> bool:
-        with self.engine._lock:
-            self.deadline = None
-            return not self.abandoned
+        try:
+            self._in_call.pop()
+        except IndexError:  # the engine took it: abandoned at the deadline
+            return False
+        self.deadline = None
+        return True
+
+    def overdue(self, now: float) -> bool:
+        """Abandon this attempt if its receiver call is past its deadline (sync calls only:
+        an awaited call is cancelled by the handler itself)."""
+        deadline = self.deadline
+        if deadline is None or self.awaited or now <= deadline:
+            return False
+        try:
+            self._in_call.pop()
+        except IndexError:  # returned meanwhile (or between two calls)
+            return False
+        self.abandoned = True
+        return True
 
 
 class Engine:
@@ -163,7 +187,12 @@ class Engine:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._partitions: dict[TopicPartition, _Partition] = {}
-        self._ready: deque[_Lane] = deque()
+        # Lanes ready to run, oldest head record first: the work nearest each partition's
+        # committed offset goes first, so little finished work waits behind unfinished.
+        self._ready: list[tuple[int, int, _Lane]] = []
+        self._arrivals = itertools.count()
+        self._room = threading.Condition(self._lock)
+        self._room_below: int | None = None
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         self._running: set[_Attempt] = set()
@@ -222,6 +251,7 @@ class Engine:
                 if partition is None:
                     partition = self._partitions[key] = _Partition(key)
                 context = MessageContext(record)
+                context.arrival = next(self._arrivals)
                 partition.offsets.taken(record.offset)
                 lane_key: object = record.key if record.key is not None else record.offset
                 if record.key is None:
@@ -237,13 +267,10 @@ class Engine:
         """Run due timers (retries, pause ends, dead-letter re-sends) and enforce deadlines."""
         now = self._clock()
         due: list[Callable[[], None]] = []
-        timed_out: list[_Attempt] = []
         with self._lock:
             while self._timers and self._timers[0][0] <= now:
                 due.append(heapq.heappop(self._timers)[2])
-            for attempt in self._running:
-                if attempt.deadline is not None and not attempt.awaited and now > attempt.deadline:
-                    timed_out.append(attempt)
+            timed_out = [attempt for attempt in self._running if attempt.overdue(now)]
             for attempt in timed_out:
                 self._abandon(attempt)
         for action in due:
@@ -264,6 +291,14 @@ class Engine:
     def buffered(self) -> int:
         """Records taken and not finished."""
         return self._buffered
+
+    def wait_for_room(self, below: int, timeout: float) -> None:
+        """Wait until at most ``below`` records are unfinished, or ``timeout`` seconds."""
+        with self._lock:
+            if self._buffered > below:
+                self._room_below = below
+                self._room.wait(timeout)
+                self._room_below = None
 
     def committable(
         self, partitions: Iterable[TopicPartition] | None = None
@@ -343,21 +378,23 @@ class Engine:
         threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def _serve(self) -> None:
+        done: tuple[_Attempt, Outcome] | None = None
         while True:
+            after: _AfterAttempt | None = None
+            attempt: _Attempt | None = None
             with self._lock:
-                while not self._ready:
-                    if self._closed:
-                        self._threads -= 1
+                if done is not None:
+                    after = self._complete(*done)
+                    done = None
+                if after is None:  # the common case: finish one and take the next at once
+                    attempt = self._next_attempt()
+                    if attempt is None:
                         return
-                    self._work.wait()
-                lane = self._ready.popleft()
-                if lane.partition.revoked or lane.partition.held or not lane.queue:
-                    lane.busy = False
-                    continue
-                context = lane.queue[0]
-                attempt = _Attempt(self, lane, context)
-                self._running.add(attempt)
-            outcome = self.handler.attempt(context, attempt)
+            if after is not None:
+                after()  # outside the lock, before waiting for more work
+                continue
+            assert attempt is not None
+            outcome = self.handler.attempt(attempt.context, attempt)
             if outcome is None:  # abandoned at a deadline; a replacement thread took over
                 with self._lock:
                     self._abandoned_now -= 1
@@ -365,10 +402,26 @@ class Engine:
                 log.warning(
                     "receiver %s returned after its deadline at %s; its result is dropped",
                     callable_name(attempt.receiver) if attempt.receiver else "?",
-                    context.position,
+                    attempt.context.position,
                 )
                 return
-            self._after_attempt(attempt, outcome)
+            done = (attempt, outcome)
+
+    def _next_attempt(self) -> _Attempt | None:
+        # Under the lock: wait for a lane to run (None: the engine is closed).
+        while True:
+            while not self._ready:
+                if self._closed:
+                    self._threads -= 1
+                    return None
+                self._work.wait()
+            lane = heapq.heappop(self._ready)[2]
+            if lane.partition.revoked or lane.partition.held or not lane.queue:
+                lane.busy = False
+                continue
+            attempt = _Attempt(self, lane, lane.queue[0])
+            self._running.add(attempt)
+            return attempt
 
     def _schedule(self, lane: _Lane) -> None:
         # Under the lock.
@@ -385,51 +438,55 @@ class Engine:
                 partition.lanes.pop(lane.key, None)
             return
         lane.busy = True
-        self._ready.append(lane)
+        heapq.heappush(self._ready, (lane.queue[0].arrival, next(self._timer_seq), lane))
         self._work.notify()
 
     def _after_attempt(self, attempt: _Attempt, outcome: Outcome) -> None:
+        with self._lock:
+            after = self._complete(attempt, outcome)
+        if after is not None:
+            after()
+
+    def _complete(self, attempt: _Attempt, outcome: Outcome) -> _AfterAttempt | None:
+        # Under the lock: what the outcome means for the lane; returns what to do next
+        # outside the lock (send a dead letter, report a finished record).
         context, lane = attempt.context, attempt.lane
         partition = lane.partition
         decision = context.decision
-        send_dead_letter = handled = False
-        with self._lock:
-            self._running.discard(attempt)
-            if partition.revoked:
-                lane.busy = False
-                return
-            now = self._clock()
-            if outcome is Outcome.HANDLED:
-                lane.queue.popleft()
-                partition.infra.pop(context, None)
-                self._finished(partition, context)
-                lane.busy = False
-                self._schedule(lane)
-                handled = True
-            elif outcome is Outcome.DEAD_LETTERING:
-                lane.queue.popleft()
-                self._dead_lettering[context] = partition
-                lane.busy = False
-                self._schedule(lane)
-                send_dead_letter = True
-            elif outcome is Outcome.PAUSED:
-                delay = decision.delay if isinstance(decision, PausePartition) else 30.0
-                failure = context.failure
-                partition.infra[context] = _why(failure)
-                self._pause(partition, now + delay)
-                self._at(now + delay, lambda: self._resume_lane(lane))
-            else:
-                delay = decision.delay if isinstance(decision, RetryLater) else 0.0
-                self._at(now + delay, lambda: self._resume_lane(lane))
-        if send_dead_letter:
-            self._send_dead_letter(context, partition)
-        elif handled and self.on_finished is not None:
-            self.on_finished(context, None)
+        self._running.discard(attempt)
+        if partition.revoked:
+            lane.busy = False
+            return None
+        now = self._clock()
+        if outcome is Outcome.HANDLED:
+            lane.queue.popleft()
+            partition.infra.pop(context, None)
+            self._finished(partition, context)
+            lane.busy = False
+            self._schedule(lane)
+            on_finished = self.on_finished
+            return None if on_finished is None else lambda: on_finished(context, None)
+        if outcome is Outcome.DEAD_LETTERING:
+            lane.queue.popleft()
+            self._dead_lettering[context] = partition
+            lane.busy = False
+            self._schedule(lane)
+            return lambda: self._send_dead_letter(context, partition)
+        if outcome is Outcome.PAUSED:
+            delay = decision.delay if isinstance(decision, PausePartition) else 30.0
+            partition.infra[context] = _why(context.failure)
+            self._pause(partition, now + delay)
+        else:
+            delay = decision.delay if isinstance(decision, RetryLater) else 0.0
+        self._at(now + delay, lambda: self._resume_lane(lane))
+        return None
 
     def _finished(self, partition: _Partition, context: MessageContext) -> None:
         # Under the lock.
         partition.offsets.done(context.record.offset)
         self._buffered -= 1
+        if self._room_below is not None and self._buffered <= self._room_below:
+            self._room.notify_all()
         self.stats.handled += 1
         if context.attempts > 1:
             self.stats.retried += 1
@@ -466,7 +523,6 @@ class Engine:
 
     def _abandon(self, attempt: _Attempt) -> None:
         # Under the lock: the thread stays in its receiver; another takes its place.
-        attempt.abandoned = True
         self._running.discard(attempt)
         self._abandoned_now += 1
         self.stats.abandoned += 1

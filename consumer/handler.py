@@ -82,7 +82,17 @@ class MessageHandler:
     ) -> None:
         self.group = group
         self.deserializer = deserializer or _default_deserializer()
-        self.middlewares = list(middlewares)
+        self.middlewares = tuple(middlewares)
+        # Per hook, only the middlewares that implement it: most implement one or two.
+        self._hooks = {
+            hook: [
+                getattr(middleware, hook)
+                for middleware in self.middlewares
+                if getattr(type(middleware), hook) is not getattr(Middleware, hook)
+            ]
+            for hook in ("before_handle", "after_handle", "after_dead_letter")
+        }
+        self._awaited: dict[Callable[..., Any], bool] = {}
         self.classifier = classifier or FailureClassifier()
         #: The event loop ``async def`` receivers are awaited on (run by the engine).
         self.loop = loop
@@ -140,13 +150,11 @@ class MessageHandler:
         return DeadLetterNow()
 
     def notify(self, hook: str, context: MessageContext, *args: Any) -> None:
-        for middleware in self.middlewares:
+        for method in self._hooks[hook]:
             try:
-                getattr(middleware, hook)(context, *args)
+                method(context, *args)
             except Exception:
-                log.exception(
-                    "middleware %s failed in %s at %s", middleware, hook, context.position
-                )
+                log.exception("middleware hook %s failed at %s", method, context.position)
 
     # --- the steps -------------------------------------------------------------------------
 
@@ -194,9 +202,8 @@ class MessageHandler:
         stop_at_first = event.signal.send_event_failure_allowed
         failed: list[tuple[Callable[..., Any], BaseException]] = []
         for receiver in list(pending):
-            name = callable_name(receiver)
             try:
-                response = self._call(receiver, name, event, context.receiver_timeout, guard)
+                response = self._call(receiver, event, context.receiver_timeout, guard)
             except _Abandoned:
                 raise
             except Exception as exc:
@@ -239,14 +246,13 @@ class MessageHandler:
     def _call(
         self,
         receiver: Callable[..., Any],
-        name: str,
         event: DecodedEvent,
         timeout: float | None,
         guard: CallGuard,
     ) -> Any:
-        awaited = inspect.iscoroutinefunction(receiver) or inspect.iscoroutinefunction(
-            getattr(receiver, "__call__", None)  # noqa: B004 (an async callable object)
-        )
+        awaited = self._awaited.get(receiver)
+        if awaited is None:
+            awaited = self._awaited[receiver] = _is_async(receiver)
         guard.call_started(receiver, timeout, awaited)
         try:
             result = receiver(
@@ -257,13 +263,14 @@ class MessageHandler:
                 **event.data,
             )
             if inspect.isawaitable(result):
-                result = self._await(result, name, timeout)
+                result = self._await(result, receiver, timeout)
         finally:
             if not guard.call_ended():
                 raise _Abandoned
         return result
 
-    def _await(self, awaitable: Any, name: str, timeout: float | None) -> Any:
+    def _await(self, awaitable: Any, receiver: Callable[..., Any], timeout: float | None) -> Any:
+        name = callable_name(receiver)
         if self.loop is None:
             raise RuntimeError(f"receiver {name} is async, but no event loop runs here")
         future = asyncio.run_coroutine_threadsafe(_as_coroutine(awaitable), self.loop)
@@ -292,6 +299,12 @@ class MessageHandler:
 
 class _Abandoned(Exception):
     """The engine gave up on this attempt while a receiver ran: drop its result."""
+
+
+def _is_async(receiver: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(receiver) or inspect.iscoroutinefunction(
+        getattr(receiver, "__call__", None)  # noqa: B004 (an async callable object)
+    )
 
 
 async def _as_coroutine(awaitable: Any) -> Any:

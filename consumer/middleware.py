@@ -119,6 +119,7 @@ class MessageContext:
     """
 
     __slots__ = (
+        "arrival",
         "attempts",
         "dead_letter",
         "decision",
@@ -135,6 +136,8 @@ class MessageContext:
 
     def __init__(self, record: ConsumedRecord) -> None:
         self.record = record
+        #: The order in which the engine received it.
+        self.arrival = 0
         self.event: DecodedEvent | None = None
         self.attempts = 0
         self.infrastructure_failures = 0
@@ -283,21 +286,26 @@ class Tracing(Middleware):
             from opentelemetry.propagate import extract
         except ImportError:
             self._trace: Any = None
+            self._tracer: Any = None
             return
         self._trace = trace
         self._provider = tracer_provider
-        self._tracer: Any = None
+        self._tracer = None
+        self._next_look = 0.0
         self._extract = extract
 
     def _current_tracer(self) -> Any:
-        trace = self._trace
-        if trace is None:
+        if self._tracer is not None or self._trace is None:
+            return self._tracer
+        now = time.monotonic()
+        if now < self._next_look:  # looking costs an environment lookup: once a second
             return None
-        if self._tracer is None:
-            provider = self._provider or trace.get_tracer_provider()
-            if isinstance(provider, trace.ProxyTracerProvider):
-                return None  # no provider configured (yet): spans would go nowhere
-            self._tracer = provider.get_tracer("flowbus.consumer")
+        self._next_look = now + 1.0
+        trace = self._trace
+        provider = self._provider or trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider):
+            return None  # no provider configured (yet): spans would go nowhere
+        self._tracer = provider.get_tracer("flowbus.consumer")
         return self._tracer
 
     def before_handle(self, context: MessageContext) -> None:

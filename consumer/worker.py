@@ -60,6 +60,8 @@ LAG_INTERVAL_S = 5.0
 #: While attempts run, the worker wakes at least this often (deadlines, retries).
 TICK_S = 0.05
 BATCH = 500
+#: How long the buffer may stay full before the partitions are paused.
+FULL_PAUSE_S = 0.5
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
@@ -145,7 +147,7 @@ class Worker:
         self.shutdown_timeout = shutdown_timeout
         self.commit_interval = commit_interval
         self.max_abandoned = max_abandoned
-        self.max_buffered = max_buffered or max(1000, 50 * concurrency)
+        self.max_buffered = max_buffered or max(2000, 100 * concurrency)
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         import flowbus.catalog  # noqa: F401  (the catalog's signals must be known here)
@@ -183,6 +185,10 @@ class Worker:
         self._assigned: set[tuple[str, int]] = set()
         self._last_lag = 0.0
         self._last_commit = 0.0
+        self._limit: int | None = None
+        self._taken = 0
+        self._full_since: float | None = None
+        self._backpressure = False
 
     @property
     def stats(self) -> WorkerStats:
@@ -224,6 +230,7 @@ class Worker:
                 "worker %s consuming %s (concurrency %d)",
                 self.group, ", ".join(self.topics), self.concurrency,
             )  # fmt: skip
+            self._limit = max_messages
             while not self._stopping.is_set() and engine.fatal is None:
                 self._poll_once(engine)
                 if max_messages is not None and engine.stats.handled >= max_messages:
@@ -244,7 +251,22 @@ class Worker:
         next_timer = engine.next_timer()
         if next_timer is not None:
             timeout = min(timeout, next_timer)
-        messages = self._consumer.consume(BATCH, timeout)
+        batch = min(BATCH, self.max_buffered - engine.buffered)
+        if self._limit is not None:  # take no more than the limit (the rest is not ours)
+            batch = min(batch, self._limit - self._taken)
+        self._note_fullness(batch <= 0)
+        if batch > 0 or self._backpressure:
+            # poll() returns as soon as one message is there; consume(n, 0) then takes
+            # what is already fetched (consume(n, timeout) would wait out the timeout).
+            first = self._consumer.poll(timeout)
+            messages = [] if first is None else [first]
+            if first is not None and batch > 1:
+                messages += self._consumer.consume(batch - 1, 0)
+        else:
+            messages = []
+            at_limit = self._limit is not None and self._taken >= self._limit
+            engine.wait_for_room(0 if at_limit else self.max_buffered // 2, min(timeout, TICK_S))
+        self._taken += len(messages)
         records = []
         for message in messages:
             if message.error() is not None:
@@ -344,13 +366,26 @@ class Worker:
         for tp in changed:
             self._committed[(tp.topic, tp.partition)] = tp.offset
 
+    def _note_fullness(self, full: bool) -> None:
+        """Backpressure: with ``max_buffered`` records waiting, take no more; if that lasts,
+        pause the partitions (so that polling, which keeps the worker in its group, brings
+        nothing), until half of them are done."""
+        now = time.monotonic()
+        if not full:
+            self._full_since = None
+            assert self.engine is not None
+            if self._backpressure and self.engine.buffered <= self.max_buffered // 2:
+                self._backpressure = False
+        elif self._full_since is None:
+            self._full_since = now
+        elif now - self._full_since >= FULL_PAUSE_S:
+            self._backpressure = True
+
     def _apply_pauses(self, engine: Engine) -> None:
         assert self._consumer is not None
         wanted = engine.paused() & self._assigned
-        if engine.buffered >= self.max_buffered:
+        if self._backpressure:
             wanted = set(self._assigned)
-        elif engine.buffered > self.max_buffered // 2:
-            wanted |= self._kafka_paused  # hysteresis: resume below half
         pause = wanted - self._kafka_paused
         resume = self._kafka_paused - wanted
         if pause:
