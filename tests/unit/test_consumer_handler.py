@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import sample_events
+from pydantic import Field
 
 from flowbus import cloudevents
+from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.catalog import caluma
+from flowbus.catalog.models import UserInfo
 from flowbus.consumer.deadletter import DeadLetter, Reason, read_dead_letter_headers
 from flowbus.consumer.handler import MessageHandler
 from flowbus.consumer.retry import RetryPolicy
 from flowbus.errors import SchemaMismatchError
+from flowbus.signals import DecodedData, WorkflowSignal
 from flowbus.testing import isolated_receivers
 
 SIGNAL = caluma.WORK_ITEM_POST_COMPLETE
@@ -187,6 +191,25 @@ def test_data_the_signal_refuses_is_dead_lettered(event):
     _, _, message = event
     result = handler({"work_item": "not a work item"}).handle(message)
     assert result.dead_letter.reason is Reason.INVALID_DATA
+
+
+SHORT_CODE = WorkflowSignal(
+    "org.flowbus.test.handler.short_code.v1",
+    {"code": Annotated[str, Field(max_length=3)], "user": UserInfo},
+)
+
+
+def test_decoded_data_violating_a_constraint_is_invalid_data():
+    # The generated decoder builds UserInfo without validating it; "code" is still validated.
+    data = {"code": "too long", "user": UserInfo(username="u")}
+    value = EventSerializer().serialize(SHORT_CODE, data, "events").value
+    metadata = SHORT_CODE.generate_signal_metadata()
+    message = FakeMessage(cloudevents.to_headers(metadata), value=value)
+    deserializer = EventDeserializer()
+    assert isinstance(deserializer.deserialize(SHORT_CODE, value, "events"), DecodedData)
+    result = MessageHandler("group-1", deserializer, NO_WAIT).handle(message)
+    assert result.dead_letter.reason is Reason.INVALID_DATA
+    assert "argument 'code'" in str(result.dead_letter.error)
 
 
 def test_earlier_dead_letter_headers_are_replaced_not_stacked():
