@@ -42,6 +42,7 @@ from flowbus.metadata import EventMetadata
 __all__ = [
     "EVENT_TYPE_PATTERN",
     "RESERVED_ARGUMENT_NAMES",
+    "DecodedData",
     "Receiver",
     "ReceiverFunction",
     "WorkflowSignal",
@@ -72,6 +73,21 @@ class Receiver(NamedTuple):
 
     function: ReceiverFunction
     sender_name: str | None
+
+
+class DecodedData(dict[str, Any]):
+    """Keyword arguments decoded from the bus, with the arguments their decoder vouches for.
+
+    A decoder returns an instance of a subclass setting :attr:`event_type` and :attr:`exact`:
+    the arguments whose values are exactly what validating them against their declared
+    types returns (see :attr:`flowbus.avro.schema.FieldSpec.exact`).
+    :meth:`WorkflowSignal.validate_decoded` does not validate those again.
+    """
+
+    __slots__ = ()
+
+    event_type: ClassVar[str] = ""
+    exact: ClassVar[frozenset[str]] = frozenset()
 
 
 def sender_name(sender: object) -> str | None:
@@ -373,9 +389,13 @@ class WorkflowSignal:
 
         Avro timestamps decode to UTC datetimes (the codec refuses writer schemas with local
         timestamps), so the data cannot hold a naive one: the walk looking for them is
-        skipped. Everything else is validated as for a sender.
+        skipped. The arguments a :class:`DecodedData` of this event type vouches for are
+        taken as they are. Everything else is validated as for a sender.
         """
-        return self._validate(data, check_naive=False)
+        exact: frozenset[str] = frozenset()
+        if isinstance(data, DecodedData) and data.event_type == self._event_type:
+            exact = data.exact
+        return self._validate(data, check_naive=False, exact=exact)
 
     def validate_data(self, **kwargs: Any) -> dict[str, Any]:
         """Validate send arguments against the declared data; returns the validated values.
@@ -388,11 +408,16 @@ class WorkflowSignal:
         """
         return self._validate(kwargs, check_naive=True)
 
-    def _validate(self, data: Mapping[str, Any], *, check_naive: bool) -> dict[str, Any]:
+    def _validate(
+        self, data: Mapping[str, Any], *, check_naive: bool, exact: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         if data.keys() != self._data.keys():
             data = self._with_defaults(data)
         validated: dict[str, Any] = {}
         for name, adapter in self._adapters.items():
+            if name in exact:
+                validated[name] = data[name]
+                continue
             try:
                 value = adapter.validate_python(data[name])
             except ValidationError as exc:

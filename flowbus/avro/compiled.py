@@ -5,9 +5,8 @@ models and datums on top (:meth:`EventCodec.to_datum`, :meth:`EventCodec.from_da
 For the benchmark record (Caluma ``work_item.post_complete``, ~500 bytes, 23 leaf fields)
 that costs ~25 us to encode and ~29 us to decode. The Python code generated here once per
 codec does the same work in straight lines per record: it writes validated data (models,
-enum members, UUIDs, datetimes) straight to bytes in ~12 us, and reads a body straight to
-the signal's keyword arguments in ~17 us, of which pydantic validating the two models takes
-~5.5 us and the three timestamps' varints and datetimes ~3.5 us.
+enum members, UUIDs, datetimes) straight to bytes, and reads a body straight to the
+signal's keyword arguments (figures: ``benchmarks/README.md``).
 
 Scope: only bodies written with the codec's own schema layout, and only values of the
 exact types validated data has (a model instance, not a dict or a subclass instance; an
@@ -16,11 +15,22 @@ raises, :class:`_Unhandled` or whatever failed, and the caller falls back to the
 path (``to_datum`` + fastavro, fastavro + ``from_datum``): results are byte for byte and
 value for value the reference's, and errors are the reference's own.
 
-The decoder validates each record as ``from_datum`` does: one ``model_validate`` per
-record, inner records first, passing ``by_alias=False, by_name=True`` only to models with
-aliases (it costs ~1 us a call). A plain ``UUID`` field gets the UUID's text, which
-pydantic parses to the same value in half the time of ``uuid.UUID``, unless strict mode
-or a validator could tell the difference.
+Records, inner ones first, are built in one of two ways:
+
+* Models whose validation would only store the values decoded (``ModelType.constructible``:
+  no validator, constraint or check Avro does not carry) are built without validating, as
+  ``model_construct`` builds them: the same ``__dict__``, fields set, no extra, no private
+  values. Their values are already of the exact types validation returns: UUIDs are
+  ``uuid.UUID`` (as fastavro builds them), and JSON values nested deep enough for
+  pydantic's recursion limit to matter are validated as the model would.
+* Every other model is validated as ``from_datum`` does: one ``model_validate`` per record,
+  passing ``by_alias=False, by_name=True`` only to models with aliases (it costs time). A
+  plain ``UUID`` field gets the UUID's text, which pydantic parses to the same value faster
+  than ``uuid.UUID``, unless strict mode or a validator could tell the difference.
+
+The keyword arguments come back as a :class:`~flowbus.signals.DecodedData` naming those
+whose values validation would return unchanged (``FieldSpec.exact``), so that
+``WorkflowSignal.validate_decoded`` validates only the others.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue, TypeAdapter
 
 from flowbus.avro.schema import (
     ArrayType,
@@ -54,7 +64,9 @@ from flowbus.avro.schema import (
     PrimitiveType,
     TypeNode,
     UnionType,
+    has_validators,
 )
+from flowbus.signals import DecodedData
 
 __all__ = ["Decoder", "Encoder", "compile_decoder", "compile_encoder"]
 
@@ -74,6 +86,15 @@ _EPOCH_DAY = dt.date(1970, 1, 1).toordinal()
 _MICROSECOND = dt.timedelta(microseconds=1)
 _IDENTIFIER_GAPS = re.compile(r"\W")
 _UUID_TEXT_SIZE = b"\x48"  # the text of a UUID is always 36 characters: 36, zigzagged
+#: JSON text with fewer opening brackets than this nests less deep than pydantic's recursion
+#: limit for JSON values (255 levels), the one check validating it could fail.
+_JSON_BRACKETS_UNCHECKED = 128
+#: The instance layout ``model_construct`` fills; with any other (a pydantic release that
+#: changed it), every model is validated.
+_MODEL_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+_CONSTRUCTS = BaseModel.__slots__ == _MODEL_SLOTS
+#: The instance layout of ``uuid.UUID`` that :func:`_uuid` fills (as pydantic-core does).
+_UUID_SLOTS = uuid.UUID.__slots__ == ("int", "is_safe", "__weakref__")
 
 
 def _long_bytes(value: int) -> bytearray:
@@ -106,6 +127,22 @@ def _read_long(body: bytes, pos: int) -> tuple[int, int]:
     if n >> 64:
         raise _Unhandled  # fastavro's 64-bit reader drops the high bits: leave it to fastavro
     return (n >> 1) ^ -(n & 1), pos
+
+
+def _uuid(text: str) -> uuid.UUID:
+    """``uuid.UUID(text)``, in half the time; raises where it might not give the same UUID.
+
+    ``uuid.UUID`` drops ``urn:``, ``uuid:``, braces and hyphens, then parses 32 hex digits
+    with ``int(..., 16)``. Text that ``int`` parses once the hyphens are gone has none of
+    the others, so the UUID is the same; other text raises, and the caller falls back.
+    """
+    digits = text.replace("-", "")
+    if len(digits) != 32:
+        raise _Unhandled
+    value = object.__new__(uuid.UUID)
+    object.__setattr__(value, "int", int(digits, 16))
+    object.__setattr__(value, "is_safe", uuid.SafeUUID.unknown)
+    return value
 
 
 def _read_size(body: bytes, pos: int) -> tuple[int, int]:
@@ -351,29 +388,52 @@ class _DecoderSource(_Source):
             _double=struct.Struct("<d").unpack_from,
             # What json.loads uses (its typeshed stub asks for a scanner, not the decoder).
             _json_scan=json.scanner.make_scanner(cast(Any, json.JSONDecoder())),
-            _UUID=uuid.UUID,
+            _UUID=_uuid if _UUID_SLOTS else uuid.UUID,
             _date=dt.date.fromordinal,
             _int_from_bytes=int.from_bytes,
+            _json_value=TypeAdapter(JsonValue).validate_python,
+            _new=object.__new__,
+            _set=object.__setattr__,
         )
 
     def event(self, event: EventType) -> Decoder:
+        decoded = type(
+            "DecodedData",
+            (DecodedData,),
+            {
+                "__slots__": (),
+                "event_type": event.event_type,
+                "exact": frozenset(spec.name for spec in event.fields if spec.exact),
+            },
+        )
         self.line(0, "def decode(body):")
         self.line(1, "pos = 0")
         values = self.fields(event.fields, None)
         self.line(1, "if pos != len(body):")
         self.line(2, "raise _Unhandled")
-        self.line(1, f"return {values}")
+        self.line(1, f"return {self.ref(decoded, 'Decoded')}({values})")
         return cast(Decoder, self.build(event, "decode"))
 
     def record_function(self, node: ModelType, name: str) -> None:
         self.line(0, f"def {name}(body, pos):")
-        values = self.fields(node.fields, node.cls)
         cls = self.ref(node.cls, "Model")
+        if node.constructible and _CONSTRUCTS:
+            values = self.fields(node.fields, None)
+            names = self.ref(frozenset(spec.name for spec in node.fields), "FIELDS")
+            self.line(1, f"record = _new({cls})")
+            self.line(1, f"_set(record, '__dict__', {values})")
+            self.line(1, f"_set(record, '__pydantic_fields_set__', set({names}))")
+            self.line(1, "_set(record, '__pydantic_extra__', None)")
+            self.line(1, "_set(record, '__pydantic_private__', None)")
+            self.line(1, "return record, pos")
+            return
+        values = self.fields(node.fields, node.cls)
         by_name = ", by_alias=False, by_name=True" if _has_aliases(node.cls) else ""
         self.line(1, f"return {cls}.model_validate({values}{by_name}), pos")
 
     def fields(self, specs: typing.Sequence[FieldSpec], model: type[BaseModel] | None) -> str:
-        """Read ``specs`` at depth 1; the dict display of their values."""
+        """Read ``specs`` at depth 1; the dict display of their values. ``model``: the model
+        that validates them (``None``: nothing does)."""
         items = []
         for spec in specs:
             value = self.temp()
@@ -402,6 +462,11 @@ class _DecoderSource(_Source):
                 self.line(depth, f"{target}, {end} = _json_scan({text}, 0)")
                 self.line(depth, f"if {end} != len({text}):")
                 self.line(depth + 1, "raise _Unhandled")
+                # Fewer characters than twice the bound: fewer opening brackets than it.
+                brackets = f"{text}.count('[') + {text}.count('{{')"
+                limit = _JSON_BRACKETS_UNCHECKED
+                self.line(depth, f"if len({text}) >= {2 * limit} and {brackets} >= {limit}:")
+                self.line(depth + 1, f"{target} = _json_value({target})")
             case NullType():
                 self.line(depth, f"{target} = None")
             case EnumType(cls=cls, symbols=symbols):
@@ -518,15 +583,11 @@ def _takes_uuid_text(model: type[BaseModel], name: str) -> bool:
         kinds = set(typing.get_args(annotation))
     else:
         kinds = {annotation}
-    decorators = model.__pydantic_decorators__
     return (
         kinds in _UUID_ANNOTATIONS
         and not info.metadata
         and not model.model_config.get("strict")
-        and not decorators.validators
-        and not decorators.field_validators
-        and not decorators.root_validators
-        and not decorators.model_validators
+        and not has_validators(model)
     )
 
 

@@ -140,12 +140,20 @@ class EnumType:
 
 @dataclass(eq=False, slots=True)
 class ModelType:
-    """A pydantic model, an Avro record. ``fields`` is filled after creation (recursion)."""
+    """A pydantic model, an Avro record. ``fields`` is filled after creation (recursion).
+
+    ``constructible``: validating a record of this model, every field holding the exact
+    value its decoder built (see :attr:`FieldSpec.exact`), would give an instance with those
+    very values: the model has no validator, ``__init__``, post-init hook, private
+    attribute, or configuration that changes what validation returns (see
+    :func:`validation_returns_input`). The decoder may then build it without validating.
+    """
 
     cls: type[BaseModel]
     fullname: str
     doc: str | None
     fields: list[FieldSpec] = field(default_factory=list)
+    constructible: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +192,22 @@ TypeNode: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """One record field: name, type, doc and the default as an Avro JSON value."""
+    """One record field: name, type, doc and the default as an Avro JSON value.
+
+    ``exact``: the value a decoder builds for the field from its Avro type (an ``str``, an
+    aware UTC ``datetime``, an enum member, a ``UUID``, a model instance of exactly the
+    declared class, JSON values as ``json.loads`` gives them, lists and dicts of those...)
+    is what pydantic's validation against the declared type returns for it: an equal value
+    of the same type, the same instance for a model. False when the declared type has a
+    constraint, validator, literal, discriminator or any other check or conversion Avro does
+    not carry (see :func:`validation_returns_input`).
+    """
 
     name: str
     type: TypeNode
     doc: str | None
     default: Any = NO_DEFAULT
+    exact: bool = False
 
     @property
     def has_default(self) -> bool:
@@ -380,6 +398,7 @@ class _Analyzer:
             self.field(name, info.annotation, info, f"{path}.{name}")
             for name, info in cls.model_fields.items()
         )
+        node.constructible = _plain_model(cls) and all(spec.exact for spec in node.fields)
         return node
 
     def field(self, name: str, annotation: Any, info: FieldInfo | None, path: str) -> FieldSpec:
@@ -398,7 +417,115 @@ class _Analyzer:
         if default is not NO_DEFAULT:
             node = _put_default_branch_first(node, default, path)
             default = _avro_default(node, default, path)
-        return FieldSpec(name, node, info.description if info is not None else None, default)
+        doc = info.description if info is not None else None
+        return FieldSpec(name, node, doc, default, _exact_field(annotation, info))
+
+
+def has_validators(model: type[BaseModel]) -> bool:
+    """Whether ``model`` declares validators (field, model, or pydantic v1 style)."""
+    decorators = model.__pydantic_decorators__
+    return bool(
+        decorators.validators
+        or decorators.field_validators
+        or decorators.root_validators
+        or decorators.model_validators
+    )
+
+
+#: Model configuration that does not change what validating values of the exact declared
+#: types returns: the key, and the values that do not (``None``: any value).
+_NEUTRAL_CONFIG: dict[str, tuple[Any, ...] | None] = {
+    "title": None,
+    "frozen": None,
+    "json_schema_extra": None,
+    "use_attribute_docstrings": None,
+    "populate_by_name": None,
+    "validate_by_name": None,
+    "validate_by_alias": None,
+    "extra": (None, "ignore", "forbid"),  # "allow" gives __pydantic_extra__ == {}
+    "revalidate_instances": ("never",),
+    "strict": (None, False),
+    "use_enum_values": (None, False),
+    "allow_inf_nan": (None, True),
+}
+
+#: The classes whose decoded values (exactly of that class) validation returns as they are.
+_EXACT_CLASSES: frozenset[type] = frozenset(
+    {str, int, float, bool, bytes, dt.datetime, dt.date, uuid.UUID}
+)
+
+
+def _plain_model(cls: type[BaseModel]) -> bool:
+    """Whether validating ``cls`` from field values is just storing them (see
+    :attr:`ModelType.constructible`), provided each field's validation returns its value."""
+    return (
+        not cls.__pydantic_root_model__
+        and not cls.__pydantic_custom_init__
+        and cls.__pydantic_post_init__ is None
+        and not cls.__private_attributes__
+        and not has_validators(cls)
+        and all(_neutral_config(key, value) for key, value in cls.model_config.items())
+    )
+
+
+def _neutral_config(key: str, value: Any) -> bool:
+    if key not in _NEUTRAL_CONFIG:
+        return False
+    allowed = _NEUTRAL_CONFIG[key]
+    return allowed is None or value in allowed
+
+
+def _exact_field(annotation: Any, info: FieldInfo | None) -> bool:
+    """:attr:`FieldSpec.exact` of a field declared ``annotation`` (``info``: its merged
+    ``Field()``, a model field's or the one in a data type's ``Annotated``)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation, *extras = typing.get_args(annotation)
+        if not all(isinstance(item, FieldInfo) for item in extras):
+            return False  # a validator or a constraint of annotated-types
+    if info is not None and (info.metadata or info.discriminator is not None):
+        return False  # constraints (max_length, ge, pattern, strict, union_mode, ...)
+    return validation_returns_input(annotation)
+
+
+def validation_returns_input(tp: Any) -> bool:
+    """Whether pydantic's validation against ``tp`` returns what a decoder builds for it
+    unchanged (an equal value of the same type; a model instance itself).
+
+    True for the classes in ``_EXACT_CLASSES``, string enums, ``pydantic.JsonValue``, models
+    that keep instances as they are (``revalidate_instances`` ``"never"``), and ``list``,
+    ``dict[str, ...]``, ``T | None`` and unions of models made of those. False for anything
+    else: ``Annotated`` (constraints, validators), ``Literal`` (its values are checked),
+    ``Decimal`` (its digits are), type aliases, other classes, and unions where one model
+    subclasses another (an instance would then match two branches).
+    """
+    if tp is pydantic.JsonValue:
+        return True
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        members = [arg for arg in args if arg is not type(None)]
+        models = [arg for arg in members if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        overlapping = any(a is not b and issubclass(a, b) for a in models for b in models)
+        return not overlapping and all(validation_returns_input(arg) for arg in members)
+    if origin is list:
+        return len(args) == 1 and validation_returns_input(args[0])
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and validation_returns_input(args[1])
+    if origin is not None or not isinstance(tp, type):
+        return False
+    if tp in _EXACT_CLASSES:
+        return True
+    if issubclass(tp, enum.Enum):
+        return getattr(tp, "__get_pydantic_core_schema__", None) is None
+    if issubclass(tp, BaseModel):
+        return (
+            getattr(tp.__get_pydantic_core_schema__, "__func__", None) is _MODEL_CORE_SCHEMA
+            and tp.model_config.get("revalidate_instances", "never") == "never"
+        )
+    return False
+
+
+_MODEL_CORE_SCHEMA = getattr(BaseModel.__get_pydantic_core_schema__, "__func__", None)
 
 
 def _branch_matches(node: TypeNode, value: Any) -> bool:

@@ -22,11 +22,29 @@ from typing import Annotated, Any, Literal
 
 import fastavro
 import pytest
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 import flowbus.catalog  # noqa: F401  (registers the catalog's signals)
 from flowbus.avro.codec import EventCodec
-from flowbus.avro.compiled import Decoder, Encoder, compile_decoder, compile_encoder
+from flowbus.avro.compiled import (
+    Decoder,
+    Encoder,
+    _long_bytes,
+    compile_decoder,
+    compile_encoder,
+)
 from flowbus.avro.schema import (
     ArrayType,
     DecimalType,
@@ -41,8 +59,13 @@ from flowbus.avro.schema import (
     UnionType,
     analyze_data,
 )
-from flowbus.errors import EncodeError, SchemaMismatchError, TruncatedDataError
-from flowbus.signals import WorkflowSignal
+from flowbus.errors import (
+    EncodeError,
+    SchemaMismatchError,
+    SenderValidationError,
+    TruncatedDataError,
+)
+from flowbus.signals import DecodedData, WorkflowSignal
 
 SEEDS = range(40)
 JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -368,9 +391,11 @@ def reference_decode(codec: EventCodec, body: bytes) -> dict[str, Any]:
 
 
 def exact(value: Any) -> Any:
-    """``value`` in a form whose equality also compares types, and NaNs by their bits."""
+    """``value`` in a form whose equality also compares types, and NaNs by their bits;
+    models with their fields set, extra and private values, datetimes with their tzinfo."""
     if isinstance(value, BaseModel):
-        return (type(value), exact(value.__dict__))
+        state = (value.model_fields_set, value.model_extra, value.__pydantic_private__)
+        return (type(value), exact(value.__dict__), state)
     if isinstance(value, dict):
         return (dict, {exact(key): exact(item) for key, item in value.items()})
     if isinstance(value, list):
@@ -378,7 +403,9 @@ def exact(value: Any) -> Any:
     if isinstance(value, float):
         return (float, struct.pack("<d", value))
     if isinstance(value, datetime):
-        return (datetime, value, value.utcoffset())
+        return (datetime, value, value.utcoffset(), value.tzinfo)
+    if isinstance(value, uuid.UUID):
+        return (type(value), value.int, value.is_safe)
     return (type(value), value)
 
 
@@ -571,19 +598,56 @@ def test_corrupted_bodies_decode_as_the_reference_or_are_refused(seed: int) -> N
             corrupted = bytearray(body)
             for _ in range(rng.randint(1, 3)):
                 corrupted[rng.randrange(len(corrupted))] = rng.randrange(256)
-            value = bytes(corrupted)
-            try:
-                expected = exact(reference_decode(case.codec, value))
-            except Exception:
-                with pytest.raises(Exception):
-                    case.decode(value)
-            else:
-                try:
-                    decoded = case.decode(value)
-                except Exception:
-                    decoded = None  # refused: the codec falls back to the reference
-                assert decoded is None or exact(decoded) == expected
-            assert outcome(case.codec.decode, value) == outcome(reference.decode, value)
+            check_decoded_as_the_reference_or_refused(case, bytes(corrupted), reference)
+
+
+def check_decoded_as_the_reference_or_refused(
+    case: Compiled, body: bytes, reference: EventCodec
+) -> None:
+    """The generated decoder gives the reference's result or refuses; the codec gives the
+    reference codec's result or error."""
+    try:
+        expected = exact(reference_decode(case.codec, body))
+    except Exception:
+        with pytest.raises(Exception):
+            case.decode(body)
+    else:
+        try:
+            decoded = case.decode(body)
+        except Exception:
+            decoded = None  # refused: the codec falls back to the reference
+        assert decoded is None or exact(decoded) == expected
+    assert outcome(case.codec.decode, body) == outcome(reference.decode, body)
+
+
+class Ids(BaseModel):
+    id: uuid.UUID
+
+
+UUID_TEXTS = [
+    "12345678-1234-5678-1234-567812345678",
+    "ABCDEF00-1234-5678-1234-567812345678",
+    "12345678123456781234567812345678",
+    "{12345678-1234-5678-1234-567812345678}",
+    "urn:uuid:12345678-1234-5678-1234-567812345678",
+    "+2345678-1234-5678-1234-567812345678",
+    "1_345678-1234-5678-1234-567812345678",
+    " 2345678-1234-5678-1234-567812345678",
+    "0x345678-1234-5678-1234-567812345678",
+    "1-2-3-4-5-6-7-8-9-0-1-2-3-4-5-6-7-8-9-0-1-2-3-4-5-6-7-8-9-0-1-2",
+    "0000urn:-0000-0000-0000-000000000000",
+    "not a uuid",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", UUID_TEXTS)
+def test_uuid_texts_decode_as_uuid_uuid_parses_them_or_are_refused(text: str) -> None:
+    # fastavro reads a uuid with uuid.UUID(text), whichever spelling the writer used.
+    case = small_codec({"id": uuid.UUID, "ids": Ids})
+    raw = text.encode()
+    size = bytes(_long_bytes(len(raw)))
+    check_decoded_as_the_reference_or_refused(case, size + raw + size + raw, reference_codec(case))
 
 
 def test_non_minimal_and_negative_indexes_are_left_to_fastavro() -> None:
@@ -593,3 +657,291 @@ def test_non_minimal_and_negative_indexes_are_left_to_fastavro() -> None:
         with pytest.raises(Exception):
             case.decode(body)
         assert exact(case.codec.decode(body)) == exact(reference_decode(case.codec, body))
+
+
+# -- models built without validation, arguments not validated again ---------------------------
+
+#: Signals of the test-only event types, for validate_decoded.
+TEST_SIGNALS = {
+    event_type: WorkflowSignal(event_type, data) for event_type, data in TEST_EVENTS.items()
+}
+
+
+def signal_of(case: Compiled) -> WorkflowSignal:
+    event_type = case.event.event_type
+    return TEST_SIGNALS.get(event_type) or WorkflowSignal.get_signal_by_type(event_type)
+
+
+def consumed(signal: WorkflowSignal, codec: EventCodec, body: bytes) -> Any:
+    """What the consumer gets: the body decoded, then validated (or the error)."""
+    return outcome(lambda: signal.validate_decoded(codec.decode(body)))
+
+
+def check_as_full_validation(
+    case: Compiled, data: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``data`` encoded, then decoded and validated as the consumer does: exactly what the
+    reference path (fastavro, every record and argument validated) gives. Both results."""
+    signal = signal_of(case)
+    body = case.codec.encode(data)
+    decoded = case.codec.decode(body)
+    assert isinstance(decoded, DecodedData)  # the generated decoder's result
+    got = signal.validate_decoded(decoded)
+    full = signal.validate_decoded(reference_codec(case).decode(body))
+    assert exact(got) == exact(full)
+    return got, full
+
+
+def models_of(case: Compiled) -> dict[str, ModelType]:
+    """Every model in the case's type tree, by class name."""
+    found: dict[str, ModelType] = {}
+
+    def visit(node: TypeNode) -> None:
+        match node:
+            case ModelType(cls=cls) if cls.__name__ not in found:
+                found[cls.__name__] = node
+                for spec in node.fields:
+                    visit(spec.type)
+            case ArrayType(items=inner) | MapType(values=inner):
+                visit(inner)
+            case UnionType(members=members):
+                for member in members:
+                    visit(member)
+
+    for spec in case.event.fields:
+        visit(spec.type)
+    return found
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_catalog_data_decodes_as_full_validation_gives_it(seed: int) -> None:
+    values = Values(seed)
+    for case in CATALOG:
+        data = signal_of(case).validate_data(**values.data(case.event, case.annotations))
+        got, full = check_as_full_validation(case, data)
+        assert got == full == data  # no floats in the catalog: no NaN
+
+
+@pytest.mark.parametrize("case", TEST_TYPES, ids=lambda case: case.event.event_type)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_node_kind_decodes_as_full_validation_gives_it(case: Compiled, seed: int) -> None:
+    check_as_full_validation(case, Values(seed).data(case.event, case.annotations))
+
+
+def test_which_models_are_built_without_validation() -> None:
+    catalog = {name: m for case in CATALOG for name, m in models_of(case).items()}
+    assert sorted(catalog) == [
+        "CaseSnapshot",
+        "ResourceRef",
+        "TaskExecutionSnapshot",
+        "UserInfo",
+        "WorkItemSnapshot",
+        "WorkflowExecutionSnapshot",
+    ]
+    assert all(model.constructible for model in catalog.values())
+    assert all(spec.exact for case in CATALOG for spec in case.event.fields)
+    tests = {name: m.constructible for case in TEST_TYPES for name, m in models_of(case).items()}
+    assert tests == {
+        "Cat": True,
+        "Dog": True,
+        "Bird": True,
+        "Tree": True,
+        "Aliased": True,  # by name, as the reference validates it
+        "DefaultFirst": True,
+        "Box": False,  # Decimal (its digits are checked), Literal (its values are)
+        "StrictIds": False,  # strict mode
+        "SeesInput": False,  # a field validator
+        "InnerValidator": False,  # a validator in an annotation
+    }
+    not_exact = {spec.name for case in TEST_TYPES for spec in case.event.fields if not spec.exact}
+    assert not_exact == {"amount", "kind"}
+
+
+class Inner(BaseModel):
+    name: str = ""
+
+
+class Revalidated(BaseModel):
+    model_config = ConfigDict(revalidate_instances="always")
+    name: str = ""
+
+
+class InnerChild(Inner):
+    pass
+
+
+class Tagged(BaseModel):
+    kind: Literal["tagged"] = "tagged"
+
+
+class OtherTagged(BaseModel):
+    kind: Literal["other"] = "other"
+
+
+class FieldValidated(BaseModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class ModelValidated(BaseModel):
+    name: str
+
+    @model_validator(mode="after")
+    def check(self) -> ModelValidated:
+        return self
+
+
+class PostInit(BaseModel):
+    name: str
+
+    def model_post_init(self, context: Any, /) -> None:
+        pass
+
+
+class Private(BaseModel):
+    name: str
+    _seen: int = PrivateAttr(default=0)
+
+
+class OwnInit(BaseModel):
+    name: str
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+
+
+def model(class_name: str, config: ConfigDict | None = None, /, **fields: Any) -> type[BaseModel]:
+    return create_model(class_name, __config__=config, **fields)
+
+
+NOT_CONSTRUCTIBLE: list[tuple[str, type[BaseModel]]] = [
+    ("a field validator", FieldValidated),
+    ("a model validator", ModelValidated),
+    ("a post-init hook", PostInit),
+    ("a private attribute", Private),
+    ("its own __init__", OwnInit),
+    ("max_length", model("MaxLength", name=(str, Field(max_length=3)))),
+    ("ge", model("AtLeast", count=(int, Field(ge=0)))),
+    ("pattern", model("Pattern", name=(str, Field(pattern="^a")))),
+    ("field strict", model("FieldStrict", name=(str, Field(strict=True)))),
+    ("allow_inf_nan", model("Finite", ratio=(float, Field(allow_inf_nan=False)))),
+    ("a literal", model("WithLiteral", kind=(Literal["a", "b"], "a"))),
+    ("a decimal", model("WithDecimal", amount=(Money, Decimal(0)))),
+    ("an aware datetime type", model("Aware", when=(AwareDatetime, ...))),
+    (
+        "a validator in a list",
+        model("Lists", names=(list[Annotated[str, AfterValidator(str)]], [])),
+    ),
+    ("an inner model revalidated", model("Outer", inner=(Revalidated, ...))),
+    ("a model and its subclass", model("Overlap", pet=(Inner | InnerChild, ...))),
+    ("a discriminator", model("Tags", tag=(Tagged | OtherTagged, Field(discriminator="kind")))),
+    ("strict mode", model("Strict", ConfigDict(strict=True), name=(str, ...))),
+    ("stripped strings", model("Stripped", ConfigDict(str_strip_whitespace=True), name=(str, ...))),
+    ("enum values", model("EnumValues", ConfigDict(use_enum_values=True), f=(Flavour, ...))),
+    ("extra allowed", model("Extra", ConfigDict(extra="allow"), name=(str, ...))),
+    ("no inf/nan", model("NoNan", ConfigDict(allow_inf_nan=False), ratio=(float, ...))),
+]
+
+
+@pytest.mark.parametrize(
+    "cls", [cls for _, cls in NOT_CONSTRUCTIBLE], ids=[name for name, _ in NOT_CONSTRUCTIBLE]
+)
+def test_models_with_checks_avro_does_not_carry_are_validated(cls: type[BaseModel]) -> None:
+    (spec,) = analyze_data("org.flowbus.test.compiled.checked.v1", {"m": cls}).fields
+    assert isinstance(spec.type, ModelType)
+    assert not spec.type.constructible
+
+
+def test_plain_models_with_neutral_configuration_are_constructible() -> None:
+    config = ConfigDict(frozen=True, extra="forbid", title="T", populate_by_name=True)
+    for cls in (Inner, model("Configured", config, name=(str, Field(alias="n", default="")))):
+        (spec,) = analyze_data("org.flowbus.test.compiled.plain.v1", {"m": cls}).fields
+        assert isinstance(spec.type, ModelType) and spec.type.constructible and spec.exact
+
+
+def test_arguments_with_checks_avro_does_not_carry_are_validated() -> None:
+    data = {
+        "plain": Inner,
+        "maybe": Inner | None,
+        "default": Annotated[int, Field(default=3)],
+        "short": Annotated[str, Field(max_length=3)],
+        "checked": Annotated[str, AfterValidator(str.lower)],
+        "literal": Literal["a"],
+        "revalidated": Revalidated,
+    }
+    event = analyze_data("org.flowbus.test.compiled.arguments.v1", data)
+    assert {spec.name for spec in event.fields if spec.exact} == {"plain", "maybe", "default"}
+
+
+def test_a_validator_still_runs_on_decoded_records() -> None:
+    case = small_codec({"item": FieldValidated})
+    body = case.codec.encode({"item": FieldValidated.model_construct(name="MiXed")})
+    assert case.codec.decode(body)["item"] == FieldValidated(name="mixed")
+
+
+def test_a_constraint_violated_in_a_record_is_still_a_decode_error() -> None:
+    short = model("Short", name=(str, Field(max_length=3)))
+    case = small_codec({"item": short})
+    body = case.codec.encode({"item": short.model_construct(name="too long")})
+    with pytest.raises(SchemaMismatchError, match="at most 3 characters"):
+        case.codec.decode(body)
+    assert outcome(case.codec.decode, body) == outcome(reference_codec(case).decode, body)
+
+
+def test_a_constraint_violated_in_an_argument_is_still_invalid_data() -> None:
+    data = {"code": Annotated[str, Field(max_length=3)], "item": Inner}
+    signal = WorkflowSignal("org.flowbus.test.compiled.short_code.v1", data)
+    case = Compiled(analyze_data(signal.event_type, data), data)
+    body = case.codec.encode({"code": "too long", "item": Inner(name="x")})
+    decoded = case.codec.decode(body)
+    assert isinstance(decoded, DecodedData) and decoded.exact == {"item"}
+    with pytest.raises(SenderValidationError, match=r"argument 'code'.*at most 3 characters"):
+        signal.validate_decoded(decoded)
+
+
+class Meta(BaseModel):
+    meta: JsonValue = None
+
+
+def nested_json(depth: int) -> Any:
+    value: Any = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [0, 100, 127, 128, 200, 254, 255, 256, 300, 600])
+def test_json_nested_near_pydantics_limit_decodes_as_validation_gives_it(depth: int) -> None:
+    # pydantic refuses JSON values nested 255 levels deep or more; decoded values shallow
+    # enough are not validated again, deeper ones are.
+    data = {"meta": Meta, "context": JsonValue}
+    event_type = f"org.flowbus.test.compiled.nested_json_{depth}.v1"
+    signal = WorkflowSignal(event_type, data)
+    case = Compiled(analyze_data(event_type, data), data)
+    reference = reference_codec(case)
+    for meta, context in [(nested_json(depth), None), (None, nested_json(depth))]:
+        body = case.codec.encode({"meta": Meta.model_construct(meta=meta), "context": context})
+        assert consumed(signal, case.codec, body) == consumed(signal, reference, body)
+
+
+def test_decoded_data_of_another_event_type_is_validated() -> None:
+    signal = WorkflowSignal("org.flowbus.test.compiled.count.v1", {"n": int})
+    vouched = type("DecodedData", (DecodedData,), {"event_type": "org.flowbus.other.x.y.v1"})
+    vouched.exact = frozenset({"n"})
+    assert signal.validate_decoded(vouched({"n": "3"})) == {"n": 3}
+    assert signal.validate_decoded({"n": "3"}) == {"n": 3}
+
+
+def test_data_resolved_by_fastavro_is_validated_in_full() -> None:
+    # long -> double: fastavro's resolution path, whose values validation converts.
+    signal = WorkflowSignal("org.flowbus.test.compiled.promoted.v1", {"x": float, "item": Cat})
+    old = EventCodec(analyze_data(signal.event_type, {"x": int, "item": Cat}))
+    new = EventCodec(analyze_data(signal.event_type, signal.data))
+    decoded = new.decode(old.encode({"x": 3, "item": Cat()}), old.schema)
+    assert type(decoded) is dict
+    validated = signal.validate_decoded(decoded)
+    assert exact(validated) == exact({"x": 3.0, "item": Cat(name="", lives=9)})

@@ -8,14 +8,16 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import sample_events
+from pydantic import Field
 
 from flowbus import cloudevents
-from flowbus.avro.serializer import EventDeserializer
+from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.catalog import caluma
+from flowbus.catalog.models import UserInfo
 from flowbus.consumer.deadletter import (
     ORIGINAL_SHA256,
     POINTER,
@@ -34,6 +36,7 @@ from flowbus.consumer.middleware import (
 from flowbus.consumer.retry import RetryPolicy
 from flowbus.consumer.testing import InMemoryBus
 from flowbus.errors import FlowbusError, ReceiversAbandonedError, SchemaRegistryError
+from flowbus.signals import DecodedData, WorkflowSignal
 from flowbus.testing import isolated_receivers
 
 SIGNAL = caluma.WORK_ITEM_POST_COMPLETE
@@ -492,3 +495,22 @@ def test_too_many_abandoned_receivers_make_the_engine_give_up(bus_factory):
         assert isinstance(bus.engine.fatal, ReceiversAbandonedError)
     finally:
         release.set()
+
+
+SHORT_CODE = WorkflowSignal(
+    "org.flowbus.test.pipeline.short_code.v1",
+    {"code": Annotated[str, Field(max_length=3)], "user": UserInfo},
+)
+
+
+def test_decoded_data_violating_a_constraint_is_invalid_data(bus_factory):
+    # The generated decoder builds UserInfo without validating it; "code" is still validated.
+    data = {"code": "too long", "user": UserInfo(username="u")}
+    value = EventSerializer().serialize(SHORT_CODE, data, "events").value
+    assert isinstance(EventDeserializer().deserialize(SHORT_CODE, value, "events"), DecodedData)
+    bus = bus_factory()
+    bus.publish_raw("events", value, cloudevents.to_headers(SHORT_CODE.generate_signal_metadata()))
+    bus.run()
+    [letter] = bus.dead_letters
+    assert letter.reason == Reason.INVALID_DATA
+    assert "argument 'code'" in letter.info["error-message"]
