@@ -50,6 +50,8 @@ __all__ = ["DeadLetterSink", "DeadLetterTooLargeError", "Engine", "WorkerStats"]
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+#: Records one handler thread takes at once when it is the only one.
+BATCH = 32
 _AfterAttempt = Callable[[], None]
 
 
@@ -189,7 +191,8 @@ class Engine:
         self._partitions: dict[TopicPartition, _Partition] = {}
         # Lanes ready to run, oldest head record first: the work nearest each partition's
         # committed offset goes first, so little finished work waits behind unfinished.
-        self._ready: list[tuple[int, int, _Lane]] = []
+        self._ready: list[tuple[int, _Lane]] = []
+        self._idle = 0  # handler threads waiting for work
         self._arrivals = itertools.count()
         self._room = threading.Condition(self._lock)
         self._room_below: int | None = None
@@ -244,24 +247,31 @@ class Engine:
 
     def submit(self, records: Iterable[ConsumedRecord]) -> None:
         """Queue records (each partition's in offset order)."""
+        partitions, arrivals = self._partitions, self._arrivals
         with self._lock:
+            scheduled = len(self._ready)
+            partition: _Partition | None = None
             for record in records:
-                key = (record.topic, record.partition)
-                partition = self._partitions.get(key)
-                if partition is None:
-                    partition = self._partitions[key] = _Partition(key)
-                context = MessageContext(record)
-                context.arrival = next(self._arrivals)
+                if partition is None or partition.key != (record.topic, record.partition):
+                    key = (record.topic, record.partition)
+                    partition = partitions.get(key)
+                    if partition is None:
+                        partition = partitions[key] = _Partition(key)
+                context = MessageContext(record, next(arrivals))
                 partition.offsets.taken(record.offset)
-                lane_key: object = record.key if record.key is not None else record.offset
-                if record.key is None:
+                lane_key: object = record.key
+                if lane_key is None:
                     lane_key = ("no key", record.offset)
                 lane = partition.lanes.get(lane_key)
                 if lane is None:
                     lane = partition.lanes[lane_key] = _Lane(partition, lane_key)
                 lane.queue.append(context)
                 self._buffered += 1
-                self._schedule(lane)
+                if not lane.busy:
+                    self._schedule(lane, notify=False)
+            scheduled = len(self._ready) - scheduled
+            if scheduled > 0:
+                self._work.notify(scheduled)
 
     def tick(self) -> None:
         """Run due timers (retries, pause ends, dead-letter re-sends) and enforce deadlines."""
@@ -291,6 +301,11 @@ class Engine:
     def buffered(self) -> int:
         """Records taken and not finished."""
         return self._buffered
+
+    @property
+    def dead_lettering(self) -> int:
+        """Dead letters sent and not acknowledged yet."""
+        return len(self._dead_lettering)
 
     def wait_for_room(self, below: int, timeout: float) -> None:
         """Wait until at most ``below`` records are unfinished, or ``timeout`` seconds."""
@@ -378,52 +393,86 @@ class Engine:
         threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def _serve(self) -> None:
-        done: tuple[_Attempt, Outcome] | None = None
+        # With one handler thread, it takes up to BATCH ready records per lock section
+        # (each of another key), so that the lock and its GIL hand-offs are paid per batch;
+        # with more, one at a time, so that no record waits behind another thread's batch.
+        size = BATCH if self.concurrency == 1 else 1
+        done: list[tuple[_Attempt, Outcome]] = []
         while True:
-            after: _AfterAttempt | None = None
-            attempt: _Attempt | None = None
+            afters: list[_AfterAttempt] = []
             with self._lock:
-                if done is not None:
-                    after = self._complete(*done)
-                    done = None
-                if after is None:  # the common case: finish one and take the next at once
-                    attempt = self._next_attempt()
-                    if attempt is None:
-                        return
-            if after is not None:
-                after()  # outside the lock, before waiting for more work
+                for attempt, outcome in done:
+                    after = self._complete(attempt, outcome)
+                    if after is not None:
+                        afters.append(after)
+                done = []
+                batch = [] if afters else self._next_attempts(size)
+                if batch is None:
+                    return
+            if afters:
+                for after in afters:  # outside the lock, before waiting for more work
+                    after()
                 continue
-            assert attempt is not None
-            outcome = self.handler.attempt(attempt.context, attempt)
-            if outcome is None:  # abandoned at a deadline; a replacement thread took over
-                with self._lock:
-                    self._abandoned_now -= 1
-                    self._threads -= 1
-                log.warning(
-                    "receiver %s returned after its deadline at %s; its result is dropped",
-                    callable_name(attempt.receiver) if attempt.receiver else "?",
-                    attempt.context.position,
-                )
-                return
-            done = (attempt, outcome)
+            for index, attempt in enumerate(batch):
+                ended = self.handler.attempt(attempt.context, attempt)
+                if ended is None:  # abandoned at a deadline; a replacement took over
+                    self._abandoned_with(attempt, done, batch[index + 1 :])
+                    return
+                done.append((attempt, ended))
 
-    def _next_attempt(self) -> _Attempt | None:
-        # Under the lock: wait for a lane to run (None: the engine is closed).
+    def _abandoned_with(
+        self,
+        attempt: _Attempt,
+        done: list[tuple[_Attempt, Outcome]],
+        not_started: list[_Attempt],
+    ) -> None:
+        # The thread of ``attempt`` returned after its deadline: settle what it finished,
+        # hand back what it had not started, and end.
+        afters = []
+        with self._lock:
+            for finished, outcome in done:
+                after = self._complete(finished, outcome)
+                if after is not None:
+                    afters.append(after)
+            for waiting in not_started:
+                self._running.discard(waiting)
+                heapq.heappush(self._ready, (waiting.context.arrival, waiting.lane))
+            if not_started:
+                self._work.notify(len(not_started))
+            self._abandoned_now -= 1
+            self._threads -= 1
+        for after in afters:
+            after()
+        log.warning(
+            "receiver %s returned after its deadline at %s; its result is dropped",
+            callable_name(attempt.receiver) if attempt.receiver else "?",
+            attempt.context.position,
+        )
+
+    def _next_attempts(self, size: int) -> list[_Attempt] | None:
+        # Under the lock: wait for lanes to run, take up to ``size`` (None: closed).
+        ready = self._ready
         while True:
-            while not self._ready:
+            while not ready:
                 if self._closed:
                     self._threads -= 1
                     return None
+                self._idle += 1
                 self._work.wait()
-            lane = heapq.heappop(self._ready)[2]
-            if lane.partition.revoked or lane.partition.held or not lane.queue:
-                lane.busy = False
-                continue
-            attempt = _Attempt(self, lane, lane.queue[0])
-            self._running.add(attempt)
-            return attempt
+                self._idle -= 1
+            batch: list[_Attempt] = []
+            while ready and len(batch) < size:
+                lane = heapq.heappop(ready)[1]
+                if lane.partition.revoked or lane.partition.held or not lane.queue:
+                    lane.busy = False
+                    continue
+                attempt = _Attempt(self, lane, lane.queue[0])
+                self._running.add(attempt)
+                batch.append(attempt)
+            if batch:
+                return batch
 
-    def _schedule(self, lane: _Lane) -> None:
+    def _schedule(self, lane: _Lane, notify: bool = True) -> None:
         # Under the lock.
         partition = lane.partition
         if (
@@ -432,14 +481,15 @@ class Engine:
             or not self._dispatching
             or partition.revoked
             or partition.held
-            or partition.paused_until > self._clock()
+            or (partition.paused_until and partition.paused_until > self._clock())
         ):
             if not lane.queue and not lane.busy:
                 partition.lanes.pop(lane.key, None)
             return
         lane.busy = True
-        heapq.heappush(self._ready, (lane.queue[0].arrival, next(self._timer_seq), lane))
-        self._work.notify()
+        heapq.heappush(self._ready, (lane.queue[0].arrival, lane))
+        if notify and self._idle:
+            self._work.notify()
 
     def _after_attempt(self, attempt: _Attempt, outcome: Outcome) -> None:
         with self._lock:
@@ -457,10 +507,10 @@ class Engine:
         if partition.revoked:
             lane.busy = False
             return None
-        now = self._clock()
         if outcome is Outcome.HANDLED:
             lane.queue.popleft()
-            partition.infra.pop(context, None)
+            if partition.infra:
+                partition.infra.pop(context, None)
             self._finished(partition, context)
             lane.busy = False
             self._schedule(lane)
@@ -472,6 +522,7 @@ class Engine:
             lane.busy = False
             self._schedule(lane)
             return lambda: self._send_dead_letter(context, partition)
+        now = self._clock()
         if outcome is Outcome.PAUSED:
             delay = decision.delay if isinstance(decision, PausePartition) else 30.0
             partition.infra[context] = _why(context.failure)
@@ -490,7 +541,11 @@ class Engine:
         self.stats.handled += 1
         if context.attempts > 1:
             self.stats.retried += 1
-        if not partition.infra and partition.paused_until > self._clock():
+        if (
+            partition.paused_until
+            and not partition.infra
+            and partition.paused_until > self._clock()
+        ):
             partition.paused_until = 0.0
             self._reschedule(partition)
 

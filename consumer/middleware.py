@@ -118,39 +118,26 @@ class MessageContext:
     state in ``extras``.
     """
 
-    __slots__ = (
-        "arrival",
-        "attempts",
-        "dead_letter",
-        "decision",
-        "event",
-        "extras",
-        "failure",
-        "first_started",
-        "infrastructure_failures",
-        "pending",
-        "receiver_timeout",
-        "record",
-        "responses",
-    )
+    # Class-level defaults: a context is made per message, and most are handled at the
+    # first attempt, so only what every message needs is set per instance.
+    event: DecodedEvent | None = None
+    attempts = 0
+    infrastructure_failures = 0
+    #: Receivers still to call (``None`` until the event is decoded).
+    pending: list[Callable[..., Any]] | None = None
+    failure: Failure | None = None
+    #: What the middlewares decided on the last failure.
+    decision: Decision | None = None
+    dead_letter: DeadLetter | None = None
+    #: Set by :class:`Deadlines`: seconds a receiver may run (``None``: no deadline).
+    receiver_timeout: float | None = None
+    first_started: float | None = None
 
-    def __init__(self, record: ConsumedRecord) -> None:
+    def __init__(self, record: ConsumedRecord, arrival: int = 0) -> None:
         self.record = record
         #: The order in which the engine received it.
-        self.arrival = 0
-        self.event: DecodedEvent | None = None
-        self.attempts = 0
-        self.infrastructure_failures = 0
-        #: Receivers still to call (``None`` until the event is decoded).
-        self.pending: list[Callable[..., Any]] | None = None
+        self.arrival = arrival
         self.responses: list[tuple[Callable[..., Any], Any]] = []
-        self.failure: Failure | None = None
-        #: What the middlewares decided on the last failure.
-        self.decision: Decision | None = None
-        self.dead_letter: DeadLetter | None = None
-        #: Set by :class:`Deadlines`: seconds a receiver may run (``None``: no deadline).
-        self.receiver_timeout: float | None = None
-        self.first_started: float | None = None
         self.extras: dict[str, Any] = {}
 
     @property

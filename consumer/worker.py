@@ -258,10 +258,14 @@ class Worker:
         if batch > 0 or self._backpressure:
             # poll() returns as soon as one message is there; consume(n, 0) then takes
             # what is already fetched (consume(n, timeout) would wait out the timeout).
-            first = self._consumer.poll(timeout)
-            messages = [] if first is None else [first]
-            if first is not None and batch > 1:
-                messages += self._consumer.consume(batch - 1, 0)
+            # Every call that lets go of the GIL costs a hand-off with the handler
+            # threads: while they have work, take what is fetched with one call.
+            messages = self._consumer.consume(batch, 0) if engine.buffered else []
+            if not messages:
+                first = self._consumer.poll(timeout)
+                messages = [] if first is None else [first]
+                if first is not None and batch > 1:
+                    messages += self._consumer.consume(batch - 1, 0)
         else:
             messages = []
             at_limit = self._limit is not None and self._taken >= self._limit
@@ -285,7 +289,8 @@ class Worker:
         if records:
             engine.submit(records)
         engine.tick()
-        self._producer.poll(0)  # dead-letter acknowledgements
+        if engine.dead_lettering:
+            self._producer.poll(0)  # dead-letter acknowledgements
         self._apply_pauses(engine)
         now = time.monotonic()
         if now - self._last_commit >= self.commit_interval:
