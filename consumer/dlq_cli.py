@@ -427,6 +427,10 @@ def _republish(records: list[DeadLetterRecord], timeout: float) -> None:
             )
 
 
+#: How long ``replay --locally`` keeps trying one record (infrastructure failures retry).
+LOCAL_TIMEOUT_S = 120.0
+
+
 def _handle_locally(
     records: list[DeadLetterRecord], group: str | None, receiver_modules: tuple[str, ...]
 ) -> int:
@@ -436,18 +440,40 @@ def _handle_locally(
     import flowbus.catalog  # noqa: F401  (the catalog's signals must be known here)
     from flowbus.receivers import import_receiver_modules
 
+    from .engine import Engine
     from .handler import MessageHandler
+    from .in_memory import Finished, InMemoryDeadLetterSink, run_until_finished
+    from .middleware import ConsumedRecord, default_middlewares
+    from .retry import RetryPolicy
 
     import_receiver_modules([*get_settings().receiver_modules, *receiver_modules])
-    handlers: dict[str, MessageHandler] = {}
     failed = 0
     for record in records:
         name = group or record.group or "flowbus-dlq-replay"
-        handler = handlers.setdefault(name, MessageHandler(name))
-        result = handler.handle(record.as_original_message())
-        letter = result.dead_letter
+        chain = default_middlewares(retry=RetryPolicy(), receiver_timeout=None)
+        finished = Finished()
+        engine = Engine(
+            MessageHandler(name, middlewares=chain),
+            InMemoryDeadLetterSink(),
+            on_finished=finished,
+        ).start()
+        original = record.as_original_message()
+        consumed = ConsumedRecord(
+            original.topic() or "", original.partition() or 0, original.offset() or 0,
+            original.key(), original.value(), original.headers(),
+        )  # fmt: skip
+        try:
+            done = run_until_finished(engine, [consumed], timeout=LOCAL_TIMEOUT_S)
+        finally:
+            engine.close()
+        if not done:
+            failed += 1
+            click.echo(f"NOT HANDLED {_describe(record)}: {'; '.join(engine.degraded())}")
+            continue
+        [context] = finished.contexts
+        letter = context.dead_letter
         if letter is None:
-            click.echo(f"handled {_describe(record)} ({result.attempts} attempt(s))")
+            click.echo(f"handled {_describe(record)} ({context.attempts} attempt(s))")
             continue
         failed += 1
         error = str(letter.error).splitlines()[0] if str(letter.error) else ""

@@ -1,218 +1,301 @@
-"""Handling one message: rebuild the event, re-send its signal, decide its fate.
+"""One attempt at handling a message: rebuild the event, call its receivers, name the failure.
 
 The metadata comes strictly from the headers, the signal from ``ce_type``, the data from
-the value (either Avro framing). The signal is re-sent with the original metadata, so
-receivers here run as if the event had happened locally (``from_event_bus=True``).
-Receivers that raised are called again, only they, with backoff; whatever still fails,
-or cannot be read at all, becomes a :class:`DeadLetter`. Handling never raises.
+the value (either Avro framing). The receivers connected to the signal (for the event's
+sender) are called with the original metadata and ``from_event_bus=True``, so they run as
+if the event had happened locally. A receiver that succeeded is not called again on a
+later attempt: only those still pending are. ``async def`` receivers are awaited on the
+worker's event loop, and cancelled at their deadline.
+
+An attempt never raises: it ends with an :class:`~consumer.middleware.Outcome` and, if it
+failed, the :class:`~consumer.failures.Failure` the middlewares decide on.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import concurrent.futures
+import inspect
 import logging
-import threading
-import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
-from confluent_kafka import Message
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flowbus import cloudevents
-from flowbus.errors import DecodeError, EventHeaderError, SenderValidationError
-from flowbus.metadata import EventMetadata
+from flowbus.errors import (
+    DecodeError,
+    EventHeaderError,
+    ReceiverTimeoutError,
+    SchemaRegistryError,
+    SenderValidationError,
+)
 from flowbus.signals import WorkflowSignal, callable_name
 
 from .deadletter import DeadLetter, Reason
-from .retry import RetryPolicy
+from .failures import Failure, FailureClassifier, FailureKind
+from .middleware import (
+    ConsumedRecord,
+    DeadLetterNow,
+    Decision,
+    DecodedEvent,
+    MessageContext,
+    Middleware,
+    Outcome,
+    PausePartition,
+)
 
 if TYPE_CHECKING:
     from flowbus.avro.serializer import EventDeserializer
 
+__all__ = ["CallGuard", "MessageHandler"]
+
 log = logging.getLogger(__name__)
 
-Receiver = Callable[..., Any]
+
+class CallGuard(Protocol):
+    """How the attempt tells the engine a receiver call starts and ends (for deadlines)."""
+
+    def call_started(
+        self, receiver: Callable[..., Any], timeout: float | None, awaited: bool
+    ) -> None: ...
+
+    def call_ended(self) -> bool:
+        """``False`` when the engine gave up on this attempt meanwhile (deadline passed)."""
+        ...
 
 
-@dataclasses.dataclass
-class HandlingResult:
-    """What happened to one message."""
-
-    #: The event's metadata, once its headers were read.
-    metadata: EventMetadata | None = None
-    attempts: int = 0
-    responses: list[tuple[Receiver, Any]] = dataclasses.field(default_factory=list)
-    dead_letter: DeadLetter | None = None
-    #: When handling ended (``time.time()``); with ``metadata.time``, the end-to-end latency.
-    ended_at: float | None = None
-
-    @property
-    def event_type(self) -> str | None:
-        return None if self.metadata is None else self.metadata.event_type
-
-    @property
-    def event_id(self) -> str | None:
-        return None if self.metadata is None else str(self.metadata.id)
-
-    @property
-    def end_to_end(self) -> float | None:
-        """Seconds from the event's ``time`` to the end of its handling."""
-        if self.metadata is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.metadata.time.timestamp()
-
-    @property
-    def retried(self) -> bool:
-        return self.attempts > 1
+class _FailedAttempt(Exception):
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
 
 
 class MessageHandler:
-    """Turns a Kafka message back into a signal event; configured once, called per message."""
+    """Decodes records and calls receivers; configured once, called per attempt."""
 
     def __init__(
         self,
         group: str,
         deserializer: EventDeserializer | None = None,
-        retry: RetryPolicy | None = None,
-        stop: threading.Event | None = None,
+        *,
+        middlewares: Sequence[Middleware] = (),
+        classifier: FailureClassifier | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.group = group
         self.deserializer = deserializer or _default_deserializer()
-        self.retry = retry or RetryPolicy()
-        # Set by the worker on shutdown: cuts a backoff wait short.
-        self._stop = stop or threading.Event()
+        self.middlewares = list(middlewares)
+        self.classifier = classifier or FailureClassifier()
+        #: The event loop ``async def`` receivers are awaited on (run by the engine).
+        self.loop = loop
 
-    def handle(self, message: Message) -> HandlingResult:
-        result = HandlingResult()
+    # --- one attempt -----------------------------------------------------------------------
+
+    def attempt(self, context: MessageContext, guard: CallGuard) -> Outcome | None:
+        """Run one attempt; ``None`` when the engine abandoned it (a deadline passed)."""
+        self.notify("before_handle", context)
         try:
-            envelope = cloudevents.from_headers(message.headers())
+            if context.event is None:
+                context.event = self.decode(context.record)
+                context.pending = self.receivers_for(context.event)
+            failure = self._call_pending(context, guard)
+        except _FailedAttempt as failed:
+            failure = failed.failure
+        except _Abandoned:
+            return None
+        if failure is None:
+            context.failure = context.decision = None
+            context.infrastructure_failures = 0
+            self.notify("after_handle", context, Outcome.HANDLED)
+            return Outcome.HANDLED
+        return self.failed(context, failure)
+
+    def failed(self, context: MessageContext, failure: Failure) -> Outcome:
+        """Ask the middlewares what ``failure`` means for ``context``; note their decision."""
+        context.failure = failure
+        if failure.kind is FailureKind.INFRASTRUCTURE:
+            context.infrastructure_failures += 1
+        else:
+            context.infrastructure_failures = 0
+        decision = context.decision = self.decide(context, failure)
+        if isinstance(decision, DeadLetterNow):
+            context.dead_letter = self.dead_letter(context, failure)
+            outcome = Outcome.DEAD_LETTERING
+        elif isinstance(decision, PausePartition):
+            outcome = Outcome.PAUSED
+        else:
+            outcome = Outcome.RETRYING
+        self.notify("after_handle", context, outcome)
+        return outcome
+
+    def decide(self, context: MessageContext, failure: Failure) -> Decision:
+        for middleware in self.middlewares:
+            try:
+                decision = middleware.on_failure(context, failure)
+            except Exception:
+                log.exception("middleware %s failed deciding on %s", middleware, context.position)
+                continue
+            if decision is not None:
+                return decision
+        if failure.kind is FailureKind.INFRASTRUCTURE:
+            return PausePartition(30.0)
+        return DeadLetterNow()
+
+    def notify(self, hook: str, context: MessageContext, *args: Any) -> None:
+        for middleware in self.middlewares:
+            try:
+                getattr(middleware, hook)(context, *args)
+            except Exception:
+                log.exception(
+                    "middleware %s failed in %s at %s", middleware, hook, context.position
+                )
+
+    # --- the steps -------------------------------------------------------------------------
+
+    def decode(self, record: ConsumedRecord) -> DecodedEvent:
+        """The event in ``record``; raises ``_FailedAttempt`` with a data or infrastructure
+        failure."""
+        try:
+            envelope = cloudevents.from_headers(record.headers)
         except EventHeaderError as exc:
-            return self._dead(result, message, Reason.MALFORMED_HEADERS, exc)
-        metadata = result.metadata = envelope.metadata
+            raise _FailedAttempt(Failure(FailureKind.DATA, Reason.MALFORMED_HEADERS, exc)) from exc
+        metadata = envelope.metadata
         try:
             signal = WorkflowSignal.get_signal_by_type(metadata.event_type)
         except KeyError as exc:
             error = LookupError(f"no signal for event type {metadata.event_type!r} here")
-            error.__cause__ = exc
-            return self._dead(result, message, Reason.UNKNOWN_EVENT_TYPE, error)
+            raise _FailedAttempt(
+                Failure(FailureKind.DATA, Reason.UNKNOWN_EVENT_TYPE, error)
+            ) from exc
         try:
-            decoded = self.deserializer.deserialize(
-                signal, message.value() or b"", message.topic() or ""
-            )
+            decoded = self.deserializer.deserialize(signal, record.value or b"", record.topic)
+        except SchemaRegistryError as exc:
+            raise _FailedAttempt(
+                Failure(FailureKind.INFRASTRUCTURE, Reason.UNDECODABLE, exc)
+            ) from exc
         except DecodeError as exc:
-            return self._dead(result, message, Reason.UNDECODABLE, exc)
-        except Exception as exc:  # a decoder bug must not stop the worker either
+            raise _FailedAttempt(Failure(FailureKind.DATA, Reason.UNDECODABLE, exc)) from exc
+        except Exception as exc:  # a decoder bug: the same bytes would fail again
             log.exception("unexpected error decoding event %s", metadata.id)
-            return self._dead(result, message, Reason.UNDECODABLE, exc)
+            raise _FailedAttempt(Failure(FailureKind.DATA, Reason.UNDECODABLE, exc)) from exc
         try:
             data = signal.validate_decoded(decoded)
         except SenderValidationError as exc:
-            return self._dead(result, message, Reason.INVALID_DATA, exc)
+            raise _FailedAttempt(Failure(FailureKind.DATA, Reason.INVALID_DATA, exc)) from exc
+        return DecodedEvent(signal, metadata, envelope.sender, data)
 
-        failed = self._send(result, signal, metadata, envelope.sender, data)
-        while failed and result.attempts < self.retry.max_attempts:
-            if self._stop.wait(self.retry.delay(result.attempts)):
-                break  # shutting down: dead-letter what still fails rather than wait on
-            failed = self._retry(result, signal, metadata, envelope.sender, data, failed)
-        result.ended_at = time.time()
-        if failed:
-            names = [callable_name(receiver) for receiver, _ in failed]
-            log.warning(
-                "event %s (%s) at %s[%s]@%s: receivers %s still failing after %d attempts",
-                metadata.id, metadata.event_type, message.topic(), message.partition(),
-                message.offset(), ", ".join(names), result.attempts,
-            )  # fmt: skip
-            return self._dead(result, message, Reason.RECEIVER_FAILED, failed[0][1], names)
-        return result
+    @staticmethod
+    def receivers_for(event: DecodedEvent) -> list[Callable[..., Any]]:
+        return list(event.signal.receivers_for(event.sender))
 
-    def _send(
-        self,
-        result: HandlingResult,
-        signal: WorkflowSignal,
-        metadata: EventMetadata,
-        sender: str | None,
-        data: Mapping[str, Any],
-    ) -> list[tuple[Receiver, BaseException]]:
-        result.attempts = 1
-        try:
-            # ``data`` was validated by handle(): no second validation.
-            responses = signal.resend_validated(metadata, data, send_robust=True, sender=sender)
-        except Exception as exc:
-            # The signal lets receiver failures propagate (allow_send_event_failure): the
-            # receivers after the failing one did not run, so retry the whole dispatch.
-            result.responses = []
-            return [(_ResendAll(signal, metadata, sender), exc)]
-        result.responses = list(responses)
-        failed: list[tuple[Receiver, BaseException]] = []
-        for receiver, response in responses:
-            if isinstance(response, BaseException):
-                failed.append((receiver, response))
-        return failed
-
-    def _retry(
-        self,
-        result: HandlingResult,
-        signal: WorkflowSignal,
-        metadata: EventMetadata,
-        sender: str | None,
-        data: Mapping[str, Any],
-        failed: list[tuple[Receiver, BaseException]],
-    ) -> list[tuple[Receiver, BaseException]]:
-        result.attempts += 1
-        still_failing: list[tuple[Receiver, BaseException]] = []
-        for receiver, _ in failed:
+    def _call_pending(self, context: MessageContext, guard: CallGuard) -> Failure | None:
+        event = context.event
+        pending = context.pending
+        assert event is not None and pending is not None
+        context.attempts += 1
+        stop_at_first = event.signal.send_event_failure_allowed
+        failed: list[tuple[Callable[..., Any], BaseException]] = []
+        for receiver in list(pending):
+            name = callable_name(receiver)
             try:
-                response = receiver(
-                    sender, signal=signal, metadata=metadata, from_event_bus=True, **data
-                )
+                response = self._call(receiver, name, event, context.receiver_timeout, guard)
+            except _Abandoned:
+                raise
             except Exception as exc:
-                still_failing.append((receiver, exc))
+                failed.append((receiver, exc))
+                if stop_at_first:
+                    break  # as locally: the receivers after a propagating failure do not run
             else:
-                result.responses.append((receiver, response))
-        return still_failing
+                pending.remove(receiver)
+                context.responses.append((receiver, response))
+        if not failed:
+            return None
+        return self.receiver_failure(context, failed)
 
-    def _dead(
+    def receiver_failure(
         self,
-        result: HandlingResult,
-        message: Message,
-        reason: Reason,
-        error: BaseException,
-        failed_receivers: list[str] | None = None,
-    ) -> HandlingResult:
-        result.dead_letter = DeadLetter(
-            reason=reason,
-            error=error,
-            topic=message.topic() or "",
-            partition=message.partition() or 0,
-            offset=message.offset() or 0,
-            key=_as_bytes(message.key()),
-            value=_as_bytes(message.value()),
-            headers=cloudevents.header_pairs(message.headers()),
-            group=self.group,
-            attempts=max(result.attempts, 1),
-            failed_receivers=failed_receivers or (),
+        context: MessageContext,
+        failed: list[tuple[Callable[..., Any], BaseException]],
+    ) -> Failure:
+        """The failure of a round whose ``failed`` receivers raised or timed out."""
+        kinds = {self.classifier.receiver_failure_kind(error) for _, error in failed}
+        if FailureKind.INFRASTRUCTURE in kinds:
+            kind = FailureKind.INFRASTRUCTURE
+            context.attempts -= 1  # an outage does not use up the receivers' attempts
+        elif FailureKind.RECEIVER in kinds:
+            kind = FailureKind.RECEIVER
+        else:
+            kind = FailureKind.DATA
+        error = failed[0][1]
+        timed_out = all(isinstance(e, ReceiverTimeoutError) for _, e in failed)
+        reason = Reason.TIMEOUT if timed_out else Reason.RECEIVER_FAILED
+        names = tuple(callable_name(receiver) for receiver, _ in failed)
+        metadata = context.metadata
+        log.warning(
+            "event %s (%s) at %s: receivers %s failed (%s, attempt %d)",
+            metadata.id if metadata else "?", metadata.event_type if metadata else "?",
+            context.position, ", ".join(names), type(error).__name__, max(context.attempts, 1),
+        )  # fmt: skip
+        return Failure(kind, reason, error, names)
+
+    def _call(
+        self,
+        receiver: Callable[..., Any],
+        name: str,
+        event: DecodedEvent,
+        timeout: float | None,
+        guard: CallGuard,
+    ) -> Any:
+        awaited = inspect.iscoroutinefunction(receiver) or inspect.iscoroutinefunction(
+            getattr(receiver, "__call__", None)  # noqa: B004 (an async callable object)
         )
+        guard.call_started(receiver, timeout, awaited)
+        try:
+            result = receiver(
+                event.sender,
+                signal=event.signal,
+                metadata=event.metadata,
+                from_event_bus=True,
+                **event.data,
+            )
+            if inspect.isawaitable(result):
+                result = self._await(result, name, timeout)
+        finally:
+            if not guard.call_ended():
+                raise _Abandoned
         return result
 
+    def _await(self, awaitable: Any, name: str, timeout: float | None) -> Any:
+        if self.loop is None:
+            raise RuntimeError(f"receiver {name} is async, but no event loop runs here")
+        future = asyncio.run_coroutine_threadsafe(_as_coroutine(awaitable), self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # a coroutine, unlike a thread, can be stopped
+            raise ReceiverTimeoutError(name, timeout or 0.0) from None
 
-class _ResendAll:
-    """Stands for "every receiver" when a propagating failure cut the dispatch short."""
-
-    __module__ = "flowbus.consumer"
-    __qualname__ = "<all receivers>"
-
-    def __init__(self, signal: WorkflowSignal, metadata: EventMetadata, sender: str | None):
-        self.signal, self.metadata, self.sender = signal, metadata, sender
-
-    def __call__(self, sender: object, **kwargs: Any) -> Any:
-        kwargs.pop("signal"), kwargs.pop("metadata"), kwargs.pop("from_event_bus")
-        return self.signal.send_event_with_custom_metadata(
-            self.metadata, send_robust=False, sender=self.sender, **kwargs
+    def dead_letter(self, context: MessageContext, failure: Failure) -> DeadLetter:
+        record = context.record
+        return DeadLetter(
+            reason=failure.reason,
+            error=failure.error,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=cloudevents.header_pairs(record.headers),
+            group=self.group,
+            attempts=max(context.attempts, 1),
+            failed_receivers=failure.receivers,
         )
 
 
-def _as_bytes(value: str | bytes | None) -> bytes | None:
-    return value.encode() if isinstance(value, str) else value
+class _Abandoned(Exception):
+    """The engine gave up on this attempt while a receiver ran: drop its result."""
+
+
+async def _as_coroutine(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def _default_deserializer() -> EventDeserializer:

@@ -6,9 +6,12 @@ type is a label only when a signal is defined for it here (else ``unknown``, sin
 ``ce_type`` comes from the wire), reasons are the dead-letter :class:`Reason` values,
 and topic/partition labels are bounded by the worker's assignment.
 
-``/healthz`` answers 200 while the last successful poll is younger than the health
-timeout (counted from start until the first poll), else 503 with the age: a worker
-stuck in a receiver or cut off from the broker stops polling.
+``/healthz`` answers 503 ``unhealthy`` when the last successful poll is older than the
+health timeout (counted from start until the first poll): a worker cut off from the
+broker stops polling. Otherwise 200, with the body ``ok``, or ``degraded`` and one line
+per reason (a partition paused by an infrastructure failure, receivers stuck past their
+deadline): a degraded worker is alive and restarting it would not help, so a liveness
+probe passes; alert on ``flowbus_consumer_degraded`` instead.
 """
 
 from __future__ import annotations
@@ -134,6 +137,25 @@ class WorkerMetrics:
             namespace=NAMESPACE, registry=self.registry,
         )  # fmt: skip
         self._last_poll_age.set_function(self.poll_age)
+        self._paused = counter(
+            "events_paused",
+            "Attempts that failed on infrastructure and paused their partition.",
+            ("event_type",),
+        )
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, namespace=NAMESPACE, registry=self.registry)
+
+        self._in_flight = gauge("in_flight", "Attempts running and dead letters unacknowledged.")
+        self._buffered = gauge("buffered_messages", "Messages taken from Kafka, not finished.")
+        self._paused_partitions = gauge(
+            "paused_partitions", "Partitions paused by an infrastructure failure."
+        )
+        self._abandoned = gauge(
+            "abandoned_receivers", "Receiver threads stuck past their deadline."
+        )
+        self._degraded_gauge = gauge("degraded", "1 while the worker is degraded (see /healthz).")
+        self._degraded: list[str] = []
 
     # --- what the worker reports ---------------------------------------------------------
 
@@ -162,6 +184,41 @@ class WorkerMetrics:
     def observe_end_to_end(self, seconds: float) -> None:
         # Clocks of producer and consumer hosts differ: a negative age is skew, count it as 0.
         self._end_to_end.observe(max(0.0, seconds))
+
+    def paused(self, event_type: str) -> None:
+        self._paused.labels(self.event_type_label(event_type)).inc()
+
+    def set_state(
+        self,
+        *,
+        in_flight: int,
+        buffered: int,
+        paused_partitions: int,
+        abandoned: int,
+        degraded: list[str],
+    ) -> None:
+        """The worker's state now; ``degraded``: why it is degraded (empty: it is not)."""
+        self._in_flight.set(in_flight)
+        self._buffered.set(buffered)
+        self._paused_partitions.set(paused_partitions)
+        self._abandoned.set(abandoned)
+        self._degraded_gauge.set(1 if degraded else 0)
+        with self._lock:
+            self._degraded = list(degraded)
+
+    def health(self, health_timeout: float) -> tuple[int, str]:
+        """The ``/healthz`` status code and body."""
+        age = self.poll_age()
+        if age >= health_timeout:
+            return (
+                503,
+                f"unhealthy: no successful poll for {age:.1f}s (limit {health_timeout:g}s)\n",
+            )
+        with self._lock:
+            degraded = list(self._degraded)
+        if degraded:
+            return 200, "degraded\n" + "".join(f"- {reason}\n" for reason in degraded)
+        return 200, "ok\n"
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self._lag.labels(topic, str(partition)).set(max(0, lag))
@@ -196,12 +253,8 @@ class WorkerMetrics:
                 if path == "/metrics":
                     self._reply(200, metrics.exposition(), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
-                    age = metrics.poll_age()
-                    if age < health_timeout:
-                        self._reply(200, b"ok\n")
-                    else:
-                        body = f"no successful poll for {age:.1f}s (limit {health_timeout:g}s)\n"
-                        self._reply(503, body.encode())
+                    status, body = metrics.health(health_timeout)
+                    self._reply(status, body.encode())
                 else:
                     self._reply(404, b"not found: try /metrics or /healthz\n")
 

@@ -1,20 +1,22 @@
-"""In-process retries of failed receivers: bounded exponential backoff."""
+"""Calling failed receivers again: how many times, and how far apart."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
+
+from flowbus.backoff import Backoff
 
 
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
-    """How often, and how far apart, receivers that raised are called again.
+    """How often, and how far apart, receivers that raised (or timed out) are called again.
 
-    ``max_attempts`` counts the first call: 3 means two retries. Delays grow from
-    ``initial_delay`` by ``multiplier`` up to ``max_delay``, with up to ``jitter`` of
-    each delay added at random so that workers do not retry in lockstep. The worker
-    holds its partition while it retries, so keep the total short; what still fails is
-    dead-lettered, not retried forever.
+    ``max_attempts`` counts the first call: 3 means two retries. Delays follow
+    :class:`~flowbus.backoff.Backoff` from ``initial_delay`` up to ``max_delay``. While a
+    message waits for its retry, later messages of its key wait behind it and every other
+    key goes on; what still fails after the last attempt is dead-lettered.
     """
 
     max_attempts: int = 3
@@ -26,10 +28,17 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.initial_delay < 0 or self.max_delay < 0 or self.multiplier < 1:
-            raise ValueError("delays must be >= 0 and multiplier >= 1")
+        self.backoff  # noqa: B018 (validates the delays now, not at the first retry)
 
-    def delay(self, retry: int) -> float:
+    @functools.cached_property
+    def backoff(self) -> Backoff:
+        return Backoff(
+            initial=self.initial_delay,
+            maximum=max(self.max_delay, self.initial_delay),
+            multiplier=self.multiplier,
+            jitter=self.jitter,
+        )
+
+    def delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
-        base = min(self.max_delay, self.initial_delay * self.multiplier ** (retry - 1))
-        return base + base * self.jitter * random.random()  # noqa: S311 (not cryptographic)
+        return self.backoff.delay(retry, rng)

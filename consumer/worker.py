@@ -1,21 +1,26 @@
 """The consumer worker: read event topics, re-send each event locally, never stop.
 
-At-least-once: a message's offset is stored only after it was handled (re-sent, or
-dead-lettered and acknowledged by the broker); stored offsets are committed every
-``auto.commit.interval.ms``, when partitions are revoked, and at shutdown. Partitions are
-assigned cooperative-sticky. SIGTERM and SIGINT finish the message in hand, commit,
-close the consumer (leaving the group at once) and return.
+The worker's thread only talks to Kafka: it polls, feeds the records to the
+:class:`~consumer.engine.Engine` (which handles up to ``concurrency`` keys at once on its
+own threads, one record of a key at a time), and commits. It keeps polling while receivers
+run, so a slow receiver never makes it overrun ``max.poll.interval.ms`` and leave the
+group; when too many records wait (``max_buffered``), it pauses its partitions instead.
+
+At-least-once: a partition's committed offset is its first record not finished (handled,
+or dead-lettered and acknowledged), committed every ``commit_interval`` seconds, when
+partitions are revoked, and at shutdown; a crash redoes about that much work. Partitions
+are assigned cooperative-sticky. SIGTERM and SIGINT start nothing new, give what runs up to
+``shutdown_timeout`` seconds, commit what finished, close the consumer (leaving the group at
+once) and return; a second signal stops the wait.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import signal as signals
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +32,11 @@ from flowbus.errors import ConfigurationError
 from flowbus.receivers import import_receiver_modules
 from flowbus.settings import FlowbusSettings, get_settings
 
-from .deadletter import DEFAULT_SUFFIX, DeadLetter, dead_letter_topic
+from .deadletter import DEFAULT_SUFFIX, DeadLetterRecordParts, dead_letter_topic
+from .engine import DeadLetterTooLargeError, Engine, WorkerStats
+from .failures import FailureClassifier
 from .handler import MessageHandler
+from .middleware import ConsumedRecord, Middleware, default_middlewares
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -36,31 +44,62 @@ if TYPE_CHECKING:
 
     from .metrics import WorkerMetrics
 
+__all__ = ["DEFAULT_RECEIVER_TIMEOUT", "Worker", "WorkerStats"]
+
 log = logging.getLogger(__name__)
 _librdkafka_log = logging.getLogger("flowbus.librdkafka")
 
 DEFAULT_CONSUMER_CONFIG: dict[str, Any] = {
     "partition.assignment.strategy": "cooperative-sticky",
-    "enable.auto.commit": True,
-    "auto.commit.interval.ms": 5000,
-    # Offsets are stored by the worker after handling, never by librdkafka on delivery.
-    "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
 }
+#: The worker commits itself, only offsets whose records are finished.
+_COMMIT_CONFIG = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+DEFAULT_RECEIVER_TIMEOUT = 60.0
 LAG_INTERVAL_S = 5.0
+#: While attempts run, the worker wakes at least this often (deadlines, retries).
+TICK_S = 0.05
+BATCH = 500
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
-@dataclasses.dataclass
-class WorkerStats:
-    """What a worker did since it started."""
+class KafkaDeadLetterSink:
+    """Dead letters through an idempotent producer; acknowledgements arrive on ``poll``."""
 
-    handled: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+
+    def send(
+        self, topic: str, parts: DeadLetterRecordParts, done: Callable[[Exception | None], None]
+    ) -> None:
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                done(None)
+            elif error.code() in _TOO_LARGE:
+                done(DeadLetterTooLargeError(str(error)))
+            else:
+                done(KafkaException(error))
+
+        try:
+            self.producer.produce(
+                topic, key=parts.key, value=parts.value, headers=parts.headers,
+                on_delivery=on_delivery,
+            )  # fmt: skip
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() in _TOO_LARGE:
+                raise DeadLetterTooLargeError(str(exc)) from exc
+            raise
 
 
 class Worker:
-    """Consumes ``topics`` in consumer group ``group``; see the module docstring."""
+    """Consumes ``topics`` in consumer group ``group``; see the module docstring.
+
+    ``concurrency``: records handled at once (never two of one key). ``receiver_timeout``:
+    seconds a receiver call may run (``None``: no deadline). ``middlewares``: the whole
+    handling chain (default: :func:`~consumer.middleware.default_middlewares` from
+    ``retry``, ``receiver_timeout`` and ``metrics``). ``classifier``: which receiver
+    exceptions are infrastructure or data failures.
+    """
 
     def __init__(
         self,
@@ -75,19 +114,40 @@ class Worker:
         dead_letter_suffix: str = DEFAULT_SUFFIX,
         metrics: WorkerMetrics | None = None,
         poll_timeout: float = 1.0,
+        concurrency: int = 1,
+        receiver_timeout: float | None = DEFAULT_RECEIVER_TIMEOUT,
+        shutdown_timeout: float = 30.0,
+        commit_interval: float = 1.0,
+        max_abandoned: int = 16,
+        max_buffered: int | None = None,
+        middlewares: Sequence[Middleware] | None = None,
+        classifier: FailureClassifier | None = None,
     ) -> None:
         if not topics:
             raise ConfigurationError("a worker needs at least one topic")
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if receiver_timeout is not None and receiver_timeout <= 0:
+            raise ConfigurationError("the receiver timeout must be positive")
+        if shutdown_timeout < 0 or commit_interval <= 0:
+            raise ConfigurationError("shutdown timeout must be >= 0, commit interval > 0")
         self.settings = settings or get_settings()
-        if not self.settings.kafka_bootstrap_servers:
+        common = {"bootstrap.servers": self.settings.kafka_bootstrap_servers}
+        common |= self.settings.kafka_config | dict(kafka_config or {})
+        if not common.get("bootstrap.servers"):
             raise ConfigurationError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
         self.group = group
         self.topics = [f"{self.settings.topic_prefix}{topic}" for topic in topics]
         self.dead_letter_suffix = dead_letter_suffix
         self.metrics = metrics
         self.poll_timeout = poll_timeout
-        self.stats = WorkerStats()
+        self.concurrency = concurrency
+        self.shutdown_timeout = shutdown_timeout
+        self.commit_interval = commit_interval
+        self.max_abandoned = max_abandoned
+        self.max_buffered = max_buffered or max(1000, 50 * concurrency)
         self._stopping = threading.Event()
+        self._hurry = threading.Event()
         import flowbus.catalog  # noqa: F401  (the catalog's signals must be known here)
 
         import_receiver_modules([*self.settings.receiver_modules, *receiver_modules])
@@ -95,12 +155,17 @@ class Worker:
             from flowbus.avro.serializer import EventDeserializer
 
             deserializer = EventDeserializer.from_settings(self.settings)
-        self.handler = MessageHandler(group, deserializer, retry, stop=self._stopping)
-        common = {"bootstrap.servers": self.settings.kafka_bootstrap_servers}
-        common |= self.settings.kafka_config | dict(kafka_config or {})
+        if middlewares is None:
+            middlewares = default_middlewares(
+                retry=retry or RetryPolicy(), receiver_timeout=receiver_timeout, metrics=metrics
+            )
+        self.handler = MessageHandler(
+            group, deserializer, middlewares=middlewares, classifier=classifier
+        )
         self._consumer_config = {
             **DEFAULT_CONSUMER_CONFIG,
             **common,
+            **_COMMIT_CONFIG,
             "group.id": group,
             "client.id": f"flowbus-worker-{self.settings.service_name}",
         }
@@ -108,51 +173,112 @@ class Worker:
             **{k: v for k, v in common.items() if not k.startswith(("auto.", "enable.auto"))},
             "enable.idempotence": True,
             "acks": "all",
+            "linger.ms": 5,
         }
+        self.engine: Engine | None = None
         self._consumer: Consumer | None = None
-        self._dlq_producer: Producer | None = None
+        self._producer: Producer | None = None
+        self._committed: dict[tuple[str, int], int] = {}
+        self._kafka_paused: set[tuple[str, int]] = set()
+        self._assigned: set[tuple[str, int]] = set()
         self._last_lag = 0.0
+        self._last_commit = 0.0
+
+    @property
+    def stats(self) -> WorkerStats:
+        return self.engine.stats if self.engine is not None else WorkerStats()
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask the worker to finish the message in hand and shut down."""
+        """Ask the worker to shut down (see the module docstring)."""
+        if self._stopping.is_set():
+            self._hurry.set()
         self._stopping.set()
 
     def run(
         self, *, max_messages: int | None = None, install_signal_handlers: bool = True
     ) -> WorkerStats:
-        """Consume until :meth:`stop` (or SIGTERM/SIGINT, or ``max_messages`` handled)."""
+        """Consume until :meth:`stop` (or SIGTERM/SIGINT, or ``max_messages`` finished).
+
+        Raises :class:`~flowbus.errors.ReceiversAbandonedError` (after committing) when
+        more than ``max_abandoned`` receivers are stuck past their deadline.
+        """
         previous = self._install_signal_handlers() if install_signal_handlers else {}
         self._consumer = Consumer(self._consumer_config, logger=_librdkafka_log)
-        self._dlq_producer = Producer(self._dlq_producer_config, logger=_librdkafka_log)
+        self._producer = Producer(self._dlq_producer_config, logger=_librdkafka_log)
+        engine = self.engine = Engine(
+            self.handler,
+            KafkaDeadLetterSink(self._producer),
+            concurrency=self.concurrency,
+            dead_letter_suffix=self.dead_letter_suffix,
+            max_abandoned=self.max_abandoned,
+        ).start()
         try:
             self._ensure_dead_letter_topics()
-            self._consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_lost)
-            log.info("worker %s consuming %s", self.group, ", ".join(self.topics))
-            while not self._stopping.is_set():
-                message = self._consumer.poll(self.poll_timeout)
-                self._after_poll(message)
-                if message is None:
-                    continue
-                if message.error() is not None:
-                    self._on_consume_error(message)
-                    continue
-                self._handle(message)
-                if max_messages is not None and self.stats.handled >= max_messages:
+            self._consumer.subscribe(
+                self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )  # fmt: skip
+            log.info(
+                "worker %s consuming %s (concurrency %d)",
+                self.group, ", ".join(self.topics), self.concurrency,
+            )  # fmt: skip
+            while not self._stopping.is_set() and engine.fatal is None:
+                self._poll_once(engine)
+                if max_messages is not None and engine.stats.handled >= max_messages:
                     break
         finally:
-            self._shutdown()
+            self._shutdown(engine)
             for signum, handler in previous.items():
                 signals.signal(signum, handler)
-        return self.stats
+        if engine.fatal is not None:
+            raise engine.fatal
+        return engine.stats
+
+    def _poll_once(self, engine: Engine) -> None:
+        assert self._consumer is not None and self._producer is not None
+        timeout = self.poll_timeout
+        if engine.busy():
+            timeout = min(timeout, TICK_S)
+        next_timer = engine.next_timer()
+        if next_timer is not None:
+            timeout = min(timeout, next_timer)
+        messages = self._consumer.consume(BATCH, timeout)
+        records = []
+        for message in messages:
+            if message.error() is not None:
+                self._on_consume_error(message)
+                continue
+            records.append(
+                ConsumedRecord(
+                    message.topic() or "",
+                    message.partition() or 0,
+                    message.offset() or 0,
+                    message.key(),
+                    message.value(),
+                    message.headers(),
+                )
+            )
+        if records:
+            engine.submit(records)
+        engine.tick()
+        self._producer.poll(0)  # dead-letter acknowledgements
+        self._apply_pauses(engine)
+        now = time.monotonic()
+        if now - self._last_commit >= self.commit_interval:
+            self._last_commit = now
+            self._commit(engine.committable(), asynchronous=True)
+        if self.metrics is not None:
+            self._report(engine, now)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %d: finishing the message in hand, then stopping", signum)
+            log.info("signal %d: finishing what runs (up to %gs), then stopping",
+                     signum, self.shutdown_timeout)  # fmt: skip
             self.stop()
 
         return {
@@ -160,97 +286,115 @@ class Worker:
             for signum in (signals.SIGTERM, signals.SIGINT)
         }
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, engine: Engine) -> None:
+        engine.stop_dispatching()
         consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        deadline = time.monotonic() + self.shutdown_timeout
+        while engine.busy() and time.monotonic() < deadline and not self._hurry.is_set():
+            engine.tick()
+            if producer is not None:
+                producer.poll(0.05)
+        if engine.busy():
+            log.warning(
+                "%d attempt(s) still running at shutdown: not committed, they will be redone",
+                engine.busy(),
+            )
         if consumer is not None:
-            self._commit(consumer, "shutdown")
-            consumer.close()  # leaves the group now, so its partitions move at once
-        producer, self._dlq_producer = self._dlq_producer, None
+            self._commit(engine.committable(), asynchronous=False, consumer=consumer)
+            self._consumer = consumer  # the revoke callback of close() commits through it
+            try:
+                consumer.close()  # leaves the group now, so its partitions move at once
+            finally:
+                self._consumer = None
         if producer is not None:
-            left = producer.flush(30)
+            left = producer.flush(5)
             if left:
                 log.error("%d dead-letter record(s) not acknowledged at shutdown", left)
-        log.info("worker %s stopped: %s", self.group, self.stats)
+        engine.close()
+        log.info("worker %s stopped: %s", self.group, engine.stats)
 
-    # --- per message ----------------------------------------------------------------------
+    # --- offsets, pauses, rebalances -------------------------------------------------------
 
-    def _handle(self, message: Message) -> None:
-        started = time.monotonic()
+    def _commit(
+        self,
+        offsets: Mapping[tuple[str, int], int],
+        *,
+        asynchronous: bool,
+        consumer: Consumer | None = None,
+    ) -> None:
+        consumer = consumer or self._consumer
+        changed = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in offsets.items()
+            if self._committed.get((topic, partition)) != offset
+        ]
+        if consumer is None or not changed:
+            return
         try:
-            result = self.handler.handle(message)
-        except Exception:  # the handler does not raise; if it ever does, do not lose the message
-            log.exception(
-                "handler error at %s[%s]@%s", message.topic(), message.partition(), message.offset()
-            )
-            raise
-        if result.dead_letter is not None:
-            if not self._dead_letter(result.dead_letter):
-                return  # stopping before the dead-letter topic acknowledged: leave it unstored
-            self.stats.dead_lettered += 1
-        self.stats.handled += 1
-        self.stats.retried += result.retried
-        assert self._consumer is not None
-        self._consumer.store_offsets(message=message)
-        if self.metrics is not None:
-            event_type = result.event_type or "unknown"
-            self.metrics.consumed(event_type)
-            if result.retried:
-                self.metrics.retried(event_type)
-            if result.dead_letter is not None:
-                self.metrics.dead_lettered(event_type, result.dead_letter.reason.value)
+            if asynchronous:
+                consumer.commit(offsets=changed, asynchronous=True)
             else:
-                self.metrics.resent(event_type)
-            self.metrics.observe_handling(time.monotonic() - started)
-            if result.end_to_end is not None:
-                self.metrics.observe_end_to_end(result.end_to_end)
-
-    def _dead_letter(self, letter: DeadLetter) -> bool:
-        """Produce ``letter`` and wait for the broker's ack; retry until it lands or we stop."""
-        assert self._dlq_producer is not None
-        topic = dead_letter_topic(letter.topic, self.dead_letter_suffix)
-        delay = 0.5
-        outcome: list[KafkaError | None] = []
-        while True:
-            outcome.clear()
-            self._dlq_producer.produce(
-                topic,
-                key=letter.key,
-                value=letter.value,
-                headers=letter.record_headers(),
-                on_delivery=lambda error, _msg: outcome.append(error),
-            )
-            self._dlq_producer.flush(30)
-            if outcome and outcome[0] is None:
-                log.warning(
-                    "dead-lettered %s[%s]@%s to %s: %s (%s)",
-                    letter.topic, letter.partition, letter.offset, topic, letter.reason.value,
-                    type(letter.error).__name__,
-                )  # fmt: skip
-                return True
-            log.error(
-                "dead-letter topic %s did not take %s[%s]@%s: %s; retrying in %.1fs",
-                topic, letter.topic, letter.partition, letter.offset,
-                outcome[0] if outcome else "no delivery report", delay,
-            )  # fmt: skip
-            if self._stopping.wait(delay):
-                return False
-            delay = min(delay * 2, 30.0)
-
-    # --- offsets, errors, lag ------------------------------------------------------------
-
-    def _commit(self, consumer: Consumer, why: str) -> None:
-        try:
-            consumer.commit(asynchronous=False)
+                consumer.commit(offsets=changed, asynchronous=False)
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
-                return  # nothing stored since the last commit
-            log.error("offset commit on %s failed: %s", why, exc)
+                return
+            log.error("offset commit failed: %s", exc)
+            return
+        for tp in changed:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def _apply_pauses(self, engine: Engine) -> None:
+        assert self._consumer is not None
+        wanted = engine.paused() & self._assigned
+        if engine.buffered >= self.max_buffered:
+            wanted = set(self._assigned)
+        elif engine.buffered > self.max_buffered // 2:
+            wanted |= self._kafka_paused  # hysteresis: resume below half
+        pause = wanted - self._kafka_paused
+        resume = self._kafka_paused - wanted
+        if pause:
+            self._consumer.pause([TopicPartition(t, p) for t, p in sorted(pause)])
+        if resume:
+            self._consumer.resume([TopicPartition(t, p) for t, p in sorted(resume)])
+        self._kafka_paused = wanted
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        log.info("partitions assigned: %s", _names(keys))
+        self._assigned.update(keys)
+        if self.engine is not None:
+            self.engine.assign(keys)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._commit(consumer, "revoke")
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        log.info("partitions revoked: %s", _names(keys))
+        engine = self.engine
+        if engine is not None:
+            engine.hold(keys)
+            # Let what runs there finish first (at shutdown, it already had its time).
+            wait = 0.0 if self._stopping.is_set() else min(self.shutdown_timeout, 10.0)
+            deadline = time.monotonic() + wait
+            while engine.busy(keys) and time.monotonic() < deadline:
+                engine.tick()
+                if self._producer is not None:
+                    self._producer.poll(0.05)
+            self._commit(engine.committable(keys), asynchronous=False, consumer=consumer)
+            engine.revoke(keys)
+        self._forget(keys)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("partitions lost (no commit possible): %s", partitions)
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        log.warning("partitions lost (no commit possible): %s", _names(keys))
+        if self.engine is not None:
+            self.engine.revoke(keys)
+        self._forget(keys)
+
+    def _forget(self, keys: list[tuple[str, int]]) -> None:
+        for key in keys:
+            self._assigned.discard(key)
+            self._kafka_paused.discard(key)
+            self._committed.pop(key, None)
 
     def _on_consume_error(self, message: Message) -> None:
         error = message.error()
@@ -261,20 +405,28 @@ class Worker:
         if error.fatal():
             raise KafkaException(error)
 
-    def _after_poll(self, message: Message | None) -> None:
-        if self.metrics is None or (message is not None and message.error() is not None):
-            return
-        self.metrics.poll_succeeded()
-        now = time.monotonic()
-        if now - self._last_lag < LAG_INTERVAL_S or self._consumer is None:
+    def _report(self, engine: Engine, now: float) -> None:
+        metrics, consumer = self.metrics, self._consumer
+        assert metrics is not None and consumer is not None
+        metrics.poll_succeeded()
+        metrics.set_state(
+            in_flight=engine.busy(),
+            buffered=engine.buffered,
+            paused_partitions=len(engine.paused()),
+            abandoned=engine.abandoned_now,
+            degraded=engine.degraded(),
+        )
+        if now - self._last_lag < LAG_INTERVAL_S:
             return
         self._last_lag = now
-        assignment = self._consumer.assignment()
-        for position in self._consumer.position(assignment) if assignment else []:
-            with contextlib.suppress(KafkaException):
-                _, high = self._consumer.get_watermark_offsets(position, cached=True)
-                if position.offset >= 0 and high >= 0:
-                    self.metrics.set_lag(position.topic, position.partition, high - position.offset)
+        assignment = consumer.assignment()
+        for position in consumer.position(assignment) if assignment else []:
+            try:
+                _, high = consumer.get_watermark_offsets(position, cached=True)
+            except KafkaException:
+                continue
+            if position.offset >= 0 and high >= 0:
+                metrics.set_lag(position.topic, position.partition, high - position.offset)
 
     def _ensure_dead_letter_topics(self) -> None:
         """Create missing dead-letter topics (brokers may not auto-create topics)."""
@@ -282,7 +434,7 @@ class Worker:
             {
                 k: v
                 for k, v in self._dlq_producer_config.items()
-                if k not in ("enable.idempotence", "acks")
+                if k not in ("enable.idempotence", "acks", "linger.ms")
             }
         )
         wanted = {dead_letter_topic(t, self.dead_letter_suffix) for t in self.topics}
@@ -297,3 +449,7 @@ class Worker:
                     raise ConfigurationError(
                         f"cannot create dead-letter topic {topic}: {exc}"
                     ) from exc
+
+
+def _names(keys: Iterable[tuple[str, int]]) -> str:
+    return ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(keys)) or "none"

@@ -258,3 +258,28 @@ class DeadLetterQueueError(FlowbusError):
 
 class DeadLetterRecordNotFoundError(DeadLetterQueueError):
     """No record at the given partition and offset of a dead-letter topic."""
+
+
+class ReceiverTimeoutError(FlowbusError):
+    """A receiver was still running at its deadline (the consumer's ``receiver_timeout``)."""
+
+    def __init__(self, receiver: str, seconds: float) -> None:
+        super().__init__(f"receiver {receiver} still running after {seconds:g}s")
+        self.receiver = receiver
+        self.seconds = seconds
+
+
+class ReceiversAbandonedError(FlowbusError):
+    """Too many receivers are stuck past their deadline: the worker exits to be restarted.
+
+    Python cannot stop a thread, so a sync receiver that never returns keeps its thread;
+    past ``max_abandoned`` of them the worker commits what it handled and gives up.
+    """
+
+    def __init__(self, abandoned: int, limit: int) -> None:
+        super().__init__(
+            f"{abandoned} receivers stuck past their deadline (limit {limit}): exiting "
+            "so that a supervisor restarts the worker"
+        )
+        self.abandoned = abandoned
+        self.limit = limit

@@ -517,14 +517,11 @@ class WorkflowSignal:
         from_event_bus: bool,
         robust: bool,
     ) -> list[tuple[ReceiverFunction, Any]]:
-        name = sender_name(sender)
         propagate = self._allow_send_event_failure or not robust
         results: list[tuple[ReceiverFunction, Any]] = []
-        for receiver in self._receivers:
-            if receiver.sender_name is not None and receiver.sender_name != name:
-                continue
+        for function in self._matching(sender_name(sender)):
             try:
-                response = receiver.function(
+                response = function(
                     sender,
                     signal=self,
                     metadata=metadata,
@@ -536,15 +533,30 @@ class WorkflowSignal:
                     raise
                 logger.error(
                     "receiver %s failed for event %s (%s)",
-                    callable_name(receiver.function),
+                    callable_name(function),
                     metadata.id,
                     metadata.event_type,
                     exc_info=exc,
                 )
-                results.append((receiver.function, exc))
+                results.append((function, exc))
             else:
-                results.append((receiver.function, response))
+                results.append((function, response))
         return results
+
+    def receivers_for(self, sender: object = None) -> tuple[ReceiverFunction, ...]:
+        """The receivers an event from ``sender`` reaches, in call order (none if disabled).
+
+        For a dispatcher that calls them itself, as the consumer worker does (deadlines,
+        retries of only the failed ones, ``async def`` receivers).
+        """
+        return self._matching(sender_name(sender)) if self._enabled else ()
+
+    def _matching(self, name: str | None) -> tuple[ReceiverFunction, ...]:
+        return tuple(
+            receiver.function
+            for receiver in self._receivers
+            if receiver.sender_name is None or receiver.sender_name == name
+        )
 
 
 def callable_name(function: ReceiverFunction) -> str:

@@ -1,0 +1,401 @@
+"""The worker under faults, on the real broker and registry: hanging receivers, a registry
+outage, an oversized dead letter, concurrency with per-key order, SIGKILL mid-flight."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import sample_events
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from tcp_proxy import TcpProxy
+
+from flowbus import cloudevents
+from flowbus.catalog import caluma
+from flowbus.consumer.deadletter import Reason, read_dead_letter_headers
+from flowbus.consumer.metrics import WorkerMetrics
+from flowbus.consumer.retry import RetryPolicy
+from flowbus.consumer.worker import Worker
+from flowbus.producer.event_producer import EventProducer
+from flowbus.settings import get_settings
+from flowbus.testing import isolated_receivers
+
+pytestmark = pytest.mark.usefixtures("flowbus_env")
+SIGNAL = caluma.WORK_ITEM_POST_COMPLETE
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def produce(topic: str, events: list[tuple[uuid.UUID, str]]) -> list[tuple[str, int, int]]:
+    """Send ``(case id, slug)`` events; returns (event id, partition, offset) of each."""
+    landed = []
+    with EventProducer(synchronous=True, install_exit_handlers=False) as producer:
+        for case_id, slug in events:
+            data = SIGNAL.validate_data(**sample_events.work_item_event(case_id, task_slug=slug))
+            metadata = SIGNAL.generate_signal_metadata()
+            report = producer.send(
+                SIGNAL, metadata, data, topic=topic, key=SIGNAL.resolve_key(data)
+            )
+            assert report is not None
+            landed.append((str(metadata.id), report.partition, report.offset))
+    return landed
+
+
+def keyed_events(keys: int, per_key: int) -> list[tuple[uuid.UUID, str]]:
+    cases = [uuid.uuid4() for _ in range(keys)]
+    return [(case, f"step-{n:04d}") for n in range(per_key) for case in cases]
+
+
+def lines(events_file: Path) -> list[dict[str, Any]]:
+    if not events_file.exists():
+        return []
+    return [json.loads(line) for line in events_file.read_text().splitlines() if line]
+
+
+def ended(events_file: Path) -> list[dict[str, Any]]:
+    return [line for line in lines(events_file) if line["phase"] == "end"]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 90.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached in {timeout:g}s: {what}"
+        time.sleep(0.1)
+
+
+def read_topic(topic: str, timeout: float = 10.0) -> list:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": get_settings().kafka_bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
+    messages, at_end = [], set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(at_end) < len(metadata.partitions) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                at_end.add(message.partition())
+                continue
+            messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def committed(group: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer(
+        {"bootstrap.servers": get_settings().kafka_bootstrap_servers, "group.id": group}
+    )
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 30)
+        return {tp.partition: tp.offset for tp in found}
+    finally:
+        consumer.close()
+
+
+def end_offsets(topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer(
+        {"bootstrap.servers": get_settings().kafka_bootstrap_servers, "group.id": "ends"}
+    )
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+def start_worker(kafka_stack, topic: str, group: str, events_file: Path, *args: str, **env: str):
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowbus", "consume", "--topic", topic, "--group", group,
+         "--receivers", "keyed_receivers", *args],
+        env={**kafka_stack.env, "FLOWBUS_TEST_EVENTS_FILE": str(events_file),
+             "FLOWBUS_LOG_LEVEL": "INFO", **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def worker_thread(topic: str, group: str, **options: Any) -> Iterator[Worker]:
+    worker = Worker([topic], group, poll_timeout=0.2, **options)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(install_signal_handlers=False)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(60)
+    assert not thread.is_alive(), "worker did not stop"
+    assert not errors, errors
+
+
+def assert_per_key_order(entries: list[dict[str, Any]]) -> None:
+    per_key: dict[str, list[str]] = defaultdict(list)
+    for entry in entries:
+        per_key[entry["key"]].append(entry["slug"])
+    for key, slugs in per_key.items():
+        assert slugs == sorted(slugs), f"key {key} out of order: {slugs}"
+
+
+def max_in_flight_per_key(entries: list[dict[str, Any]]) -> int:
+    """From start/end lines: the most calls of one key that overlapped in time."""
+    worst = 0
+    current: dict[str, int] = defaultdict(int)
+    for entry in sorted(entries, key=lambda e: (e["t"], e["phase"] == "start")):
+        key = entry["key"]
+        current[key] += 1 if entry["phase"] == "start" else -1
+        worst = max(worst, current[key])
+    return worst
+
+
+# --- a receiver hanging on one key -------------------------------------------------------
+
+
+def test_a_hanging_receiver_times_out_and_nothing_else_stops(
+    kafka_stack, unique_topic, unique_group, tmp_path
+):
+    topic, events_file = unique_topic(partitions=3), tmp_path / "events.jsonl"
+    hung_case = uuid.uuid4()
+    events = [(hung_case, "hang"), (hung_case, "step-0001"), *keyed_events(30, 6)]
+    landed = produce(topic, events)
+    worker = start_worker(
+        kafka_stack, topic, unique_group, events_file,
+        "--concurrency", "8", "--receiver-timeout", "5", "--max-attempts", "2",
+        "--retry-delay", "0.2", "--shutdown-timeout", "5",
+        FLOWBUS_TEST_HANG_SLUG="hang",
+    )  # fmt: skip
+    try:
+        # Everything but the hung event is handled, its key's next event included...
+        wait_for(lambda: len(ended(events_file)) == len(events) - 1, 90, "the other events")
+        handled = ended(events_file)
+        assert {(e["key"], e["slug"]) for e in handled} >= {(str(hung_case), "step-0001")}
+        # ...well before the hung event's two 5 s attempts are over.
+        hung_partition = landed[0][1]
+        first_done = min(e["t"] for e in handled)
+        # ...and the hung event is dead-lettered with reason timeout once retries are spent.
+        dlq = f"{topic}.dlq"
+        wait_for(lambda: len(read_topic(dlq, 2)) == 1, 60, "the dead letter")
+        [letter] = read_topic(dlq)
+        info = read_dead_letter_headers(letter.headers())
+        assert info["reason"] == Reason.TIMEOUT.value and info["attempts"] == "2"
+        assert info["original-offset"] == str(landed[0][2])
+        assert info["original-partition"] == str(hung_partition)
+        starts = [e for e in lines(events_file) if e["phase"] == "start" and e["slug"] == "hang"]
+        assert len(starts) == 2 and starts[1]["t"] - starts[0]["t"] >= 5
+        assert first_done < starts[0]["t"] + 5  # other keys flowed during the hang
+
+        # A second hang, then SIGTERM while it hangs.
+        [(_, partition, offset)] = produce(topic, [(uuid.uuid4(), "hang")])
+        wait_for(
+            lambda: sum(1 for e in lines(events_file) if e["slug"] == "hang") == 3,
+            30, "the second hang",
+        )  # fmt: skip
+        signalled = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, stderr
+    assert took < 5 + 5, f"SIGTERM took {took:.1f}s"
+    assert "MAXPOLL" not in stderr and "partitions revoked" not in stderr.split("signal 15")[0]
+    assert stderr.count("partitions assigned") == 1, stderr
+    assert "partitions lost" not in stderr
+    # Everything handled before SIGTERM is committed; the hanging event is not.
+    ends = end_offsets(topic, 3)
+    expected = {p: (offset if p == partition else ends[p]) for p in range(3)}
+    assert committed(unique_group, topic, 3) == expected
+
+
+# --- the registry unreachable ------------------------------------------------------------
+
+
+def test_registry_outage_pauses_the_partition_and_loses_nothing(
+    kafka_stack, unique_topic, unique_group, monkeypatch
+):
+    topic = unique_topic()
+    produce(topic, keyed_events(5, 4))  # registers the schema (direct URL)
+    registry = urlsplit(kafka_stack.schema_registry_url)
+    proxy = TcpProxy(registry.hostname, registry.port)  # not started: the registry is "down"
+    proxied = kafka_stack.schema_registry_url.replace(
+        f"{registry.hostname}:{registry.port}", f"127.0.0.1:{proxy.port}"
+    )
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", proxied)
+    get_settings.cache_clear()
+    seen: list[str] = []
+    metrics = WorkerMetrics()
+    server = metrics.serve(0, health_timeout=30)
+    try:
+        with isolated_receivers():
+            SIGNAL.connect(lambda sender, metadata, **kw: seen.append(str(metadata.id)))
+            with worker_thread(topic, unique_group, metrics=metrics) as worker:
+                wait_for(lambda: worker.engine is not None and worker.engine.paused(), 60,
+                         "the partition paused")  # fmt: skip
+                health = urllib.request.urlopen(f"{server.url}/healthz", timeout=5).read().decode()
+                assert health.startswith("degraded") and "SchemaRegistryError" in health
+                time.sleep(3)  # more failed tries, still nothing dead-lettered or committed
+                assert seen == [] and read_topic(f"{topic}.dlq", 3) == []
+                assert committed(unique_group, topic, 1)[0] < 0  # nothing committed yet
+                proxy.start()  # the registry is back
+                wait_for(lambda: len(seen) == 20, 90, "every event re-sent")
+                wait_for(lambda: not worker.engine.paused(), 10, "partition resumed")
+                time.sleep(1.5)  # one commit interval
+                health = urllib.request.urlopen(f"{server.url}/healthz", timeout=5).read()
+                assert health == b"ok\n"
+    finally:
+        proxy.stop()
+        metrics.close()
+    assert read_topic(f"{topic}.dlq", 3) == []
+    assert committed(unique_group, topic, 1) == end_offsets(topic, 1) == {0: 20}
+
+
+# --- a dead letter larger than the dead-letter topic takes -------------------------------
+
+
+@pytest.mark.parametrize(
+    "client_limit",
+    [None, 2_000_000],
+    ids=["refused-by-the-client", "refused-by-the-broker"],
+)
+def test_an_oversized_dead_letter_becomes_a_pointer_record(kafka_stack, unique_group, client_limit):
+    topic = f"big-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka_stack.bootstrap_servers})
+    admin.create_topics([NewTopic(topic, 1, config={"max.message.bytes": "2000000"})])[
+        topic
+    ].result(30)
+    headers = cloudevents.to_headers(SIGNAL.generate_signal_metadata())
+    value = random.randbytes(1_030_000)  # accepted by its topic; garbage for the decoder
+    producer = Producer(
+        {"bootstrap.servers": kafka_stack.bootstrap_servers, "message.max.bytes": 2_000_000}
+    )
+    producer.produce(topic, value=value, key=b"big", headers=headers)
+    assert producer.flush(30) == 0
+    produce(topic, [(uuid.uuid4(), "after")])
+    seen: list[str] = []
+    options: dict[str, Any] = {"retry": RetryPolicy(max_attempts=1)}
+    if client_limit:
+        options["kafka_config"] = {"message.max.bytes": client_limit}
+    with isolated_receivers():
+        SIGNAL.connect(lambda sender, work_item, **kw: seen.append(work_item.task_slug))
+        with worker_thread(topic, unique_group, **options) as worker:
+            wait_for(lambda: seen == ["after"] and worker.stats.dead_lettered == 1, 60,
+                     "the pointer and the next event")  # fmt: skip
+    [pointer] = read_topic(f"{topic}.dlq")
+    info = read_dead_letter_headers(pointer.headers())
+    assert pointer.value() is None and pointer.key() == b"big"
+    assert info["pointer"] == "true" and info["reason"] == Reason.UNDECODABLE.value
+    assert info["original-size"] == str(len(value))
+    assert info["original-sha256"] == hashlib.sha256(value).hexdigest()
+    assert (info["original-topic"], info["original-offset"]) == (topic, "0")
+    assert committed(unique_group, topic, 1) == {0: 2}
+
+
+# --- concurrency: per-key order, at least once --------------------------------------------
+
+
+@pytest.mark.parametrize("receiver_kind", ["sync", "async"])
+def test_2000_events_over_200_keys_keep_per_key_order_at_concurrency_32(
+    kafka_stack, unique_topic, unique_group, tmp_path, receiver_kind
+):
+    topic, events_file = unique_topic(partitions=6), tmp_path / "events.jsonl"
+    events = keyed_events(200, 10)
+    produce(topic, events)
+    worker = start_worker(
+        kafka_stack, topic, unique_group, events_file, "--concurrency", "32",
+        FLOWBUS_TEST_RECEIVER_DELAY="0.02",
+        FLOWBUS_TEST_ASYNC="1" if receiver_kind == "async" else "0",
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(ended(events_file)) >= 2000, 120, "2,000 events")
+        time.sleep(1.5)  # a commit interval
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    entries = lines(events_file)
+    handled = [e for e in entries if e["phase"] == "end"]
+    assert len(handled) == 2000 and len({e["id"] for e in handled}) == 2000
+    assert_per_key_order(handled)
+    assert max_in_flight_per_key(entries) == 1
+    assert committed(unique_group, topic, 6) == end_offsets(topic, 6)
+
+
+def test_sigkill_during_concurrent_handling_redoes_at_most_about_a_second(
+    kafka_stack, unique_topic, unique_group, tmp_path
+):
+    topic, events_file = unique_topic(partitions=3), tmp_path / "events.jsonl"
+    events = keyed_events(100, 15)
+    landed = produce(topic, events)
+    concurrency = 8
+    options = ("--concurrency", str(concurrency))
+    worker = start_worker(kafka_stack, topic, unique_group, events_file, *options,
+                          FLOWBUS_TEST_RECEIVER_DELAY="0.02")  # fmt: skip
+    wait_for(lambda: len(ended(events_file)) >= 50, 60, "handling under way")
+    time.sleep(random.uniform(0.5, 2.0))
+    worker.kill()
+    worker.communicate(timeout=30)
+    killed_at = time.time()
+    first_run = ended(events_file)
+    assert 0 < len(first_run) < len(events)
+
+    worker = start_worker(kafka_stack, topic, unique_group, events_file, *options,
+                          FLOWBUS_TEST_RECEIVER_DELAY="0.02")  # fmt: skip
+    try:
+        ids = {event_id for event_id, _, _ in landed}
+        wait_for(lambda: {e["id"] for e in ended(events_file)} == ids, 120, "every event")
+        time.sleep(1.5)
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    handled = ended(events_file)
+    runs: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for entry in handled:
+        runs[entry["pid"]].append(entry)
+    assert len(runs) == 2
+    for run in runs.values():
+        assert_per_key_order(run)
+    duplicates = len(handled) - len(events)
+    last_second = sum(1 for e in first_run if e["t"] >= killed_at - 1.5)
+    assert 0 <= duplicates <= concurrency + last_second, (duplicates, last_second)
