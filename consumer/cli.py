@@ -9,12 +9,10 @@ import click
 
 from flowbus.errors import ConfigurationError, ReceiversAbandonedError
 
+from .cli_params import EXIT_RECEIVERS_ABANDONED, metrics_options
 from .deadletter import DEFAULT_SUFFIX
 from .retry import RetryPolicy
 from .worker import DEFAULT_RECEIVER_TIMEOUT
-
-#: Exit status when too many receivers hung: the supervisor should restart the worker.
-EXIT_RECEIVERS_ABANDONED = 3
 
 
 def _exception_type(dotted: str) -> type[BaseException]:
@@ -57,10 +55,7 @@ def _exception_type(dotted: str) -> type[BaseException]:
               help="Receiver exception (module.Class) dead-lettered at once.")  # fmt: skip
 @click.option("--dlq-suffix", default=DEFAULT_SUFFIX, show_default=True,
               help="Dead-letter topic = source topic + this suffix.")  # fmt: skip
-@click.option("--metrics-port", type=int, default=None,
-              help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT.")  # fmt: skip
-@click.option("--health-timeout", type=float, default=60.0, show_default=True,
-              help="/healthz fails when no poll succeeded for this many seconds.")  # fmt: skip
+@metrics_options
 @click.option("--max-messages", type=int, default=None, hidden=True)
 def consume(
     topics: tuple[str, ...],

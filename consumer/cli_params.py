@@ -1,11 +1,17 @@
-"""Command-line parameters shared by ``flowbus replay`` and ``flowbus dlq``."""
+"""Command-line parameters shared by several commands (``replay``, ``dlq``, ``consume``, ...)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import click
+
+#: Exit status of a worker when too many receivers hung: its supervisor should restart it.
+EXIT_RECEIVERS_ABANDONED = 3
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class PartitionOffset(NamedTuple):
@@ -68,3 +74,13 @@ def position_argument(ctx: click.Context, param: click.Parameter, value: str) ->
         return parse_partition_offset(value, partition_required=False)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def metrics_options(func: F) -> F:
+    """``--metrics-port`` and ``--health-timeout`` of a command that runs a consumer worker."""
+    func = click.option("--health-timeout", type=float, default=60.0, show_default=True,
+                        help="/healthz fails when no poll succeeded for this many seconds.",
+                        )(func)  # fmt: skip
+    return click.option("--metrics-port", type=int, default=None,
+                        help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT.",
+                        )(func)  # fmt: skip

@@ -1,7 +1,9 @@
 """``flowbus dlq``: list, show and replay the records of a dead-letter topic.
 
 Reading never commits and never joins a consumer group. Payloads are printed only by
-``show --data``: they may hold personal data.
+``show --data``: they may hold personal data. A pointer record (the original was too
+large for the dead-letter topic) is marked as such; replaying it re-publishes the
+original, read back from its topic and checked against the pointer's size and SHA-256.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from .cli_params import (
     partition_offsets_option,
     position_argument,
 )
-from .dlq_records import DeadLetterFilter, DeadLetterRecord, DeadLetterTopic, Republisher
+from .dlq_records import (
+    DeadLetterFilter,
+    DeadLetterRecord,
+    DeadLetterTopic,
+    Republisher,
+    resolve_pointer,
+)
 from .kafka_clients import reader_config, republisher_config
 
 EXIT_ERROR = 1
@@ -195,6 +203,7 @@ def _row(record: DeadLetterRecord) -> dict[str, Any]:
         "reason": record.reason or "?",
         "error_type": record.error_type or "?",
         "origin": record.origin,
+        "pointer": record.is_pointer,
     }
 
 
@@ -213,7 +222,8 @@ def _print_table(rows: Iterable[dict[str, Any]]) -> None:
     widths = {c: max(len(str(r[c])) for r in [header, *rows]) for c in columns}
     for row in [header, *rows]:
         cells = [str(row[c]).ljust(widths[c]) for c in columns[:-1]]
-        click.echo("  ".join([*cells, str(row[columns[-1]])]))
+        last = f"{row[columns[-1]]}{' (pointer)' if row.get('pointer') else ''}"
+        click.echo("  ".join([*cells, last]))
 
 
 def _hexdump(data: bytes) -> Iterable[str]:
@@ -249,7 +259,11 @@ def list_records(
     records: tuple[PartitionOffset, ...],
     as_json: bool,
 ) -> None:
-    """One row per dead-letter record: where it is, when and why it was dead-lettered."""
+    """One row per dead-letter record: where it is, when and why it was dead-lettered.
+
+    A pointer record (its value too large for the dead-letter topic, so left out) has
+    "(pointer)" after its origin, and "pointer": true in --json.
+    """
     dlq_topic = _dlq_topic(source, dlq_name, dlq_suffix, timeout)
     selection = _selection(event_type, since, until, records)
     try:
@@ -278,7 +292,9 @@ def show(
 ) -> None:
     """Every header of one record, its error message and value size.
 
-    The payload is printed (as a hex dump) only with --data.
+    The payload is printed (as a hex dump) only with --data. For a pointer record (no
+    value: the original was too large for the dead-letter topic) the original's size,
+    SHA-256 and position are shown.
     """
     dlq_topic = _dlq_topic(source, dlq_name, dlq_suffix, timeout)
     try:
@@ -287,7 +303,7 @@ def show(
         raise _fail(exc) from None
     info = record.dead_letter_info
     fields = [
-        ("Record", f"{record.topic}[{record.partition}]@{record.offset}"),
+        ("Record", record.location),
         ("Origin", record.origin),
         ("Reason", record.reason or "?"),
         ("Error", record.error_type or "?"),
@@ -297,6 +313,7 @@ def show(
         ("Dead-lettered", _time_text(record.dead_lettered_at)),
         ("Key", _key_text(record.key)),
         ("Value size", "null" if record.value is None else f"{len(record.value)} bytes"),
+        *_pointer_fields(record),
     ]
     for label, value in fields:
         click.echo(f"{label + ':':<15}{value}")
@@ -310,9 +327,27 @@ def show(
     if show_data:
         click.echo("Value:")
         if record.value is None:
-            click.echo("  null")
+            click.echo(f"  null{_POINTER_VALUE_NOTE if record.is_pointer else ''}")
         for line in _hexdump(record.value or b""):
             click.echo(line)
+
+
+_POINTER_VALUE_NOTE = " (a pointer record: the value is on the original topic, see Pointer)"
+
+
+def _pointer_fields(record: DeadLetterRecord) -> list[tuple[str, str]]:
+    if not record.is_pointer:
+        return []
+    size = record.original_size
+    return [
+        (
+            "Pointer",
+            f"yes: no value here; the original is at {record.origin} (while retention "
+            "keeps it; `dlq replay` reads it back and checks it)",
+        ),
+        ("Original size", "?" if size is None else f"{size} bytes"),
+        ("SHA-256", record.original_sha256 or "?"),
+    ]
 
 
 def _key_text(key: bytes | None) -> str:
@@ -365,7 +400,9 @@ def replay(
     failure stops the replay. With --local the records are instead handled in this
     process by the worker's message handler (receivers connected from
     FLOWBUS_RECEIVER_MODULES and --receivers, failed receivers retried); what fails again
-    is reported, not dead-lettered again. The dead-letter records stay where they are:
+    is reported, not dead-lettered again. A pointer record's original is read back from its
+    topic and position and checked against the pointer's size and SHA-256 first; if it is
+    gone (retention) or differs, that record fails. The dead-letter records stay where they are:
     replaying twice delivers twice. Without a filter (--event-type, --since, --until,
     --record) --all is required.
     """
@@ -395,12 +432,12 @@ def replay(
     if dry_run:
         for record in chosen:
             where = "here" if local else record.original_topic
-            click.echo(f"would replay {_describe(record)} -> {where}")
+            click.echo(f"would replay {_describe(record)}{_pointer_note(record)} -> {where}")
         click.echo(f"Dry run: {len(chosen)} record(s) would be replayed; nothing changed.")
         return
     try:
         if local:
-            failed = _handle_locally(chosen, group, receiver_modules)
+            failed = _handle_locally(chosen, group, receiver_modules, dlq_topic.timeout)
         else:
             _republish(chosen, dlq_topic.timeout)
             failed = 0
@@ -415,14 +452,24 @@ def _describe(record: DeadLetterRecord) -> str:
     return f"{record.position} ({record.event_type or '?'} {record.event_id or '?'})"
 
 
+def _pointer_note(record: DeadLetterRecord) -> str:
+    return f" (pointer: original read from {record.origin})" if record.is_pointer else ""
+
+
+def _with_original(record: DeadLetterRecord, timeout: float) -> DeadLetterRecord:
+    """``record``, or for a pointer record the pointer with its original read back."""
+    return resolve_pointer(record, reader_config(get_settings()), timeout=timeout)
+
+
 def _republish(records: list[DeadLetterRecord], timeout: float) -> None:
     if not records:
         return
     with Republisher(republisher_config(get_settings()), timeout=timeout) as republisher:
-        for record in records:
+        for pointer_or_record in records:
+            record = _with_original(pointer_or_record, timeout)
             landed = republisher.republish(record)
             click.echo(
-                f"replayed {_describe(record)} -> "
+                f"replayed {_describe(record)}{_pointer_note(pointer_or_record)} -> "
                 f"{landed.topic}[{landed.partition}]@{landed.offset}"
             )
 
@@ -432,7 +479,10 @@ LOCAL_TIMEOUT_S = 120.0
 
 
 def _handle_locally(
-    records: list[DeadLetterRecord], group: str | None, receiver_modules: tuple[str, ...]
+    records: list[DeadLetterRecord],
+    group: str | None,
+    receiver_modules: tuple[str, ...],
+    timeout: float,
 ) -> int:
     """Handle each record here; returns how many failed again."""
     if not records:
@@ -448,7 +498,8 @@ def _handle_locally(
 
     import_receiver_modules([*get_settings().receiver_modules, *receiver_modules])
     failed = 0
-    for record in records:
+    for pointer_or_record in records:
+        record = _with_original(pointer_or_record, timeout)
         name = group or record.group or "flowbus-dlq-replay"
         chain = default_middlewares(retry=RetryPolicy(), receiver_timeout=None)
         finished = Finished()
@@ -473,7 +524,10 @@ def _handle_locally(
         [context] = finished.contexts
         letter = context.dead_letter
         if letter is None:
-            click.echo(f"handled {_describe(record)} ({context.attempts} attempt(s))")
+            click.echo(
+                f"handled {_describe(record)}{_pointer_note(pointer_or_record)} "
+                f"({context.attempts} attempt(s))"
+            )
             continue
         failed += 1
         error = str(letter.error).splitlines()[0] if str(letter.error) else ""

@@ -5,12 +5,19 @@ start (so it terminates, however busy the topic) and never commits: no consumer 
 is created or moved. Re-publishing sends a record's original key, value and headers
 (the ``flowbus-dlq-*`` headers dropped) to its original topic, waiting for each
 acknowledgement; the dead-letter record itself stays where it is.
+
+A *pointer record* (``flowbus-dlq-pointer: true``) holds no value: the original message
+was too large for the dead-letter topic. Replaying one first reads the original back
+from its own topic and position (:func:`resolve_pointer`), and checks its size and
+SHA-256 against the pointer's; what is re-published is that original, never the empty
+value of the pointer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,8 +28,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from flowbus import cloudevents
 from flowbus.errors import (
+    DeadLetterPointerError,
     DeadLetterQueueError,
     DeadLetterRecordNotFoundError,
+    PointerOriginalMismatchError,
+    PointerOriginalNotFoundError,
     TopicNotFoundError,
 )
 
@@ -31,6 +41,10 @@ from . import deadletter
 log = logging.getLogger(__name__)
 
 Header = tuple[str, bytes | None]
+#: The headers that make a record a pointer record; dropped once its original is found.
+POINTER_HEADERS = frozenset(
+    {deadletter.POINTER, deadletter.ORIGINAL_SIZE, deadletter.ORIGINAL_SHA256}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +75,11 @@ class DeadLetterRecord:
     @property
     def position(self) -> str:
         return f"{self.partition}:{self.offset}"
+
+    @property
+    def location(self) -> str:
+        """``topic[partition]@offset`` of this record."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
 
     @property
     def dead_letter_info(self) -> dict[str, Any]:
@@ -119,6 +138,22 @@ class DeadLetterRecord:
         )
 
     @property
+    def is_pointer(self) -> bool:
+        """A pointer record: no value here; the original is on its topic at :attr:`origin`."""
+        return self.header(deadletter.POINTER) == "true"
+
+    @property
+    def original_size(self) -> int | None:
+        """A pointer record's original value size in bytes (None if absent or unreadable)."""
+        return _as_int(self.header(deadletter.ORIGINAL_SIZE))
+
+    @property
+    def original_sha256(self) -> str | None:
+        """A pointer record's original value SHA-256, lowercase hex (None if absent)."""
+        digest = self.header(deadletter.ORIGINAL_SHA256)
+        return None if digest is None else digest.strip().lower()
+
+    @property
     def dead_lettered_at(self) -> datetime | None:
         """The ``flowbus-dlq-time`` header as a time; None if absent or unreadable."""
         text = self.header(deadletter.TIME)
@@ -175,7 +210,8 @@ class DeadLetterFilter:
 
 
 class DeadLetterTopic:
-    """Reads one dead-letter topic; ``config`` is a reader configuration (see kafka_clients)."""
+    """Reads one dead-letter topic (or, for a pointer record, its original topic);
+    ``config`` is a reader configuration (see kafka_clients)."""
 
     def __init__(self, topic: str, config: Mapping[str, Any], *, timeout: float = 30.0) -> None:
         self.topic = topic
@@ -336,7 +372,14 @@ class Republisher:
         self._existing.add(topic)
 
     def republish(self, record: DeadLetterRecord) -> Republished:
-        """Send one record to its original topic and wait for the broker's ack."""
+        """Send one record to its original topic and wait for the broker's ack.
+
+        A pointer record is refused: pass it through :func:`resolve_pointer` first.
+        """
+        if record.is_pointer:
+            raise DeadLetterPointerError(
+                record.location, record.origin, "its original has not been read back"
+            )
         topic = record.original_topic
         if not topic:
             raise DeadLetterQueueError(
@@ -381,6 +424,79 @@ class Republisher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def resolve_pointer(
+    record: DeadLetterRecord, config: Mapping[str, Any], *, timeout: float = 30.0
+) -> DeadLetterRecord:
+    """``record`` itself, or for a pointer record the pointer completed with its original
+    (read from the original topic with the reader ``config``, then :func:`check_original`).
+
+    Raises :class:`PointerOriginalNotFoundError` when the original is not on the broker
+    any more (or the pointer does not say where it is), and
+    :class:`PointerOriginalMismatchError` when what is there is not the original.
+    """
+    if not record.is_pointer:
+        return record
+    topic, partition, offset = (
+        record.original_topic, record.original_partition, record.original_offset
+    )  # fmt: skip
+    if not topic or partition is None or offset is None:
+        raise PointerOriginalNotFoundError(
+            record.location,
+            record.origin,
+            f"the position of its original is unknown ({record.origin}: the "
+            f"{deadletter.ORIGINAL_TOPIC}, -partition or -offset header is missing or unreadable)",
+        )
+    try:
+        original = DeadLetterTopic(topic, config, timeout=timeout).record(partition, offset)
+    except (DeadLetterRecordNotFoundError, TopicNotFoundError) as exc:
+        raise PointerOriginalNotFoundError(
+            record.location,
+            record.origin,
+            f"its original {record.origin} is not on the broker any more "
+            f"(retention, compaction or a deleted topic: {exc})",
+        ) from exc
+    return check_original(record, original)
+
+
+def check_original(pointer: DeadLetterRecord, original: DeadLetterRecord) -> DeadLetterRecord:
+    """The pointer record completed with ``original``'s key, value and headers (its own
+    ``flowbus-dlq-*`` headers kept, the pointer ones dropped), once the original's size and
+    SHA-256 are those the pointer recorded; else :class:`PointerOriginalMismatchError`."""
+    expected_size, expected_digest = pointer.original_size, pointer.original_sha256
+    if expected_size is None or not expected_digest:
+        raise PointerOriginalMismatchError(
+            pointer.location,
+            pointer.origin,
+            f"it has no readable {deadletter.ORIGINAL_SIZE} and {deadletter.ORIGINAL_SHA256} "
+            f"to check the record at {pointer.origin} against",
+        )
+    value = original.value or b""
+    digest = hashlib.sha256(value).hexdigest()
+    if len(value) != expected_size or digest != expected_digest:
+        raise PointerOriginalMismatchError(
+            pointer.location,
+            pointer.origin,
+            f"the record at {pointer.origin} is not its original: {len(value)} bytes with "
+            f"SHA-256 {digest}, the pointer says {expected_size} bytes with SHA-256 "
+            f"{expected_digest}",
+        )
+    ours = [
+        (k, v)
+        for k, v in pointer.headers
+        if k.startswith(deadletter.PREFIX) and k not in POINTER_HEADERS
+    ]
+    log.info(
+        "pointer record %s: original %s read back (%d bytes, SHA-256 matches)",
+        pointer.location, pointer.origin, len(value),
+    )  # fmt: skip
+    return dataclasses.replace(
+        pointer,
+        key=original.key,
+        value=original.value,
+        headers=(*original.original_headers(), *ours),
+    )
 
 
 def _header_list(

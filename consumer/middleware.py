@@ -271,26 +271,38 @@ class Metrics(Middleware):
 class Tracing(Middleware):
     """An OpenTelemetry span per attempt, child of the producer's ``traceparent``.
 
-    Does nothing unless ``opentelemetry`` is importable; spans go wherever the
-    application's tracer provider sends them.
+    Spans go to ``tracer_provider``, by default the application's global one; while none is
+    configured (or ``opentelemetry`` is not installed) this costs nothing.
     """
 
     _SPAN = "flowbus.tracing.span"
 
-    def __init__(self) -> None:
+    def __init__(self, tracer_provider: Any = None) -> None:
         try:
             from opentelemetry import trace
             from opentelemetry.propagate import extract
         except ImportError:
-            self._tracer: Any = None
+            self._trace: Any = None
             return
-        self._tracer = trace.get_tracer("flowbus.consumer")
+        self._trace = trace
+        self._provider = tracer_provider
+        self._tracer: Any = None
         self._extract = extract
-        self._kind = trace.SpanKind.CONSUMER
-        self._status_error = trace.StatusCode.ERROR
+
+    def _current_tracer(self) -> Any:
+        trace = self._trace
+        if trace is None:
+            return None
+        if self._tracer is None:
+            provider = self._provider or trace.get_tracer_provider()
+            if isinstance(provider, trace.ProxyTracerProvider):
+                return None  # no provider configured (yet): spans would go nowhere
+            self._tracer = provider.get_tracer("flowbus.consumer")
+        return self._tracer
 
     def before_handle(self, context: MessageContext) -> None:
-        if self._tracer is None:
+        tracer = self._current_tracer()
+        if tracer is None:
             return
         record = context.record
         carrier = {
@@ -298,10 +310,10 @@ class Tracing(Middleware):
             for name, value in header_pairs(record.headers)
             if name in ("traceparent", "tracestate")
         }
-        span = self._tracer.start_span(
+        span = tracer.start_span(
             f"{record.topic} process",
             context=self._extract(carrier),
-            kind=self._kind,
+            kind=self._trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
                 "messaging.destination.name": record.topic,
@@ -322,7 +334,7 @@ class Tracing(Middleware):
             span.set_attribute("cloudevents.event_type", metadata.event_type)
         span.set_attribute("flowbus.outcome", outcome.value)
         if context.failure is not None and outcome is not Outcome.HANDLED:
-            span.set_status(self._status_error, context.failure.describe())
+            span.set_status(self._trace.StatusCode.ERROR, context.failure.describe())
         span.end()
 
 

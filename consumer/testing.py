@@ -122,7 +122,7 @@ class InMemoryBus:
         serialized = self.serializer.serialize(signal, validated, topic)
         headers = cloudevents.to_headers(
             metadata, partitionkey=key, sender=sender_name(sender),
-            dataschema=serialized.dataschema,
+            dataschema=serialized.dataschema, traceparent=cloudevents.current_traceparent(),
         )  # fmt: skip
         return self.publish_raw(
             topic, serialized.value, headers, key.encode() if key is not None else None

@@ -84,7 +84,7 @@ def _opentelemetry_inject() -> Callable[[dict[str, str]], None] | None:
         from opentelemetry.propagate import inject
     except ImportError:
         return None
-    return inject  # type: ignore[no-any-return]
+    return inject  # type: ignore[no-any-return, unused-ignore]
 
 
 def current_traceparent() -> str | None:

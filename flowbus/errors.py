@@ -283,3 +283,27 @@ class ReceiversAbandonedError(FlowbusError):
         )
         self.abandoned = abandoned
         self.limit = limit
+
+
+class DeadLetterPointerError(DeadLetterQueueError):
+    """A pointer record's original message could not be replayed in its place.
+
+    ``position`` is the pointer record (``topic[partition]@offset`` of the dead-letter
+    topic), ``origin`` where its original was (``topic[partition]@offset``).
+    """
+
+    def __init__(self, position: str, origin: str, reason: str) -> None:
+        super().__init__(f"pointer record {position}: {reason}; not replayed")
+        self.position = position
+        self.origin = origin
+        self.reason = reason
+
+
+class PointerOriginalNotFoundError(DeadLetterPointerError):
+    """The original is no longer where the pointer says (retention, compaction, a deleted
+    topic), or the pointer does not say where it is."""
+
+
+class PointerOriginalMismatchError(DeadLetterPointerError):
+    """The record found where the pointer says has another size or SHA-256 than the pointer
+    records (or the pointer records neither), so it is not known to be the original."""

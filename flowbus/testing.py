@@ -14,6 +14,10 @@ Keep receivers that one test connects out of the next (pytest)::
     def _isolated_receivers():
         with isolated_receivers():
             yield
+
+To run events through the whole consumer pipeline without a broker (serializer, headers,
+handler, middlewares, dead letters), use :class:`flowbus.consumer.testing.InMemoryBus`:
+it lives on the consumer side, because the core imports neither side.
 """
 
 from __future__ import annotations

@@ -10,8 +10,14 @@ from typing import Any, TypeVar
 
 import click
 
-from flowbus.errors import BlockedURLError, FlowbusError, URLResolutionError
+from flowbus.errors import (
+    BlockedURLError,
+    FlowbusError,
+    ReceiversAbandonedError,
+    URLResolutionError,
+)
 
+from ..cli_params import EXIT_RECEIVERS_ABANDONED, metrics_options
 from .matching import filters_to_json
 from .models import Attempt, Delivery, DeliveryStatus, RetryPolicy, Subscription
 from .signing import generate_secret
@@ -550,8 +556,16 @@ def check_url_command(url: str) -> None:
     default=None,
     help="Dead-letter topic suffix for events whose deliveries cannot even be stored.",
 )
+@metrics_options
 @click.pass_context
-def serve(ctx: click.Context, topics: tuple[str, ...], group: str, dlq_suffix: str | None) -> None:
+def serve(
+    ctx: click.Context,
+    topics: tuple[str, ...],
+    group: str,
+    dlq_suffix: str | None,
+    metrics_port: int | None,
+    health_timeout: float,
+) -> None:
     """Run the delivery worker: consume topics, deliver matching events to subscribers.
 
     Each consumed event is matched against the enabled subscriptions and its deliveries are
@@ -562,22 +576,29 @@ def serve(ctx: click.Context, topics: tuple[str, ...], group: str, dlq_suffix: s
     from flowbus.settings import get_settings
 
     from ..deadletter import DEFAULT_SUFFIX
+    from ..metrics import WorkerMetrics
     from ..worker import Worker
     from .delivery import DeliveryEngine
     from .forwarder import WebhookForwarder
+    from .metrics import DeliveryMetrics
 
     settings = get_settings()
     # Only webhooks receive events in this process, whatever FLOWBUS_RECEIVER_MODULES says.
     worker_settings = settings.model_copy(update={"receiver_modules": []})
     try:
         store = WebhookStore.open(ctx.find_root().meta.get("flowbus.webhooks.database"))
-        engine = DeliveryEngine.from_settings(store, settings)
+        metrics = None if metrics_port is None else WorkerMetrics()
+        delivery_metrics = None if metrics is None else DeliveryMetrics(metrics.registry)
+        engine = DeliveryEngine.from_settings(store, settings, metrics=delivery_metrics)
         worker = Worker(
             topics,
             group,
             settings=worker_settings,
             dead_letter_suffix=dlq_suffix or DEFAULT_SUFFIX,
+            metrics=metrics,
         )
+        if metrics is not None and metrics_port is not None:  # once every metric is there
+            metrics.serve(metrics_port, health_timeout=health_timeout)
     except FlowbusError as exc:
         click.echo(f"flowbus webhooks serve: {exc}", err=True)
         raise SystemExit(2) from None
@@ -591,9 +612,14 @@ def serve(ctx: click.Context, topics: tuple[str, ...], group: str, dlq_suffix: s
     )
     try:
         stats = worker.run()
+    except ReceiversAbandonedError as exc:
+        click.echo(f"flowbus webhooks serve: {exc}", err=True)
+        raise SystemExit(EXIT_RECEIVERS_ABANDONED) from None
     finally:
         forwarder.disconnect()
         engine.stop()
+        if metrics is not None:
+            metrics.close()
         store.close()
     click.echo(
         f"stopped: {stats.handled} events handled, {stats.dead_lettered} dead-lettered",

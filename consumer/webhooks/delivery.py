@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from flowbus.backoff import Backoff
 from flowbus.errors import (
     BlockedURLError,
     DeliveryEngineClosedError,
@@ -58,6 +59,7 @@ from .ssrf import Resolver, SSRFPolicy, check_url
 if TYPE_CHECKING:
     from flowbus.settings import FlowbusSettings
 
+    from .metrics import DeliveryMetrics
     from .store import WebhookStore
 
 __all__ = ["RETRYABLE_STATUSES", "DeliveryEngine", "EngineLimits"]
@@ -65,6 +67,8 @@ __all__ = ["RETRYABLE_STATUSES", "DeliveryEngine", "EngineLimits"]
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+#: The dispatcher's wait after errors in a row: 1 s, 2 s, 4 s, ... up to 30 s.
+DISPATCHER_ERROR_BACKOFF = Backoff(initial=1.0, maximum=30.0)
 _MAX_ERROR_LENGTH = 500
 
 
@@ -76,6 +80,8 @@ class EngineLimits:
     lease; a delivery whose worker died is attempted again after that.
     ``subscription_refresh``: how long :meth:`DeliveryEngine.submit` may use its cached
     subscription list before re-reading it (changes from the CLI show up within this).
+    ``error_backoff``: how long the dispatcher waits after its n-th error in a row (the
+    store unreachable, say) before it looks for due deliveries again.
     """
 
     max_concurrency: int = 16
@@ -83,6 +89,7 @@ class EngineLimits:
     poll_interval: float = 1.0
     subscription_refresh: float = 2.0
     lease_grace: float = 30.0
+    error_backoff: Backoff = DISPATCHER_ERROR_BACKOFF
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.max_per_subscription < 1:
@@ -117,7 +124,8 @@ class DeliveryEngine:
     """Matches events to subscriptions and delivers them; see the module docstring.
 
     Use as a context manager or call :meth:`start` / :meth:`stop`. :meth:`submit` works
-    before :meth:`start` too (the deliveries wait in the store).
+    before :meth:`start` too (the deliveries wait in the store). ``metrics``: where to
+    count attempts and deliveries (:class:`~.metrics.DeliveryMetrics`), if anywhere.
     """
 
     def __init__(
@@ -130,6 +138,7 @@ class DeliveryEngine:
         resolver: Resolver | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = utc_now,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self._store = store
         self._policy = policy or SSRFPolicy()
@@ -151,10 +160,17 @@ class DeliveryEngine:
         self._subscriptions: list[Subscription] = []
         self._subscriptions_loaded = float("-inf")
         self._subscriptions_lock = threading.Lock()
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.watch(in_flight=lambda: self.in_flight, pending=store.count_pending)
 
     @classmethod
     def from_settings(
-        cls, store: WebhookStore | None = None, settings: FlowbusSettings | None = None
+        cls,
+        store: WebhookStore | None = None,
+        settings: FlowbusSettings | None = None,
+        *,
+        metrics: DeliveryMetrics | None = None,
     ) -> DeliveryEngine:
         """An engine configured from the ``FLOWBUS_WEBHOOKS_*`` settings (store included)."""
         if settings is None:
@@ -171,6 +187,7 @@ class DeliveryEngine:
             policy=SSRFPolicy.from_settings(settings),
             client=WebhookHTTPClient(extra_ca_bundle=settings.webhooks_ca_bundle),
             limits=EngineLimits.from_settings(settings),
+            metrics=metrics,
         )
         engine._owns_client = True
         engine._owns_store = owns_store
@@ -268,6 +285,8 @@ class DeliveryEngine:
             len(matching),
         )
         if created:
+            if self._metrics is not None:
+                self._metrics.queued(len(created))
             self.wake()
         return created
 
@@ -294,6 +313,7 @@ class DeliveryEngine:
     # -- dispatching ----------------------------------------------------------------
 
     def _run(self) -> None:
+        errors = 0  # in a row
         while True:
             with self._cond:
                 if self._stopping:
@@ -301,9 +321,15 @@ class DeliveryEngine:
             try:
                 self._dispatch_due()
                 wait = self._seconds_until_next_due()
+                errors = 0
             except Exception:
-                logger.exception("webhook dispatcher: error while dispatching; retrying")
-                wait = self._limits.poll_interval
+                errors += 1
+                wait = self._limits.error_backoff.delay(errors, self._rng)
+                logger.exception(
+                    "webhook dispatcher: error %d in a row while dispatching; retrying in %.1f s",
+                    errors,
+                    wait,
+                )
             with self._cond:
                 if not self._woken and not self._stopping:
                     self._cond.wait(timeout=wait)
@@ -412,7 +438,9 @@ class DeliveryEngine:
         """
         number = delivery.attempts + 1
         started_at = self._clock()
+        started = time.perf_counter()
         result = self._send(delivery, subscription)
+        seconds = time.perf_counter() - started
         attempt = Attempt(
             delivery_id=delivery.id,
             number=number,
@@ -437,6 +465,8 @@ class DeliveryEngine:
                 delay = max(delay, min(result.retry_after, subscription.retry.max_backoff))
             next_at = self._clock() + timedelta(seconds=delay)
         updated = self._store.record_attempt(attempt, status=status, next_attempt_at=next_at)
+        if self._metrics is not None:
+            self._metrics.attempted(result.outcome, seconds, None if updated is None else status)
         gave_up = status in (DeliveryStatus.FAILED, DeliveryStatus.BLOCKED)
         log = logger.warning if gave_up else logger.info
         log(

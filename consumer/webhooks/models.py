@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from flowbus.backoff import Backoff
 from flowbus.errors import InvalidSubscriptionError
 
 from .event import WebhookEvent
@@ -59,6 +60,8 @@ RESERVED_HEADERS = frozenset(
 MAX_TIMEOUT = 120.0
 MAX_ATTEMPTS = 100
 MAX_BACKOFF = 7 * 24 * 3600.0
+#: Each retry of a delivery waits twice as long as the one before (up to ``max_backoff``).
+BACKOFF_MULTIPLIER = 2.0
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -83,15 +86,18 @@ def new_delivery_id() -> str:
 class RetryPolicy:
     """How often and how far apart a delivery is attempted.
 
-    After failed attempt ``n`` the next waits ``min(max_backoff, initial_backoff * 2**(n-1))``
-    seconds, scaled by a random factor in ``[1 - jitter, 1 + jitter]`` (never above
-    ``max_backoff``), so that many failing deliveries do not retry in lockstep.
+    After failed attempt ``n`` the next waits ``schedule.delay(n)``: the project's
+    :class:`~flowbus.backoff.Backoff` from ``initial_backoff``, doubling, capped at
+    ``max_backoff`` and scaled by a random factor in ``[1 - jitter, 1 + jitter]`` (never
+    above ``max_backoff``), so that many failing deliveries do not retry in lockstep.
     """
 
     max_attempts: int = 10
     initial_backoff: float = 10.0
     max_backoff: float = 3600.0
     jitter: float = 0.2
+    schedule: Backoff = field(init=False, repr=False, compare=False)
+    """The :class:`~flowbus.backoff.Backoff` the fields above describe."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or not 1 <= self.max_attempts <= MAX_ATTEMPTS:
@@ -106,13 +112,17 @@ class RetryPolicy:
             )
         if not 0 <= self.jitter <= 1:
             raise InvalidSubscriptionError("jitter", "must be between 0 and 1")
+        schedule = Backoff(
+            initial=self.initial_backoff,
+            maximum=self.max_backoff,
+            multiplier=BACKOFF_MULTIPLIER,
+            jitter=self.jitter,
+        )
+        object.__setattr__(self, "schedule", schedule)
 
     def backoff(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after ``failed_attempts`` (>= 1) failures in a row."""
-        exponent = min(max(failed_attempts, 1) - 1, 64)
-        base = min(self.max_backoff, self.initial_backoff * 2.0**exponent)
-        factor = 1.0 + self.jitter * (2.0 * (rng or random).random() - 1.0)
-        return min(self.max_backoff, base * factor)
+        return self.schedule.delay(failed_attempts, rng)
 
 
 @dataclass(frozen=True, slots=True)

@@ -510,6 +510,15 @@ class WebhookStore:
             counts[DeliveryStatus(status)] = int(count)
         return counts
 
+    def count_pending(self) -> int:
+        """How many deliveries are pending, of every subscription (the due index answers)."""
+        with self._tx(write=False) as tx:
+            rows = tx.rows(
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE status = ?",
+                (DeliveryStatus.PENDING.value,),
+            )
+        return int(rows[0][0])
+
     def list_attempts(self, delivery_id: str) -> list[Attempt]:
         """The attempt log of one delivery, oldest first."""
         with self._tx(write=False) as tx:

@@ -2,50 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sample_events
+from broker_helpers import running_worker
 from confluent_kafka import Consumer, Producer
 
 from flowbus import cloudevents
 from flowbus.catalog import caluma
 from flowbus.consumer.deadletter import Reason, read_dead_letter_headers
 from flowbus.consumer.retry import RetryPolicy
-from flowbus.consumer.worker import Worker
 from flowbus.producer.event_producer import EventProducer
 from flowbus.settings import get_settings
 from flowbus.testing import isolated_receivers
 
 pytestmark = pytest.mark.usefixtures("flowbus_env")
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05)
-
-
-@contextlib.contextmanager
-def running_worker(topic: str, group: str, **options: Any) -> Iterator[Worker]:
-    worker = Worker([topic], group, poll_timeout=0.2, **options)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run(install_signal_handlers=False)
-        except BaseException as exc:  # surfaced in the test below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        thread.join(60)
-    assert not thread.is_alive(), "worker did not stop"
-    assert not errors, errors
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sample_events
+from broker_helpers import read_to_end
 from click.testing import CliRunner, Result
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from flowbus import cloudevents
@@ -90,30 +92,8 @@ def produce_letters(dlq_topic: str, letters: list[tuple[int, DeadLetter, datetim
 
 
 def read_topic(topic: str, partitions: int = 1) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap(),
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    messages, at_end = [], set()
-    deadline = time.monotonic() + 60
-    try:
-        while len(at_end) < partitions:
-            assert time.monotonic() < deadline
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error() is not None:
-                assert message.error().code() == KafkaError._PARTITION_EOF
-                at_end.add(message.partition())
-                continue
-            messages.append(message)
-    finally:
-        consumer.close()
+    messages = read_to_end(topic)
+    assert {m.partition() for m in messages} <= set(range(partitions))
     return messages
 
 
@@ -353,8 +333,9 @@ class Recorder:
             raise RuntimeError("still broken")
 
 
-def real_dead_letter(topic: str, dlq: str) -> tuple:
-    """A real Caluma event (encoded as the producer would) dead-lettered from ``topic``."""
+def real_event(topic: str, offset: int = 0) -> tuple:
+    """A real Caluma event (encoded as the producer would) and its dead letter as if from
+    ``topic`` at ``offset``: (metadata, data, dead letter)."""
     signal = caluma.WORK_ITEM_POST_COMPLETE
     data = signal.validate_data(**sample_events.work_item_event())
     metadata = signal.generate_signal_metadata()
@@ -365,12 +346,18 @@ def real_dead_letter(topic: str, dlq: str) -> tuple:
         error=RuntimeError("receiver exploded"),
         topic=topic,
         partition=0,
-        offset=0,
+        offset=offset,
         key=b"k",
         value=serialized.value,
         headers=headers,
         group="workers",
     )
+    return metadata, data, dead
+
+
+def real_dead_letter(topic: str, dlq: str) -> tuple:
+    """A real Caluma event dead-lettered from ``topic``: (metadata, data)."""
+    metadata, data, dead = real_event(topic)
     produce_letters(dlq, [(0, dead, T0)])
     return metadata, data
 
@@ -411,3 +398,168 @@ def test_replay_local_reports_records_failing_again(unique_topic):
         "RuntimeError: still broken"
     ) in result.stdout
     assert "Replayed 0 of 1 record(s)." in result.stdout
+
+
+# --- pointer records (the original was too large for the dead-letter topic) -----------------
+
+#: Large and not text: the bytes must arrive exactly.
+BIG_VALUE = bytes(range(256)) * 800
+
+
+def produce_original(
+    topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+) -> int:
+    """Write ``value`` to ``topic`` (after a filler record, so its offset is not 0)."""
+    producer = Producer({"bootstrap.servers": bootstrap(), "message.max.bytes": 2_000_000})
+    offsets: list[int] = []
+    producer.produce(topic, key=b"filler", value=b"filler")
+    producer.produce(
+        topic,
+        key=key,
+        value=value,
+        headers=headers,
+        on_delivery=lambda error, message: offsets.append(message.offset()),
+    )
+    assert producer.flush(30) == 0
+    return offsets[0]
+
+
+def produce_pointer(dlq_topic: str, dead: DeadLetter, *, keep_original: bool = True) -> None:
+    key, value, headers = dead.pointer(keep_original=keep_original)
+    assert value is None
+    producer = Producer({"bootstrap.servers": bootstrap()})
+    producer.produce(dlq_topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+
+@pytest.fixture
+def pointed_at(unique_topic):
+    """An event topic holding a large original, and an empty dead-letter topic for it."""
+    topic = unique_topic()
+    dlq = unique_topic(name=f"{topic}.dlq")
+    headers = event_headers(TYPE_A_CREATED, str(uuid.uuid4()))
+    offset = produce_original(topic, b"case-7", BIG_VALUE, headers)
+    dead = letter(topic, offset, TYPE_A_CREATED, value=BIG_VALUE, headers=headers)
+    dead = dataclasses.replace(dead, key=b"case-7")
+    return topic, dlq, dead
+
+
+def test_list_and_show_mark_a_pointer_record(pointed_at):
+    topic, dlq, dead = pointed_at
+    produce_pointer(dlq, dead)
+
+    listed = run("list", "--source", topic)
+    as_json = run("list", "--source", topic, "--json")
+    shown = run("show", "--source", topic, "0", "--data")
+
+    assert listed.exit_code == 0, listed.output
+    assert table(listed)[1][-2:] == [f"{topic}[0]@{dead.offset}", "(pointer)"]
+    assert json.loads(as_json.stdout.splitlines()[0])["pointer"] is True
+    assert shown.exit_code == 0, shown.output
+    out = shown.output
+    assert "Value size:    null" in out
+    assert f"Pointer:       yes: no value here; the original is at {topic}[0]@{dead.offset}" in out
+    assert f"Original size: {len(BIG_VALUE)} bytes" in out
+    assert f"SHA-256:       {hashlib.sha256(BIG_VALUE).hexdigest()}" in out
+    assert f"  {PREFIX}pointer: true" in out
+    assert "Value:\n  null (a pointer record" in out
+
+
+def test_list_does_not_mark_ordinary_records(three_letters):
+    topic, _, _ = three_letters
+
+    result = run("list", "--source", topic, "--json")
+
+    assert [json.loads(line)["pointer"] for line in result.stdout.splitlines()] == [False] * 3
+    assert "(pointer)" not in run("list", "--source", topic).stdout
+
+
+@pytest.mark.parametrize("keep_original", [True, False])
+def test_replay_of_a_pointer_republishes_the_original_read_back(pointed_at, keep_original):
+    topic, dlq, dead = pointed_at
+    produce_pointer(dlq, dead, keep_original=keep_original)
+
+    dry = run("replay", "--source", topic, "--all", "--dry-run")
+    result = run("replay", "--source", topic, "--all")
+
+    assert dry.exit_code == 0, dry.output
+    assert f"(pointer: original read from {topic}[0]@{dead.offset}) -> {topic}" in dry.stdout
+    assert result.exit_code == 0, result.output
+    event_id = dict(dead.headers)[cloudevents.ID].decode()
+    assert (
+        f"replayed 0:0 ({TYPE_A_CREATED} {event_id}) (pointer: original read from "
+        f"{topic}[0]@{dead.offset}) -> {topic}[0]@{dead.offset + 1}"
+    ) in result.stdout
+    assert "Replayed 1 of 1 record(s)." in result.stdout
+    arrived = read_topic(topic)
+    assert len(arrived) == 3  # filler, original, the replayed original
+    replayed = arrived[-1]
+    assert replayed.value() == BIG_VALUE
+    assert replayed.key() == b"case-7"
+    assert replayed.headers() == list(dead.headers)
+
+
+def test_replay_of_a_pointer_whose_original_is_gone_fails_naming_it(pointed_at):
+    topic, dlq, dead = pointed_at
+    produce_pointer(dlq, dataclasses.replace(dead, offset=dead.offset + 5))
+
+    result = run("replay", "--source", topic, "--all")
+
+    assert result.exit_code == 1, result.output
+    assert (
+        f"Error: pointer record {dlq}[0]@0: its original {topic}[0]@{dead.offset + 5} is not "
+        "on the broker any more"
+    ) in result.output
+    assert "not replayed" in result.output
+    assert len(read_topic(topic)) == 2  # nothing written
+
+
+def test_replay_of_a_pointer_whose_original_retention_removed_fails(pointed_at):
+    topic, dlq, dead = pointed_at
+    produce_pointer(dlq, dead)
+    admin = AdminClient({"bootstrap.servers": bootstrap()})
+    # As retention would: the log now starts after the original.
+    deleted = admin.delete_records([TopicPartition(topic, 0, dead.offset + 1)])
+    for future in deleted.values():
+        future.result(30)
+
+    result = run("replay", "--source", topic, "--all")
+
+    assert result.exit_code == 1, result.output
+    assert f"its original {topic}[0]@{dead.offset} is not on the broker any more" in result.output
+    assert read_topic(topic) == []
+
+
+def test_replay_of_a_pointer_to_another_record_fails_and_stops(pointed_at):
+    topic, dlq, dead = pointed_at
+    produce_letters(dlq, [(0, letter(topic, 0, TYPE_B_CREATED), T0)])
+    produce_pointer(dlq, dataclasses.replace(dead, value=BIG_VALUE[:-1] + b"\x00"))
+
+    result = run("replay", "--source", topic, "--all")
+
+    assert result.exit_code == 1, result.output
+    assert "replayed 0:0" in result.stdout  # the ordinary record before it
+    assert (
+        f"Error: pointer record {dlq}[0]@1: the record at {topic}[0]@{dead.offset} is not its "
+        f"original: {len(BIG_VALUE)} bytes with SHA-256 {hashlib.sha256(BIG_VALUE).hexdigest()}"
+    ) in result.output
+    arrived = read_topic(topic)
+    assert [m.key() for m in arrived] == [b"filler", b"case-7", b"key-0"]  # no empty value
+
+
+def test_replay_local_of_a_pointer_handles_the_original(unique_topic):
+    topic = unique_topic()
+    dlq = unique_topic(name=f"{topic}.dlq")
+    metadata, data, dead = real_event(topic, offset=1)  # produce_original writes a filler first
+    assert produce_original(topic, dead.key, dead.value, list(dead.headers)) == dead.offset
+    produce_pointer(dlq, dead, keep_original=False)
+    recorder = Recorder()
+
+    with isolated_receivers():
+        caluma.WORK_ITEM_POST_COMPLETE.connect(recorder)
+        result = run("replay", "--source", topic, "--all", "--local")
+
+    assert result.exit_code == 0, result.output
+    assert f"handled 0:0 ({metadata.event_type} {metadata.id}) (pointer:" in result.stdout
+    assert len(recorder.received) == 1
+    assert recorder.received[0] == (metadata, data)

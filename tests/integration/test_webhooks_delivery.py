@@ -11,8 +11,12 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -26,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+from prometheus_client.parser import text_string_to_metric_families
 
 from flowbus.consumer.webhooks import (
     AttemptOutcome,
@@ -959,6 +964,67 @@ def test_events_consumed_from_the_broker_reach_matching_subscribers(
         assert standard_webhooks_verify(sub.secrets[0], request.headers, request.body)
 
 
+def publish_work_item(kafka_stack: Any, topic: str) -> str:
+    """Produce one ``work_item.post_complete`` event to ``topic``; returns its id."""
+    from flowbus.catalog.caluma import WORK_ITEM_POST_COMPLETE
+    from flowbus.catalog.models import UserInfo, WorkItemSnapshot, WorkItemStatus
+    from flowbus.producer.event_producer import EventProducer
+    from flowbus.settings import FlowbusSettings
+
+    settings = FlowbusSettings(
+        kafka_bootstrap_servers=kafka_stack.bootstrap_servers,
+        schema_registry_url=kafka_stack.schema_registry_url,
+        schema_auto_register=True,
+    )
+    now = datetime.now(UTC)
+    data = WORK_ITEM_POST_COMPLETE.validate_data(
+        work_item=WorkItemSnapshot(
+            id=uuid.uuid4(), case_id=uuid.uuid4(), task_slug="review",
+            status=WorkItemStatus.COMPLETED, created_at=now, modified_at=now,
+        ),
+        user=UserInfo(username="alice"),
+        context={},
+    )  # fmt: skip
+    metadata = WORK_ITEM_POST_COMPLETE.generate_signal_metadata()
+    with EventProducer(
+        settings=settings, synchronous=True, install_exit_handlers=False
+    ) as producer:
+        producer.send(WORK_ITEM_POST_COMPLETE, metadata, data, topic=topic)
+    return str(metadata.id)
+
+
+def subscribed_database(tmp_path: Path, receiver: Receiver) -> str:
+    """A new SQLite webhook database subscribing ``receiver`` to every work-item event."""
+    database = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
+    with WebhookStore.open(database) as admin:
+        add(admin, receiver.url(), "org.flowbus.caluma.work_item.*")
+    return database
+
+
+def start_serve(
+    kafka_stack: Any, database: str, receiver: Receiver, topic: str, group: str, *args: str
+) -> subprocess.Popen[bytes]:
+    """``flowbus webhooks serve`` in its own process, allowed to reach ``receiver`` only."""
+    env = {
+        **kafka_stack.env,
+        "FLOWBUS_SCHEMA_AUTO_REGISTER": "true",
+        "FLOWBUS_WEBHOOKS_DATABASE_URL": database,
+        "FLOWBUS_WEBHOOKS_SSRF_ALLOWLIST": '["127.0.0.1/32"]',
+        "FLOWBUS_WEBHOOKS_ALLOWED_PORTS": f"[{receiver.port}]",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowbus", "webhooks", "serve", "--topic", topic,
+         "--group", group, *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def stop_serve(process: subprocess.Popen[bytes]) -> bytes:
+    """SIGTERM, then its stderr once it exited."""
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)[1]
+
+
 def test_webhooks_serve_delivers_consumed_events_and_stops_cleanly(
     kafka_stack: Any,
     receivers: Callable[..., Receiver],
@@ -967,64 +1033,97 @@ def test_webhooks_serve_delivers_consumed_events_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
     """The real command: ``flowbus webhooks serve`` in its own process, stopped by SIGTERM."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from flowbus.catalog.caluma import WORK_ITEM_POST_COMPLETE
-    from flowbus.catalog.models import UserInfo, WorkItemSnapshot, WorkItemStatus
-    from flowbus.producer.event_producer import EventProducer
-    from flowbus.settings import FlowbusSettings
-
     topic = unique_topic()
     receiver = receivers()
-    database = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
-    with WebhookStore.open(database) as admin:
-        add(admin, receiver.url(), "org.flowbus.caluma.work_item.*")
-    env = {
-        **kafka_stack.env,
-        "FLOWBUS_SCHEMA_AUTO_REGISTER": "true",
-        "FLOWBUS_WEBHOOKS_DATABASE_URL": database,
-        "FLOWBUS_WEBHOOKS_SSRF_ALLOWLIST": '["127.0.0.1/32"]',
-        "FLOWBUS_WEBHOOKS_ALLOWED_PORTS": f"[{receiver.port}]",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flowbus", "webhooks", "serve", "--topic", topic,
-         "--group", unique_group],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    database = subscribed_database(tmp_path, receiver)
+    process = start_serve(kafka_stack, database, receiver, topic, unique_group)
     try:
-        settings = FlowbusSettings(
-            kafka_bootstrap_servers=kafka_stack.bootstrap_servers,
-            schema_registry_url=kafka_stack.schema_registry_url,
-            schema_auto_register=True,
-        )
-        now = datetime.now(UTC)
-        data = WORK_ITEM_POST_COMPLETE.validate_data(
-            work_item=WorkItemSnapshot(
-                id=uuid.uuid4(), case_id=uuid.uuid4(), task_slug="review",
-                status=WorkItemStatus.COMPLETED, created_at=now, modified_at=now,
-            ),
-            user=UserInfo(username="alice"),
-            context={},
-        )  # fmt: skip
-        metadata = WORK_ITEM_POST_COMPLETE.generate_signal_metadata()
-        with EventProducer(
-            settings=settings, synchronous=True, install_exit_handlers=False
-        ) as producer:
-            producer.send(WORK_ITEM_POST_COMPLETE, metadata, data, topic=topic)
+        event_id = publish_work_item(kafka_stack, topic)
         receiver.wait_for_requests(1)
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        stderr = stop_serve(process)
     assert process.returncode == 0, stderr.decode()
-    assert json.loads(receiver.requests[0].body)["id"] == str(metadata.id)
+    assert json.loads(receiver.requests[0].body)["id"] == event_id
     assert b"stopped: 1 events handled" in stderr
     with WebhookStore.open(database) as admin:
         (delivery,) = admin.list_deliveries()
         assert delivery.status is DeliveryStatus.DELIVERED
     assert os.environ.get("FLOWBUS_WEBHOOKS_DATABASE_URL") != database  # the test's env only
+
+
+def scrape(client: httpx.Client, url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get(url + "/metrics")
+    assert response.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_webhooks_serve_metrics_and_health(
+    kafka_stack: Any,
+    receivers: Callable[..., Receiver],
+    unique_topic: Callable[..., str],
+    unique_group: str,
+    tmp_path: Path,
+) -> None:
+    """``serve --metrics-port``: the worker's and the engine's metrics on one /metrics."""
+    from flowbus.catalog.caluma import WORK_ITEM_POST_COMPLETE
+
+    topic = unique_topic()
+    receiver = receivers(plan=[Reply(503)])  # one retry, then delivered
+    database = subscribed_database(tmp_path, receiver)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_serve(
+        kafka_stack, database, receiver, topic, unique_group,
+        "--metrics-port", str(port), "--health-timeout", "30",
+    )  # fmt: skip
+    delivered = ("flowbus_webhooks_attempts_total", (("outcome", "delivered"),))
+    try:
+        with httpx.Client(trust_env=False, timeout=10) as client:
+
+            def answers() -> bool:
+                if process.poll() is not None:
+                    pytest.fail(f"serve exited with {process.returncode}")
+                try:
+                    return client.get(url + "/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(answers, "/healthz to answer 200")
+            before = scrape(client, url)
+            publish_work_item(kafka_stack, topic)
+            receiver.wait_for_requests(2)
+            wait_until(lambda: scrape(client, url)[delivered] == 1, "the delivery to be counted")
+            after = scrape(client, url)
+            health = client.get(url + "/healthz")
+    finally:
+        stderr = stop_serve(process)
+    assert process.returncode == 0, stderr.decode()
+
+    assert before[delivered] == 0
+    assert before[("flowbus_webhooks_deliveries_pending", ())] == 0
+    event_type = (("event_type", WORK_ITEM_POST_COMPLETE.event_type),)
+    assert after[("flowbus_consumer_events_consumed_total", event_type)] == 1
+    assert after[("flowbus_consumer_events_resent_total", event_type)] == 1
+    assert after[("flowbus_webhooks_deliveries_queued_total", ())] == 1
+    assert after[("flowbus_webhooks_attempts_total", (("outcome", "http_error"),))] == 1
+    assert after[("flowbus_webhooks_retries_scheduled_total", ())] == 1
+    assert after[("flowbus_webhooks_deliveries_finished_total", (("status", "delivered"),))] == 1
+    assert after[("flowbus_webhooks_deliveries_finished_total", (("status", "failed"),))] == 0
+    assert after[("flowbus_webhooks_attempt_duration_seconds_count", ())] == 2
+    assert after[("flowbus_webhooks_deliveries_pending", ())] == 0
+    assert after[("flowbus_webhooks_attempts_in_flight", ())] == 0
+    assert 0 <= after[("flowbus_consumer_last_poll_age_seconds", ())] < 30
+    assert (health.status_code, health.text) == (200, "ok\n")
 
 
 # -- the demo ------------------------------------------------------------------------------
@@ -1043,35 +1142,12 @@ def test_webhooks_demo_command_delivers_and_prints_the_webhook() -> None:
 
 
 def test_webhooks_demo_through_kafka(kafka_stack: Any) -> None:
-    from flowbus.catalog.caluma import WORK_ITEM_POST_COMPLETE
-    from flowbus.catalog.models import UserInfo, WorkItemSnapshot, WorkItemStatus
     from flowbus.consumer.webhooks.demo import run_webhook_demo
-    from flowbus.producer.event_producer import EventProducer
-    from flowbus.settings import FlowbusSettings
 
     published: list[str] = []
 
     def publish(topic: str) -> None:
-        settings = FlowbusSettings(
-            kafka_bootstrap_servers=kafka_stack.bootstrap_servers,
-            schema_registry_url=kafka_stack.schema_registry_url,
-            schema_auto_register=True,
-        )
-        now = datetime.now(UTC)
-        data = WORK_ITEM_POST_COMPLETE.validate_data(
-            work_item=WorkItemSnapshot(
-                id=uuid.uuid4(), case_id=uuid.uuid4(), task_slug="review",
-                status=WorkItemStatus.COMPLETED, created_at=now, modified_at=now,
-            ),
-            user=UserInfo(username="alice"),
-            context={},
-        )  # fmt: skip
-        metadata = WORK_ITEM_POST_COMPLETE.generate_signal_metadata()
-        with EventProducer(
-            settings=settings, synchronous=True, install_exit_handlers=False
-        ) as producer:
-            producer.send(WORK_ITEM_POST_COMPLETE, metadata, data, topic=topic)
-        published.append(str(metadata.id))
+        published.append(publish_work_item(kafka_stack, topic))
 
     lines: list[str] = []
     ok = run_webhook_demo(

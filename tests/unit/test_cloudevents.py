@@ -233,3 +233,42 @@ def test_header_pairs_normalizes_what_confluent_kafka_gives() -> None:
     assert header_pairs(None) == []
     assert header_pairs([("a", "x"), ("b", b"y"), ("c", None)]) == [("a", b"x"), ("b", b"y")]
     assert header_pairs({"a": "x"}) == [("a", b"x")]
+
+
+# --- headers that are not CloudEvents ---------------------------------------------------------
+
+
+def test_a_foreign_header_that_is_not_utf8_is_ignored() -> None:
+    pairs = [*headers(), ("uber-trace-id", b"\xff\xfe\x00\x01"), ("X-App", b"\xc3\x28")]
+    assert from_headers(pairs).metadata == metadata()
+
+
+def test_a_ce_header_that_is_not_utf8_is_still_malformed() -> None:
+    pairs = [*headers(ce_id=None), ("ce_id", b"\xff\xfe")]
+    with pytest.raises(MalformedHeaderError) as caught:
+        from_headers(pairs)
+    assert caught.value.header == "ce_id"
+    assert "UTF-8" in caught.value.reason
+
+
+def test_a_foreign_header_present_twice_with_different_values_is_ignored() -> None:
+    pairs = [*headers(), ("x-request-id", b"one"), ("x-request-id", b"two")]
+    assert from_headers(pairs).metadata == metadata()
+
+
+def test_content_type_and_traceparent_are_still_read() -> None:
+    envelope = from_headers([*headers(), ("traceparent", TRACEPARENT.encode())])
+    assert envelope.content_type == "application/avro"
+    assert envelope.traceparent == TRACEPARENT
+
+
+def test_an_unprefixed_header_that_is_read_is_still_checked() -> None:
+    pairs = [*headers(), ("content-type", b"\xff")]
+    with pytest.raises(MalformedHeaderError) as caught:
+        from_headers(pairs)
+    assert caught.value.header == "content-type"
+
+
+def test_the_open_edx_sourcehost_alias_is_read_among_foreign_headers() -> None:
+    pairs = [*headers(ce_sourcehost=None), ("x-b3", b"\x80"), ("sourcehost", b"lms-worker-3")]
+    assert from_headers(pairs).metadata.sourcehost == "lms-worker-3"

@@ -1,32 +1,37 @@
-"""Dead-letter records read back: header accessors, original headers, filters."""
+"""Dead-letter records read back: header accessors, original headers, filters, pointers."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sample_dead_letters import ORIGINAL_HEADERS, dead_letter
 
+from flowbus.consumer import deadletter
 from flowbus.consumer.deadletter import DeadLetter, Reason
-from flowbus.consumer.dlq_records import DeadLetterFilter, DeadLetterRecord
+from flowbus.consumer.dlq_records import (
+    DeadLetterFilter,
+    DeadLetterRecord,
+    Republisher,
+    check_original,
+    resolve_pointer,
+)
+from flowbus.errors import (
+    DeadLetterPointerError,
+    DeadLetterQueueError,
+    PointerOriginalMismatchError,
+    PointerOriginalNotFoundError,
+)
 
 WHEN = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-ORIGINAL_HEADERS = [("ce_type", b"org.flowbus.test.item.created.v1"), ("ce_id", b"id-1")]
 
 
 def record(
     *, when: datetime = WHEN, headers: list | None = None, partition: int = 0, offset: int = 4
 ) -> DeadLetterRecord:
-    dead = DeadLetter(
-        reason=Reason.INVALID_DATA,
-        error=ValueError("field 'x' missing"),
-        topic="events",
-        partition=2,
-        offset=17,
-        key=b"k",
-        value=b"v",
-        headers=ORIGINAL_HEADERS,
-        group="workers",
-    )
+    dead = dead_letter()
     return DeadLetterRecord(
         topic="events.dlq",
         partition=partition,
@@ -92,3 +97,123 @@ def test_time_filters_leave_out_records_without_a_readable_time():
 
     assert DeadLetterFilter(event_type="org.*").matches(timeless)
     assert not DeadLetterFilter(since=WHEN - timedelta(days=999)).matches(timeless)
+
+
+# --- pointer records ---------------------------------------------------------------------------
+
+BIG = b"\x00\x00\x00\x00\x07" + b"y" * 2048
+
+
+def pointer_record(*, keep_original: bool = True) -> tuple[DeadLetter, DeadLetterRecord]:
+    dead = dead_letter(reason=Reason.RECEIVER_FAILED, value=BIG)
+    key, value, headers = dead.pointer(keep_original=keep_original)
+    return dead, DeadLetterRecord("events.dlq", 0, 9, key, value, tuple(headers))
+
+
+def original_record(value: bytes | None = BIG, headers: list | None = None) -> DeadLetterRecord:
+    return DeadLetterRecord(
+        "events", 2, 17, b"k", value, tuple(ORIGINAL_HEADERS if headers is None else headers)
+    )
+
+
+def test_pointer_records_are_recognised():
+    _, pointer = pointer_record()
+
+    assert pointer.is_pointer
+    assert not record().is_pointer
+    assert pointer.original_size == len(BIG)
+    assert pointer.original_sha256 == hashlib.sha256(BIG).hexdigest()
+    assert pointer.location == "events.dlq[0]@9"
+    assert pointer.origin == "events[2]@17"
+    assert record().original_size is None and record().original_sha256 is None
+
+
+def test_pointer_header_must_say_true():
+    headers = [
+        (k, b"false" if k == deadletter.POINTER else v) for k, v in pointer_record()[1].headers
+    ]
+
+    assert not record(headers=headers).is_pointer
+
+
+@pytest.mark.parametrize("keep_original", [True, False])
+def test_check_original_completes_the_pointer_with_the_original(keep_original):
+    _, pointer = pointer_record(keep_original=keep_original)
+
+    completed = check_original(pointer, original_record())
+
+    assert not completed.is_pointer
+    assert (completed.key, completed.value) == (b"k", BIG)
+    assert completed.original_headers() == ORIGINAL_HEADERS
+    assert completed.origin == "events[2]@17"
+    assert completed.reason == "receiver-failed" and completed.group == "workers"
+    assert completed.error_message == "field 'x' missing"
+    assert completed.location == pointer.location
+    message = completed.as_original_message()
+    assert (message.value(), message.headers()) == (BIG, ORIGINAL_HEADERS)
+
+
+def test_check_original_drops_dead_letter_headers_the_original_carries():
+    _, pointer = pointer_record()
+    stale = [*ORIGINAL_HEADERS, (deadletter.REASON, b"undecodable")]
+
+    completed = check_original(pointer, original_record(headers=stale))
+
+    assert completed.original_headers() == ORIGINAL_HEADERS
+    assert completed.reason == "receiver-failed"  # the pointer's, not the stale one
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (BIG[:-1], f"{len(BIG) - 1} bytes"),  # other size
+        (BIG[:-1] + b"z", f"SHA-256 {hashlib.sha256(BIG[:-1] + b'z').hexdigest()}"),  # same size
+        (None, "0 bytes"),
+    ],
+)
+def test_check_original_refuses_another_record(value, why):
+    _, pointer = pointer_record()
+
+    with pytest.raises(PointerOriginalMismatchError) as caught:
+        check_original(pointer, original_record(value))
+
+    message = str(caught.value)
+    assert message.startswith("pointer record events.dlq[0]@9: the record at events[2]@17 is not")
+    assert why in message
+    assert f"the pointer says {len(BIG)} bytes" in message
+    assert message.endswith("not replayed")
+    assert isinstance(caught.value, DeadLetterPointerError)
+    assert isinstance(caught.value, DeadLetterQueueError)
+    assert (caught.value.position, caught.value.origin) == ("events.dlq[0]@9", "events[2]@17")
+    assert "yyyy" not in message  # no payload in the message
+
+
+def test_check_original_refuses_a_pointer_without_size_or_digest():
+    _, pointer = pointer_record()
+    headers = tuple((k, v) for k, v in pointer.headers if k != deadletter.ORIGINAL_SHA256)
+    damaged = dataclasses.replace(pointer, headers=headers)
+
+    with pytest.raises(PointerOriginalMismatchError, match="no readable"):
+        check_original(damaged, original_record())
+
+
+def test_resolve_pointer_leaves_ordinary_records_alone():
+    plain = record()
+
+    assert resolve_pointer(plain, {"bootstrap.servers": "127.0.0.1:1"}) is plain
+
+
+def test_resolve_pointer_without_the_original_position_fails():
+    _, pointer = pointer_record()
+    headers = tuple((k, v) for k, v in pointer.headers if k != deadletter.ORIGINAL_OFFSET)
+
+    with pytest.raises(PointerOriginalNotFoundError, match="position of its original is unknown"):
+        resolve_pointer(dataclasses.replace(pointer, headers=headers), {})
+
+
+def test_republisher_refuses_an_unresolved_pointer():
+    _, pointer = pointer_record()
+
+    republisher = Republisher({"bootstrap.servers": "127.0.0.1:1"}, timeout=1)
+    with pytest.raises(DeadLetterPointerError, match="not been read back"):
+        republisher.republish(pointer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -282,15 +283,23 @@ def test_listener_events_match_the_catalog_signals(database: str) -> None:
     assert not wants(task_type, {"task": {"id": "t", "workflow_execution_id": "other"}})
 
 
+@pytest.mark.parametrize("with_metrics", [False, True])
 def test_serve_without_a_broker_is_a_configuration_error(
-    database: str, monkeypatch: pytest.MonkeyPatch
+    database: str, monkeypatch: pytest.MonkeyPatch, with_metrics: bool
 ) -> None:
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "FLOWBUS_KAFKA_BOOTSTRAP_SERVERS"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
-    result = CliRunner().invoke(main, ["webhooks", "serve", "--topic", "t", "--group", "g"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = ["--metrics-port", str(port)] if with_metrics else []
+    args = ["webhooks", "serve", "--topic", "t", "--group", "g", *metrics]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "no broker configured" in result.output
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # metrics are served only once configured
 
 
 def test_database_option_overrides_the_setting(database: str, tmp_path: Path) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
+from flowbus.backoff import Backoff
 from flowbus.consumer.webhooks.models import RetryPolicy, Subscription
 from flowbus.errors import InvalidSubscriptionError, InvalidWebhookSecretError
 
@@ -73,6 +75,17 @@ def test_jitter_spreads_delays_within_bounds_and_never_past_the_maximum() -> Non
     assert len(set(first)) > 100  # actually random, not a constant
     capped = [policy.backoff(5, rng) for _ in range(200)]
     assert all(20.0 <= d <= 25.0 for d in capped)
+
+
+def test_delays_come_from_the_project_backoff_doubling_with_the_policys_fields() -> None:
+    policy = RetryPolicy(max_attempts=3, initial_backoff=5.0, max_backoff=60.0, jitter=0.3)
+    assert policy.schedule == Backoff(initial=5.0, maximum=60.0, multiplier=2.0, jitter=0.3)
+    assert [policy.backoff(n, random.Random(n)) for n in range(1, 8)] == [
+        policy.schedule.delay(n, random.Random(n)) for n in range(1, 8)
+    ]
+    assert replace(policy, max_backoff=90.0).schedule.maximum == 90.0
+    assert policy == RetryPolicy(max_attempts=3, initial_backoff=5.0, max_backoff=60.0, jitter=0.3)
+    assert "schedule" not in repr(policy)
 
 
 @pytest.mark.parametrize(

@@ -336,6 +336,27 @@ def test_redrive_all_takes_failed_and_blocked_of_one_subscription(store: Webhook
     assert store.redrive_all() == 1
 
 
+def test_count_pending_counts_every_subscriptions_pending_deliveries(
+    store: WebhookStore,
+) -> None:
+    a = store.add_subscription(subscription())
+    b = store.add_subscription(subscription(enabled=False))
+    assert store.count_pending() == 0
+    rows = store.create_deliveries(
+        event_id="e1", event_type="t", body=b"{}", subscription_ids=[a.id, b.id], now=T0
+    )
+    store.create_deliveries(
+        event_id="e2", event_type="t", body=b"{}", subscription_ids=[a.id], now=T0
+    )
+    assert store.count_pending() == 3
+    store.record_attempt(
+        attempt(rows[0].id, 1, AttemptOutcome.DELIVERED, 200),
+        status=DeliveryStatus.DELIVERED,
+        next_attempt_at=None,
+    )
+    assert store.count_pending() == 2 == store.count_deliveries()[DeliveryStatus.PENDING]
+
+
 def test_state_survives_reopening(store_url: str) -> None:
     with WebhookStore.open(store_url) as first:
         sub = first.add_subscription(subscription())

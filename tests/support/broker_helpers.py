@@ -1,0 +1,68 @@
+"""Helpers of integration tests: read a topic to its end, run a worker on a thread."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from flowbus.consumer.worker import Worker
+from flowbus.settings import get_settings
+
+
+def read_to_end(topic: str, timeout: float = 60.0) -> list:
+    """Every record of every partition of ``topic``, read up to the end (no group commits)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": get_settings().kafka_bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    messages, at_end = [], set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(at_end) < len(partitions):
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout}s"
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None:
+                assert message.error().code() == KafkaError._PARTITION_EOF
+                at_end.add(message.partition())
+                continue
+            messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+@contextlib.contextmanager
+def running_worker(topic: str, group: str, **options: Any) -> Iterator[Worker]:
+    """A :class:`Worker` on ``topic`` running on a thread; stopped (and checked) at exit."""
+    worker = Worker([topic], group, poll_timeout=0.2, **options)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(install_signal_handlers=False)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(60)
+    assert not thread.is_alive(), "worker did not stop"
+    assert not errors, errors
