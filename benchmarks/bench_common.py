@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -17,6 +21,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from flowbus.settings import FlowbusSettings
 
 SERVICE_NAME = "flowbus-bench"
+HERE = Path(__file__).resolve().parent
+PEER_SETUP_TIMEOUT_S = 900.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,3 +128,31 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
 
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def peer_python(peer_dir: Path, venv_dir: Path) -> Path:
+    """Build (or reuse) a peer's virtualenv with ``setup_peer_venv.py``; returns its python."""
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "setup_peer_venv.py"), str(peer_dir), str(venv_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=PEER_SETUP_TIMEOUT_S,
+        check=False,
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"{peer_dir.name} venv setup failed (exit {proc.returncode})")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def run_peer(command: list[str], timeout: float) -> dict[str, Any]:
+    """Run a peer's benchmark process; its JSON report (stdout) with ``exit_status`` added."""
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        report: dict[str, Any] = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise RuntimeError(
+            f"{Path(command[1]).name} printed no JSON (exit {proc.returncode}):\n"
+            f"{proc.stderr[-3000:]}"
+        ) from exc
+    report["exit_status"] = proc.returncode
+    return report

@@ -21,6 +21,74 @@ def _met(value: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "-"}[value]
 
 
+def _concurrency_rows(section: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """Per level: the rates, then the per-key checks; then the offsets after the runs."""
+    rows = []
+    shape = f"{section['events']:,} events, {section['keys']} keys, {section['handler_ms']:g} ms"
+
+    def checks(run: dict[str, Any]) -> str:
+        return (
+            f"{run['keys_in_flight_twice']} / {run['order_violations']}"
+            f" / {run['finished_out_of_order']}"
+        )
+
+    for level in section["concurrency"]:
+        ours, theirs = section["flowbus"][str(level)], section["faststream"][str(level)]
+        rows.append(
+            (
+                f"concurrency {level}, {shape} handler (ev/s)",
+                _n(ours["events_per_s"]),
+                f"FastStream {_n(theirs['events_per_s'])}",
+                _ratio(section["flowbus_vs_faststream"][str(level)]),
+                "-",
+                "-",
+            )
+        )
+        rows.append(
+            (
+                f"concurrency {level}: keys in flight twice / begun / finished out of order",
+                checks(ours),
+                f"FastStream {checks(theirs)}",
+                "-",
+                "-",
+                "-",
+            )
+        )
+
+    def at_end(runs: dict[str, Any]) -> str:
+        return "yes" if all(r["offsets"]["committed_equals_end"] for r in runs.values()) else "no"
+
+    rows.append(
+        (
+            "concurrency: committed offsets = end offsets after every run",
+            at_end(section["flowbus"]),
+            f"FastStream {at_end(section['faststream'])}",
+            "-",
+            "-",
+            "-",
+        )
+    )
+    stopped = section.get("stopped_halfway")
+    if stopped:
+
+        def stop(run: dict[str, Any]) -> str:
+            o = run["offsets"]
+            return f"{o['committed_not_handled']} / {o['handled_not_committed']}"
+
+        rows.append(
+            (
+                f"concurrency {stopped['concurrency']}, stopped after {stopped['stop_after']:,}:"
+                " committed not handled / handled not committed",
+                stop(stopped["flowbus"]),
+                f"FastStream {stop(stopped['faststream'])}",
+                "-",
+                "-",
+                "-",
+            )
+        )
+    return rows
+
+
 def markdown(doc: dict[str, Any]) -> str:
     sections = doc["sections"]
     met = doc["targets_met"]
@@ -127,6 +195,9 @@ def markdown(doc: dict[str, Any]) -> str:
                     _met(m["flat"]),
                 )
             )
+    concurrency = sections.get("concurrency")
+    if concurrency:
+        rows.extend(_concurrency_rows(concurrency))
 
     header = (
         "| measure | flowbus | baseline | ratio | target | met |\n"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_codec
+import bench_concurrency
 import bench_consumer
 import bench_latency
 import bench_memory
@@ -45,7 +46,7 @@ from flowbus.settings import get_settings
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SECTIONS = ("codec", "producer", "consumer", "e2e", "memory", "peer")
+SECTIONS = ("codec", "producer", "consumer", "e2e", "memory", "peer", "concurrency")
 
 #: Event counts and repetitions of a full and of a quick run.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -61,6 +62,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         "peer_rounds": 3,
         # A clean round takes ~75 s (the peer's shutdown waits for its ~170 commits/s).
         "peer_timeout": 240.0,
+        # A 20 ms handler: concurrency 1 takes events x 20 ms per side (40 s here).
+        "concurrency_events": 2_000,
+        "concurrency_keys": 200,
+        "concurrency_partitions": 6,
+        "concurrency_levels": [1, 8, 32],
+        "concurrency_timeout": 300.0,
     },
     "quick": {
         "codec_events": 10_000,
@@ -73,6 +80,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "peer_events": 2_500,
         "peer_rounds": 1,
         "peer_timeout": 90.0,
+        "concurrency_events": 600,
+        "concurrency_keys": 60,
+        "concurrency_partitions": 6,
+        "concurrency_levels": [1, 8, 32],
+        "concurrency_timeout": 120.0,
     },
 }
 E2E_RATES = {"1k": 1000.0, "5k": 5000.0}
@@ -172,6 +184,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     e2e = results.get("e2e") or {}
     peer = results.get("peer") or {}
     memory = results.get("memory") or {}
+    concurrency = results.get("concurrency") or {}
     flowbus_producer = producer.get("flowbus_events_per_s")
     flowbus_consumer = consumer.get("flowbus_events_per_s")
     return {
@@ -187,6 +200,8 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "e2e_p99_ms_1k": (e2e.get("1k") or {}).get("p99_ms"),
         "e2e_p99_ms_5k": (e2e.get("5k") or {}).get("p99_ms"),
         "memory_flat": memory.get("flat"),
+        # flowbus / FastStream events/s with a 20 ms handler, per concurrency level.
+        "concurrency_vs_faststream": concurrency.get("flowbus_vs_faststream"),
     }
 
 
@@ -208,7 +223,11 @@ def targets(figures: dict[str, Any]) -> dict[str, bool | None]:
 
 
 def run_sections(
-    target: Target, profile: dict[str, Any], sections: list[str], peer_venv: Path
+    target: Target,
+    profile: dict[str, Any],
+    sections: list[str],
+    peer_venv: Path,
+    faststream_venv: Path,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -257,6 +276,18 @@ def run_sections(
             profile["peer_rounds"],
         ),
     )
+    section(
+        "concurrency",
+        lambda: bench_concurrency.run(
+            target,
+            faststream_venv,
+            profile["concurrency_events"],
+            profile["concurrency_keys"],
+            profile["concurrency_partitions"],
+            profile["concurrency_levels"],
+            profile["concurrency_timeout"],
+        ),
+    )
     return results, errors
 
 
@@ -277,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
         default=get_settings().cache_dir / "bench-openedx-venv",
         help="virtualenv of the Open edX peer (created when missing)",
     )
+    parser.add_argument(
+        "--faststream-venv",
+        type=Path,
+        default=get_settings().cache_dir / "bench-faststream-venv",
+        help="virtualenv of the FastStream peer of the concurrency section (created when missing)",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -290,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     with broker() as (target, stack):
         info = machine(stack)
         load_start = loadavg()
-        results, errors = run_sections(target, profile, sections, args.peer_venv)
+        results, errors = run_sections(
+            target, profile, sections, args.peer_venv, args.faststream_venv
+        )
         load_end = loadavg()
     figures = headline(results)
     document: dict[str, Any] = {
@@ -307,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             "e2e_seconds_per_rate": profile["e2e_seconds"],
             "memory": profile["memory_events"],
             "peer": profile["peer_events"],
+            "concurrency": profile["concurrency_events"],
         },
         "machine": {**info, "loadavg_start": load_start, "loadavg_end": load_end},
         "sections": results,

@@ -24,13 +24,16 @@ KEY_PATH = "work_item.case_id"
 _USER = UserInfo(username="alice.meier", groups=["building-authority", "fire-department"])
 
 
-def event_data(index: int, now: datetime | None = None) -> dict[str, Any]:
-    """The ``send_event`` keyword arguments of event number ``index``."""
+def event_data(
+    index: int, now: datetime | None = None, *, case_id: uuid.UUID | None = None
+) -> dict[str, Any]:
+    """The ``send_event`` keyword arguments of event number ``index`` (a fresh case id, the
+    Kafka key, unless ``case_id`` is given)."""
     now = now or datetime.now(UTC)
     created = now - timedelta(hours=3, seconds=index)
     work_item = WorkItemSnapshot(
         id=uuid.uuid4(),
-        case_id=uuid.uuid4(),
+        case_id=case_id or uuid.uuid4(),
         task_slug="review-building-permit",
         name={"en": "Review building permit application"},
         status=WorkItemStatus.COMPLETED,

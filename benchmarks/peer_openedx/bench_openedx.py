@@ -18,19 +18,22 @@ without an error logged by the peer libraries; the JSON is printed in every case
 """
 
 import argparse
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import attr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # peer_support.py
+
+from peer_support import versions
 
 EVENT_TYPE = "org.flowbus.peer.workflow.work_item.completed.v1"
 BASE_TOPIC = "work-item-completed"  # EVENT_BUS_TOPIC_PREFIX is prepended by edx-event-bus-kafka
@@ -421,15 +424,6 @@ def run_consumer(
     return result
 
 
-def versions() -> dict[str, str]:
-    import confluent_kafka
-
-    found = {name: importlib.metadata.version(name) for name in VERSIONED_PACKAGES}
-    found["librdkafka"] = confluent_kafka.libversion()[0]
-    found["python"] = platform.python_version()
-    return found
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Open edX event bus peer benchmark")
     parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
@@ -475,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "consumer_events_per_s": None,
         "consumer_committed_events_per_s": None,
         "events": args.events,
-        "versions": versions(),
+        "versions": versions(VERSIONED_PACKAGES),
         "mode": args.mode,
         "topic": full_topic(args),
         "partitions": len(watermarks(args)),

@@ -1,13 +1,14 @@
-"""Create the separate virtualenv for the Open edX peer benchmark.
+"""Create the separate virtualenv of a peer benchmark (``peer_openedx/``, ``peer_faststream/``).
 
-Usage: python benchmarks/peer_openedx/setup_venv.py <venv-dir> [--force]
+Usage: python benchmarks/setup_peer_venv.py <peer-dir> <venv-dir> [--force]
 
 The venv is built with the interpreter running this script (Python >= 3.11) and gets the
-pinned packages of requirements.txt beside this file. It is kept apart from flowbus's own
-venv so the peer's dependencies (Django, edx-* packages) never leak into flowbus.
-Re-running is cheap: when the venv already holds exactly this requirements.txt (a hash
-stamp inside the venv says so) nothing is reinstalled. On success the last line printed is
-the path of the venv's python, for the caller to run bench_openedx.py with.
+pinned packages of ``<peer-dir>/requirements.txt``. It is kept apart from flowbus's own
+venv so a peer's dependencies never leak into flowbus. ``<peer-dir>/smoke.py`` then runs in
+the new venv, to prove the environment is usable, not just installed. Re-running is cheap:
+when the venv already holds exactly this requirements.txt (a hash stamp inside the venv
+says so) nothing is reinstalled. On success the last line printed is the path of the venv's
+python, for the caller to run the peer's benchmark with.
 """
 
 from __future__ import annotations
@@ -19,17 +20,7 @@ import sys
 import venv
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REQUIREMENTS = HERE / "requirements.txt"
-STAMP_NAME = ".peer_openedx_requirements.sha256"
 MIN_PYTHON = (3, 11)
-# Imported after install to prove the environment is usable, not just installed.
-# edx_event_bus_kafka reads Django settings at import time, so settings come first.
-SMOKE_IMPORTS = (
-    "from django.conf import settings; settings.configure(); "
-    "import django, attr, confluent_kafka, fastavro, openedx_events, edx_event_bus_kafka; "
-    "from confluent_kafka.schema_registry.avro import AvroSerializer"
-)
 
 
 def venv_python(venv_dir: Path) -> Path:
@@ -39,16 +30,20 @@ def venv_python(venv_dir: Path) -> Path:
     return venv_dir / "bin" / "python"
 
 
-def requirements_hash() -> str:
-    return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+def stamp_path(peer_dir: Path, venv_dir: Path) -> Path:
+    return venv_dir / f".{peer_dir.name}_requirements.sha256"
 
 
-def is_up_to_date(venv_dir: Path) -> bool:
-    stamp = venv_dir / STAMP_NAME
+def requirements_hash(peer_dir: Path) -> str:
+    return hashlib.sha256((peer_dir / "requirements.txt").read_bytes()).hexdigest()
+
+
+def is_up_to_date(peer_dir: Path, venv_dir: Path) -> bool:
+    stamp = stamp_path(peer_dir, venv_dir)
     return (
         venv_python(venv_dir).exists()
         and stamp.exists()
-        and stamp.read_text().strip() == requirements_hash()
+        and stamp.read_text().strip() == requirements_hash(peer_dir)
     )
 
 
@@ -58,21 +53,24 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, stdout=sys.stderr)
 
 
-def build(venv_dir: Path) -> None:
+def build(peer_dir: Path, venv_dir: Path) -> None:
     # EnvBuilder(clear=True) empties the directory: refuse anything that is not a venv.
     if venv_dir.exists() and any(venv_dir.iterdir()) and not (venv_dir / "pyvenv.cfg").exists():
         raise SystemExit(f"{venv_dir} exists, is not empty and is not a venv; not touching it")
     venv.EnvBuilder(with_pip=True, clear=True).create(venv_dir)
     python = str(venv_python(venv_dir))
     pip = [python, "-m", "pip", "--disable-pip-version-check"]
-    run([*pip, "install", "--quiet", "-r", str(REQUIREMENTS)])
+    run([*pip, "install", "--quiet", "-r", str(peer_dir / "requirements.txt")])
     run([*pip, "check"])
-    run([python, "-c", SMOKE_IMPORTS])
-    (venv_dir / STAMP_NAME).write_text(requirements_hash() + "\n")
+    run([python, str(peer_dir / "smoke.py")])
+    stamp_path(peer_dir, venv_dir).write_text(requirements_hash(peer_dir) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "peer_dir", type=Path, help="the peer's directory (requirements.txt, smoke.py)"
+    )
     parser.add_argument("venv_dir", type=Path, help="where to create the peer virtualenv")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     args = parser.parse_args(argv)
@@ -82,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             f"needs Python >= {'.'.join(map(str, MIN_PYTHON))}, "
             f"running {sys.version.split()[0]} ({sys.executable})"
         )
+    peer_dir: Path = args.peer_dir.resolve()
+    if not (peer_dir / "requirements.txt").is_file() or not (peer_dir / "smoke.py").is_file():
+        parser.error(f"{peer_dir} has no requirements.txt and smoke.py")
     venv_dir: Path = args.venv_dir.resolve()
-    if args.force or not is_up_to_date(venv_dir):
-        build(venv_dir)
+    if args.force or not is_up_to_date(peer_dir, venv_dir):
+        build(peer_dir, venv_dir)
     else:
-        print(f"{venv_dir} is up to date with {REQUIREMENTS.name}", file=sys.stderr)
+        print(f"{venv_dir} is up to date with {peer_dir.name}/requirements.txt", file=sys.stderr)
     print(venv_python(venv_dir))
     return 0
 
