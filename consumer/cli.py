@@ -17,8 +17,8 @@ from .worker import DEFAULT_RECEIVER_TIMEOUT
 
 def _exception_type(dotted: str) -> type[BaseException]:
     module_name, _, name = dotted.rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module_name), name) if module_name else None
+    try:  # a bare name is a built-in exception (TimeoutError)
+        found = getattr(importlib.import_module(module_name or "builtins"), name)
     except (ImportError, AttributeError) as exc:
         raise ConfigurationError(f"cannot import exception type {dotted!r}: {exc}") from exc
     if not (isinstance(found, type) and issubclass(found, BaseException)):
