@@ -493,7 +493,7 @@ def _handle_locally(
     from .engine import Engine
     from .handler import MessageHandler
     from .in_memory import Finished, InMemoryDeadLetterSink, run_until_finished
-    from .middleware import ConsumedRecord, default_middlewares
+    from .middleware import default_middlewares
     from .retry import RetryPolicy
 
     import_receiver_modules([*get_settings().receiver_modules, *receiver_modules])
@@ -508,13 +508,10 @@ def _handle_locally(
             InMemoryDeadLetterSink(),
             on_finished=finished,
         ).start()
-        original = record.as_original_message()
-        consumed = ConsumedRecord(
-            original.topic() or "", original.partition() or 0, original.offset() or 0,
-            original.key(), original.value(), original.headers(),
-        )  # fmt: skip
         try:
-            done = run_until_finished(engine, [consumed], timeout=LOCAL_TIMEOUT_S)
+            done = run_until_finished(
+                engine, [record.as_original_record()], timeout=LOCAL_TIMEOUT_S
+            )
         finally:
             engine.close()
         if not done:

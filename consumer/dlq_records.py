@@ -37,6 +37,7 @@ from flowbus.errors import (
 )
 
 from . import deadletter
+from .middleware import ConsumedRecord
 
 log = logging.getLogger(__name__)
 
@@ -165,15 +166,15 @@ class DeadLetterRecord:
             return None
         return parsed if parsed.tzinfo is not None else None
 
-    def as_original_message(self) -> Message:
-        """The message as it was before it was dead-lettered (topic, position, headers)."""
-        return Message(
-            topic=self.original_topic,
-            partition=self.original_partition,
-            offset=self.original_offset,
-            key=self.key,
-            value=self.value,
-            headers=[*self.original_headers()],
+    def as_original_record(self) -> ConsumedRecord:
+        """The record as it was before it was dead-lettered (topic, position, headers)."""
+        return ConsumedRecord(
+            self.original_topic or "",
+            self.original_partition or 0,
+            self.original_offset or 0,
+            self.key,
+            self.value,
+            [*self.original_headers()],
         )
 
     def original_headers(self) -> list[Header]:

@@ -55,14 +55,14 @@ def test_accessors_read_the_dead_letter_headers():
     assert found.dead_lettered_at == WHEN
 
 
-def test_original_headers_and_message_drop_the_dead_letter_headers():
+def test_original_headers_and_record_drop_the_dead_letter_headers():
     found = record()
-    message = found.as_original_message()
+    original = found.as_original_record()
 
     assert found.original_headers() == ORIGINAL_HEADERS
-    assert (message.topic(), message.partition(), message.offset()) == ("events", 2, 17)
-    assert message.headers() == ORIGINAL_HEADERS
-    assert (message.key(), message.value()) == (b"k", b"v")
+    assert (original.topic, original.partition, original.offset) == ("events", 2, 17)
+    assert original.headers == ORIGINAL_HEADERS
+    assert (original.key, original.value) == (b"k", b"v")
 
 
 def test_records_without_dead_letter_headers_read_as_unknown():
@@ -149,8 +149,8 @@ def test_check_original_completes_the_pointer_with_the_original(keep_original):
     assert completed.reason == "receiver-failed" and completed.group == "workers"
     assert completed.error_message == "field 'x' missing"
     assert completed.location == pointer.location
-    message = completed.as_original_message()
-    assert (message.value(), message.headers()) == (BIG, ORIGINAL_HEADERS)
+    original = completed.as_original_record()
+    assert (original.value, original.headers) == (BIG, ORIGINAL_HEADERS)
 
 
 def test_check_original_drops_dead_letter_headers_the_original_carries():
