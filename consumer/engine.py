@@ -39,8 +39,13 @@ from flowbus.backoff import Backoff
 from flowbus.errors import ReceiversAbandonedError, ReceiverTimeoutError
 from flowbus.signals import callable_name
 
-from .deadletter import DEFAULT_SUFFIX, DeadLetter, DeadLetterRecordParts, dead_letter_topic
-from .failures import Failure, FailureKind
+from .deadletter import (
+    DEFAULT_SUFFIX,
+    DeadLetter,
+    DeadLetterRecordParts,
+    Reason,
+    dead_letter_topic,
+)
 from .handler import MessageHandler
 from .middleware import ConsumedRecord, MessageContext, Outcome, PausePartition, RetryLater
 from .offsets import PartitionOffsets
@@ -76,7 +81,7 @@ class WorkerStats:
     retried: int = 0  # finished records that needed more than one attempt
     dead_lettered: int = 0
     abandoned: int = 0  # receiver threads given up on at a deadline
-    timeouts: int = 0
+    timeouts: int = 0  # attempts that ended at a receiver's deadline (sync or async)
 
 
 class _Partition:
@@ -517,19 +522,22 @@ class Engine:
             on_finished = self.on_finished
             return None if on_finished is None else lambda: on_finished(context, None)
         if outcome is Outcome.DEAD_LETTERING:
+            if context.failure is not None and context.failure.reason is Reason.TIMEOUT:
+                self.stats.timeouts += 1
             lane.queue.popleft()
             self._dead_lettering[context] = partition
             lane.busy = False
             self._schedule(lane)
             return lambda: self._send_dead_letter(context, partition)
-        now = self._clock()
+        # RETRYING came from a RetryLater, PAUSED from a PausePartition (MessageHandler.failed).
+        assert isinstance(decision, RetryLater | PausePartition) and context.failure is not None
+        if context.failure.reason is Reason.TIMEOUT:
+            self.stats.timeouts += 1
+        until = self._clock() + decision.delay
         if outcome is Outcome.PAUSED:
-            delay = decision.delay if isinstance(decision, PausePartition) else 30.0
-            partition.infra[context] = _why(context.failure)
-            self._pause(partition, now + delay)
-        else:
-            delay = decision.delay if isinstance(decision, RetryLater) else 0.0
-        self._at(now + delay, lambda: self._resume_lane(lane))
+            partition.infra[context] = context.failure.describe()
+            self._pause(partition, until)
+        self._at(until, lambda: self._resume_lane(lane))
         return None
 
     def _finished(self, partition: _Partition, context: MessageContext) -> None:
@@ -581,7 +589,6 @@ class Engine:
         self._running.discard(attempt)
         self._abandoned_now += 1
         self.stats.abandoned += 1
-        self.stats.timeouts += 1
         self._spawn()
         if self._abandoned_now > self.max_abandoned and self.fatal is None:
             self.fatal = ReceiversAbandonedError(self._abandoned_now, self.max_abandoned)
@@ -665,17 +672,10 @@ class Engine:
                 return
             if context not in self._dead_lettering:
                 return
-            failure = Failure(FailureKind.INFRASTRUCTURE, context.failure.reason, error)  # type: ignore[union-attr]
-            partition.infra[context] = "dead-letter topic not writable: " + _why(failure)
+            partition.infra[context] = f"dead-letter topic not writable ({type(error).__name__})"
             now = self._clock()
             self._pause(partition, now + delay)
             self._at(
                 now + delay,
                 lambda: self._send_dead_letter(context, partition, pointer, failures),
             )
-
-
-def _why(failure: Failure | None) -> str:
-    if failure is None:
-        return "infrastructure failure"
-    return failure.describe()

@@ -270,15 +270,15 @@ class MessageHandler:
         return result
 
     def _await(self, awaitable: Any, receiver: Callable[..., Any], timeout: float | None) -> Any:
-        name = callable_name(receiver)
         if self.loop is None:
+            name = callable_name(receiver)
             raise RuntimeError(f"receiver {name} is async, but no event loop runs here")
         future = asyncio.run_coroutine_threadsafe(_as_coroutine(awaitable), self.loop)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()  # a coroutine, unlike a thread, can be stopped
-            raise ReceiverTimeoutError(name, timeout or 0.0) from None
+            raise ReceiverTimeoutError(callable_name(receiver), timeout or 0.0) from None
 
     def dead_letter(self, context: MessageContext, failure: Failure) -> DeadLetter:
         record = context.record

@@ -232,30 +232,26 @@ class Metrics(Middleware):
             context.first_started = time.monotonic()
 
     def after_handle(self, context: MessageContext, outcome: Outcome) -> None:
-        event_type = context.event_type or "unknown"
         if outcome is Outcome.HANDLED:
-            self.metrics.consumed(event_type)
-            self.metrics.resent(event_type)
-            if context.attempts > 1:
-                self.metrics.retried(event_type)
-            self._observe(context)
+            self.metrics.resent(self._finished(context))
         elif outcome is Outcome.PAUSED:
-            self.metrics.paused(event_type)
+            self.metrics.paused(context.event_type or "unknown")
 
     def after_dead_letter(self, context: MessageContext, letter: DeadLetter) -> None:
+        self.metrics.dead_lettered(self._finished(context), letter.reason.value)
+
+    def _finished(self, context: MessageContext) -> str:
+        """Count and time a finished message; returns its event type label."""
         event_type = context.event_type or "unknown"
         self.metrics.consumed(event_type)
         if context.attempts > 1:
             self.metrics.retried(event_type)
-        self.metrics.dead_lettered(event_type, letter.reason.value)
-        self._observe(context)
-
-    def _observe(self, context: MessageContext) -> None:
         if context.first_started is not None:
             self.metrics.observe_handling(time.monotonic() - context.first_started)
         metadata = context.metadata
         if metadata is not None:
             self.metrics.observe_end_to_end(time.time() - metadata.time.timestamp())
+        return event_type
 
 
 class Tracing(Middleware):

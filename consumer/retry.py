@@ -32,9 +32,9 @@ class RetryPolicy:
 
     @functools.cached_property
     def backoff(self) -> Backoff:
-        return Backoff(
-            initial=self.initial_delay,
-            maximum=max(self.max_delay, self.initial_delay),
+        return Backoff(  # max_delay caps every delay, the first one included
+            initial=min(self.initial_delay, self.max_delay),
+            maximum=self.max_delay,
             multiplier=self.multiplier,
             jitter=self.jitter,
         )

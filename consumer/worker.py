@@ -317,11 +317,7 @@ class Worker:
         engine.stop_dispatching()
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
-        deadline = time.monotonic() + self.shutdown_timeout
-        while engine.busy() and time.monotonic() < deadline and not self._hurry.is_set():
-            engine.tick()
-            if producer is not None:
-                producer.poll(0.05)
+        self._let_finish(engine, producer, self.shutdown_timeout)
         if engine.busy():
             log.warning(
                 "%d attempt(s) still running at shutdown: not committed, they will be redone",
@@ -340,6 +336,23 @@ class Worker:
                 log.error("%d dead-letter record(s) not acknowledged at shutdown", left)
         engine.close()
         log.info("worker %s stopped: %s", self.group, engine.stats)
+
+    def _let_finish(
+        self,
+        engine: Engine,
+        producer: Producer | None,
+        seconds: float,
+        partitions: list[tuple[str, int]] | None = None,
+    ) -> None:
+        """Give what runs (in ``partitions``) up to ``seconds`` to finish, serving deadlines
+        and dead-letter acknowledgements meanwhile; a second stop signal cuts it short."""
+        deadline = time.monotonic() + seconds
+        while engine.busy(partitions) and time.monotonic() < deadline and not self._hurry.is_set():
+            engine.tick()
+            if producer is not None:
+                producer.poll(0.05)
+            else:
+                time.sleep(0.05)
 
     # --- offsets, pauses, rebalances -------------------------------------------------------
 
@@ -414,11 +427,7 @@ class Worker:
             engine.hold(keys)
             # Let what runs there finish first (at shutdown, it already had its time).
             wait = 0.0 if self._stopping.is_set() else min(self.shutdown_timeout, 10.0)
-            deadline = time.monotonic() + wait
-            while engine.busy(keys) and time.monotonic() < deadline:
-                engine.tick()
-                if self._producer is not None:
-                    self._producer.poll(0.05)
+            self._let_finish(engine, self._producer, wait, keys)
             self._commit(engine.committable(keys), asynchronous=False, consumer=consumer)
             engine.revoke(keys)
         self._forget(keys)

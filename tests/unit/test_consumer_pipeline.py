@@ -439,6 +439,7 @@ def test_an_async_receiver_past_its_deadline_is_cancelled_and_dead_lettered(bus_
     [letter] = bus.dead_letters
     assert letter.reason == Reason.TIMEOUT and letter.info["attempts"] == "2"
     assert len(cancelled) == 2 and bus.engine.abandoned_now == 0
+    assert (bus.engine.stats.timeouts, bus.engine.stats.abandoned) == (2, 0)
 
 
 def test_a_hanging_receiver_times_out_while_other_keys_flow(bus_factory):
@@ -472,6 +473,7 @@ def test_a_hanging_receiver_times_out_while_other_keys_flow(bus_factory):
         assert (str(hung_key), "step-0001") in recorder.seen  # its key moved on after it
         assert len(recorder.seen) == 51
         assert bus.engine.stats.abandoned == 2 and bus.engine.abandoned_now == 2
+        assert bus.engine.stats.timeouts == 2
         assert time.monotonic() - started < 15
     finally:
         release.set()
