@@ -45,6 +45,7 @@ from flowbus.consumer.webhooks import (
     WebhookStore,
 )
 from flowbus.consumer.webhooks.ssrf import check_url
+from flowbus.devstack import free_port
 from flowbus.errors import BlockedURLError, URLResolutionError
 
 FAST_RETRY = RetryPolicy(max_attempts=5, initial_backoff=0.05, max_backoff=0.2)
@@ -1059,12 +1060,6 @@ def scrape(client: httpx.Client, url: str) -> dict[tuple[str, tuple[tuple[str, s
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_webhooks_serve_metrics_and_health(

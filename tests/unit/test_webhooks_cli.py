@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from flowbus.cli import main
 from flowbus.consumer.webhooks.models import Attempt, AttemptOutcome, DeliveryStatus
 from flowbus.consumer.webhooks.store import WebhookStore
+from flowbus.devstack import free_port
 from flowbus.settings import get_settings
 
 PUBLIC_URL = "https://93.184.216.34/hooks"
@@ -290,9 +291,7 @@ def test_serve_without_a_broker_is_a_configuration_error(
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "FLOWBUS_KAFKA_BOOTSTRAP_SERVERS"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     metrics = ["--metrics-port", str(port)] if with_metrics else []
     args = ["webhooks", "serve", "--topic", "t", "--group", "g", *metrics]
     result = CliRunner().invoke(main, args)
