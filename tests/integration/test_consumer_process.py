@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sample_events
+from broker_helpers import drop_torn_tail
 from confluent_kafka import Consumer, TopicPartition
 
 from flowbus.catalog import caluma
@@ -111,6 +112,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_only_the_uncommitted(
     wait_for_lines(events_file, 150, worker)
     worker.kill()  # SIGKILL: no shutdown, no final commit
     worker.communicate(timeout=30)
+    drop_torn_tail(events_file)
     handled_before_kill = len(handled_ids(events_file))
     committed = committed_offset(unique_group, topic)
     assert 0 < committed <= handled_before_kill < total

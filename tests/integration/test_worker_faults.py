@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import sample_events
-from broker_helpers import read_to_end, running_worker
+from broker_helpers import drop_torn_tail, read_to_end, running_worker
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from tcp_proxy import TcpProxy
@@ -349,6 +349,7 @@ def test_sigkill_during_concurrent_handling_redoes_at_most_about_a_second(
         worker.kill()  # SIGKILL: no shutdown, no last commit
         killed_at = time.time()
         worker.communicate(timeout=30)
+    drop_torn_tail(events_file)
     first_run = ended(events_file)
     assert 0 < len(first_run) < len(events)
     at_kill = committed(unique_group, topic, 3)

@@ -1,4 +1,5 @@
-"""Helpers of integration tests: read a topic to its end, run a worker on a thread."""
+"""Helpers of integration tests: read a topic to its end, run a worker on a thread, mend a
+file a killed worker was writing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -66,3 +68,16 @@ def running_worker(topic: str, group: str, **options: Any) -> Iterator[Worker]:
         thread.join(60)
     assert not thread.is_alive(), "worker did not stop"
     assert not errors, errors
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut an unfinished last line from a file a SIGKILLed process was appending to.
+
+    Linux may stop a write at a page boundary when the writer gets SIGKILL, leaving half a
+    line; the receiver that wrote it had not returned, so its record was not handled.
+    """
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
