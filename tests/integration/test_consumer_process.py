@@ -48,7 +48,9 @@ def start_worker(kafka_stack, topic: str, group: str, events_file: Path, **env: 
 def handled_ids(events_file: Path) -> list[str]:
     if not events_file.exists():
         return []
-    return [json.loads(line)["id"] for line in events_file.read_text().splitlines() if line]
+    text = events_file.read_text()
+    complete = text[: text.rfind("\n") + 1]  # a last line without "\n" is still being written
+    return [json.loads(line)["id"] for line in complete.splitlines() if line]
 
 
 def wait_for_lines(events_file: Path, count: int, process: subprocess.Popen, timeout=120.0):

@@ -66,7 +66,9 @@ def keyed_events(keys: int, per_key: int) -> list[tuple[uuid.UUID, str]]:
 def lines(events_file: Path) -> list[dict[str, Any]]:
     if not events_file.exists():
         return []
-    return [json.loads(line) for line in events_file.read_text().splitlines() if line]
+    text = events_file.read_text()
+    complete = text[: text.rfind("\n") + 1]  # a last line without "\n" is still being written
+    return [json.loads(line) for line in complete.splitlines() if line]
 
 
 def ended(events_file: Path) -> list[dict[str, Any]]:
