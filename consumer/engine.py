@@ -190,6 +190,13 @@ class Engine:
         self.stats = WorkerStats()
         #: Set when the engine cannot go on (too many abandoned receivers).
         self.fatal: BaseException | None = None
+        #: With ``concurrency`` 1, the driver may let the handler thread read records
+        #: itself: called (on that thread) whenever nothing is ready, it submits what it
+        #: reads and returns. ``None`` (the default, and once the driver stops): the thread
+        #: waits for :meth:`submit`.
+        self.fetch: Callable[[], None] | None = None
+        #: Attempts the handler threads finished (a sign of life for the driver).
+        self.attempts_ended = 0
         self._clock = clock
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
@@ -405,18 +412,24 @@ class Engine:
         done: list[tuple[_Attempt, Outcome]] = []
         while True:
             afters: list[_AfterAttempt] = []
+            fetch = self.fetch
             with self._lock:
                 for attempt, outcome in done:
                     after = self._complete(attempt, outcome)
                     if after is not None:
                         afters.append(after)
+                self.attempts_ended += len(done)
                 done = []
-                batch = [] if afters else self._next_attempts(size)
+                batch = [] if afters else self._next_attempts(size, wait=fetch is None)
                 if batch is None:
                     return
             if afters:
                 for after in afters:  # outside the lock, before waiting for more work
                     after()
+                continue
+            if not batch:  # nothing ready: this thread reads the next records itself
+                assert fetch is not None
+                fetch()
                 continue
             for index, attempt in enumerate(batch):
                 ended = self.handler.attempt(attempt.context, attempt)
@@ -454,14 +467,17 @@ class Engine:
             attempt.context.position,
         )
 
-    def _next_attempts(self, size: int) -> list[_Attempt] | None:
-        # Under the lock: wait for lanes to run, take up to ``size`` (None: closed).
+    def _next_attempts(self, size: int, wait: bool = True) -> list[_Attempt] | None:
+        # Under the lock: wait for lanes to run (unless not ``wait``: then [] when none is
+        # ready), take up to ``size`` (None: closed).
         ready = self._ready
         while True:
             while not ready:
                 if self._closed:
                     self._threads -= 1
                     return None
+                if not wait:
+                    return []
                 self._idle += 1
                 self._work.wait()
                 self._idle -= 1

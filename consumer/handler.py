@@ -203,7 +203,7 @@ class MessageHandler:
         failed: list[tuple[Callable[..., Any], BaseException]] = []
         for receiver in list(pending):
             try:
-                response = self._call(receiver, event, context.receiver_timeout, guard)
+                self._call(receiver, event, context.receiver_timeout, guard)
             except _Abandoned:
                 raise
             except Exception as exc:
@@ -212,7 +212,6 @@ class MessageHandler:
                     break  # as locally: the receivers after a propagating failure do not run
             else:
                 pending.remove(receiver)
-                context.responses.append((receiver, response))
         if not failed:
             return None
         return self.receiver_failure(context, failed)

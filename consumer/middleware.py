@@ -132,13 +132,21 @@ class MessageContext:
     #: Set by :class:`Deadlines`: seconds a receiver may run (``None``: no deadline).
     receiver_timeout: float | None = None
     first_started: float | None = None
+    _extras: dict[str, Any] | None = None
 
     def __init__(self, record: ConsumedRecord, arrival: int = 0) -> None:
         self.record = record
         #: The order in which the engine received it.
         self.arrival = arrival
-        self.responses: list[tuple[Callable[..., Any], Any]] = []
-        self.extras: dict[str, Any] = {}
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """Middlewares' own state for this message (made on first use: most messages need
+        none, and every object a buffered message keeps alive costs in the garbage
+        collector)."""
+        if self._extras is None:
+            self._extras = {}
+        return self._extras
 
     @property
     def metadata(self) -> EventMetadata | None:
@@ -316,6 +324,8 @@ class Tracing(Middleware):
         context.extras[self._SPAN] = span
 
     def after_handle(self, context: MessageContext, outcome: Outcome) -> None:
+        if self._tracer is None:
+            return
         span = context.extras.pop(self._SPAN, None)
         if span is None:
             return

@@ -1,10 +1,17 @@
 """The consumer worker: read event topics, re-send each event locally, never stop.
 
-The worker's thread only talks to Kafka: it polls, feeds the records to the
-:class:`~consumer.engine.Engine` (which handles up to ``concurrency`` keys at once on its
-own threads, one record of a key at a time), and commits. It keeps polling while receivers
-run, so a slow receiver never makes it overrun ``max.poll.interval.ms`` and leave the
-group; when too many records wait (``max_buffered``), it pauses its partitions instead.
+The worker polls, feeds the records to the :class:`~consumer.engine.Engine` (which
+handles up to ``concurrency`` keys at once on its own threads, one record of a key at a
+time), and commits. Someone keeps polling while receivers run, so a slow receiver never
+makes the worker overrun ``max.poll.interval.ms`` and leave the group; when too many records
+wait (``max_buffered``), it pauses its partitions instead.
+
+Who polls: with ``concurrency`` above 1, the thread that called :meth:`Worker.run`. With
+``concurrency`` 1, the handler thread itself, between its records, as a sequential consumer
+would (no hand-off between two threads per batch, which costs more than a no-op receiver);
+the calling thread watches it and polls in its stead while it stays away longer than
+``TAKEOVER_S`` (a slow or hanging receiver). The consumer is only ever used by one thread at
+a time.
 
 At-least-once: a partition's committed offset is its first record not finished (handled,
 or dead-lettered and acknowledged), committed every ``commit_interval`` seconds, when
@@ -16,6 +23,7 @@ once) and return; a second signal stops the wait.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal as signals
 import threading
@@ -60,8 +68,17 @@ LAG_INTERVAL_S = 5.0
 #: While attempts run, the worker wakes at least this often (deadlines, retries).
 TICK_S = 0.05
 BATCH = 500
+#: Concurrency 1: records the handler thread takes per poll. Fewer than ``BATCH``: what it
+#: takes stays alive until handled, and a few hundred records' objects at once cost more
+#: in the garbage collector's young generations than the extra polls do.
+SHORT_BATCH = 64
 #: How long the buffer may stay full before the partitions are paused.
 FULL_PAUSE_S = 0.5
+#: Concurrency 1: after this long in receivers, the handler thread's polling is taken over.
+TAKEOVER_S = 0.2
+#: Concurrency 1: the longest the handler thread waits in one poll (the lock it holds
+#: meanwhile keeps the calling thread from taking over or shutting down).
+SHORT_POLL_S = 0.25
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
@@ -189,6 +206,10 @@ class Worker:
         self._taken = 0
         self._full_since: float | None = None
         self._backpressure = False
+        self._poll_lock = threading.Lock()  # the consumer is used by one thread at a time
+        self._fetching = False  # concurrency 1: the handler thread is polling
+        self._handler_seen = (-1, 0.0)  # (attempts ended, when) as last seen by _watch
+        self._fetch_error: BaseException | None = None
 
     @property
     def stats(self) -> WorkerStats:
@@ -211,6 +232,11 @@ class Worker:
         more than ``max_abandoned`` receivers are stuck past their deadline.
         """
         previous = self._install_signal_handlers() if install_signal_handlers else {}
+        # What exists before the loop (modules, settings, the application) lives as long as
+        # the process: left out of the collector's passes while the worker runs, so that the
+        # full ones do not walk it again and again (measured: a few us per record).
+        gc.collect()
+        gc.freeze()
         self._consumer = Consumer(self._consumer_config, logger=_librdkafka_log)
         self._producer = Producer(self._dlq_producer_config, logger=_librdkafka_log)
         engine = self.engine = Engine(
@@ -231,27 +257,70 @@ class Worker:
                 self.group, ", ".join(self.topics), self.concurrency,
             )  # fmt: skip
             self._limit = max_messages
+            if self.concurrency == 1:
+                engine.fetch = self._fetch
             while not self._stopping.is_set() and engine.fatal is None:
-                self._poll_once(engine)
+                if engine.fetch is None:
+                    self._poll_once(engine)
+                else:
+                    self._watch(engine)
                 if max_messages is not None and engine.stats.handled >= max_messages:
                     break
         finally:
-            self._shutdown(engine)
+            engine.fetch = None
+            with self._poll_lock:  # a poll of the handler thread ends first
+                self._shutdown(engine)
             for signum, handler in previous.items():
                 signals.signal(signum, handler)
+            gc.unfreeze()
+        if self._fetch_error is not None:
+            raise self._fetch_error
         if engine.fatal is not None:
             raise engine.fatal
         return engine.stats
 
-    def _poll_once(self, engine: Engine) -> None:
+    def _fetch(self) -> None:
+        """Concurrency 1, on the handler thread when nothing is ready: poll once."""
+        self._fetching = True
+        try:
+            with self._poll_lock:
+                engine = self.engine
+                if engine is not None and engine.fetch is not None:
+                    self._poll_once(engine, on_handler_thread=True)
+        except BaseException as exc:  # for run() to raise, after shutting down
+            self._fetch_error = exc
+            self._stopping.set()
+        finally:
+            self._fetching = False
+
+    def _watch(self, engine: Engine) -> None:
+        """Concurrency 1, on the calling thread: poll in the handler thread's stead while
+        it finishes nothing for ``TAKEOVER_S`` (it is in a slow receiver)."""
+        self._stopping.wait(TICK_S)
+        now = time.monotonic()
+        ended = engine.attempts_ended
+        if self._fetching or ended != self._handler_seen[0]:
+            self._handler_seen = (ended, now)
+            return
+        if now - self._handler_seen[1] < TAKEOVER_S:
+            return
+        with self._poll_lock:
+            if engine.fetch is not None and not self._stopping.is_set():
+                self._poll_once(engine)
+
+    def _poll_once(self, engine: Engine, on_handler_thread: bool = False) -> None:
         assert self._consumer is not None and self._producer is not None
         timeout = self.poll_timeout
         if engine.busy():
             timeout = min(timeout, TICK_S)
+        elif on_handler_thread:
+            timeout = min(timeout, SHORT_POLL_S)
         next_timer = engine.next_timer()
         if next_timer is not None:
             timeout = min(timeout, next_timer)
-        batch = min(BATCH, self.max_buffered - engine.buffered)
+        batch = min(
+            SHORT_BATCH if on_handler_thread else BATCH, self.max_buffered - engine.buffered
+        )
         if self._limit is not None:  # take no more than the limit (the rest is not ours)
             batch = min(batch, self._limit - self._taken)
         self._note_fullness(batch <= 0)
@@ -269,7 +338,11 @@ class Worker:
         else:
             messages = []
             at_limit = self._limit is not None and self._taken >= self._limit
-            engine.wait_for_room(0 if at_limit else self.max_buffered // 2, min(timeout, TICK_S))
+            if on_handler_thread:  # nothing ready, nothing to take: timers, acks
+                self._producer.poll(min(timeout, TICK_S))
+            else:
+                below = 0 if at_limit else self.max_buffered // 2
+                engine.wait_for_room(below, min(timeout, TICK_S))
         self._taken += len(messages)
         records = []
         for message in messages:

@@ -18,11 +18,13 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
+from uuid import UUID
 
 from pydantic import ValidationError
 
 from flowbus.errors import EventHeaderError, MalformedHeaderError, MissingHeaderError
 from flowbus.metadata import EventMetadata
+from flowbus.prebuilt import FILLABLE, fill, uuid_from_text
 
 SPECVERSION = "ce_specversion"
 ID = "ce_id"
@@ -171,13 +173,32 @@ def header_pairs(headers: Headers | None) -> list[tuple[str, bytes]]:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs if v is not None]
 
 
+#: Header name as written -> the name it is read as (lower case), or ``None``: not read.
+#: Bounded, since the names come from the wire.
+_READ_NAMES: dict[str, str | None] = {}
+_READ_NAMES_MAX = 512
+_UNSEEN = object()
+
+
+def _read_name(name: str) -> str | None:
+    key = name.lower()
+    read = key if key.startswith("ce_") or key in _READ_UNPREFIXED else None
+    if len(_READ_NAMES) < _READ_NAMES_MAX:
+        _READ_NAMES[name] = read
+    return read
+
+
 def _header_map(headers: Headers | None) -> dict[str, str]:
     found: dict[str, str] = {}
     pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    read_names = _READ_NAMES
     for name, raw in pairs:
-        key = name.lower()
-        if raw is None or not (key.startswith("ce_") or key in _READ_UNPREFIXED):
+        key = read_names.get(name, _UNSEEN)
+        if key is _UNSEEN:
+            key = _read_name(name)
+        if key is None or raw is None:
             continue
+        assert isinstance(key, str)
         try:
             value = raw.decode() if isinstance(raw, bytes) else raw
         except UnicodeDecodeError as exc:
@@ -216,6 +237,39 @@ def _parse_sourcelib(value: str) -> tuple[int, ...]:
         raise MalformedHeaderError(SOURCELIB, f"not dotted integers: {value!r}") from exc
 
 
+_TEMPLATE_ID = UUID(int=0)
+_TEMPLATE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=256)
+def _constant_metadata(
+    event_type: str,
+    minorversion: int,
+    source: str,
+    sourcehost: str,
+    sourcelib: str,
+    specversion: str,
+) -> EventMetadata:
+    """Metadata with these constant attributes (and a placeholder id and time), validated;
+    raises :class:`MalformedHeaderError` naming the first bad header."""
+    try:
+        return EventMetadata(
+            id=_TEMPLATE_ID,
+            event_type=event_type,
+            minorversion=minorversion,
+            source=source,
+            sourcehost=sourcehost,
+            sourcelib=_parse_sourcelib(sourcelib),
+            time=_TEMPLATE_TIME,
+            specversion=specversion,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "metadata"
+        header = {"event_type": TYPE}.get(field, f"ce_{field}")
+        raise MalformedHeaderError(header, error["msg"]) from exc
+
+
 def from_headers(headers: Headers | None) -> EventEnvelope:
     """Rebuild an event's metadata from its headers, strictly.
 
@@ -231,23 +285,32 @@ def from_headers(headers: Headers | None) -> EventEnvelope:
     minor = _required(found, MINORVERSION)
     if not minor.isdigit():
         raise MalformedHeaderError(MINORVERSION, f"not a non-negative integer: {minor!r}")
+    id_text = _required(found, ID)
     try:
-        metadata = EventMetadata(
-            id=_required(found, ID),  # parsed by pydantic, in a third of uuid.UUID's time
-            event_type=_required(found, TYPE),
-            minorversion=int(minor),
-            source=_required(found, SOURCE),
-            sourcehost=_required(found, SOURCEHOST),
-            sourcelib=_parse_sourcelib(_required(found, SOURCELIB)),
-            time=_parse_time(_required(found, TIME)),
-            specversion=_required(found, SPECVERSION),
-        )
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "metadata"
-        header = {"event_type": TYPE}.get(field, f"ce_{field}")
-        reason = "not a UUID" if field == "id" else error["msg"]
-        raise MalformedHeaderError(header, reason) from exc
+        event_id = uuid_from_text(id_text)
+    except ValueError:
+        try:
+            event_id = UUID(id_text)
+        except ValueError:
+            raise MalformedHeaderError(ID, "not a UUID") from None
+    time = _parse_time(_required(found, TIME)).astimezone(UTC)
+    # What a producer writes alike for all events of a type is validated once.
+    constant = _constant_metadata(
+        _required(found, TYPE),
+        int(minor),
+        _required(found, SOURCE),
+        _required(found, SOURCEHOST),
+        _required(found, SOURCELIB),
+        _required(found, SPECVERSION),
+    )
+    values = dict(constant.__dict__)
+    values["id"] = event_id
+    values["time"] = time
+    metadata = (
+        fill(EventMetadata, values, constant.__pydantic_fields_set__)
+        if FILLABLE
+        else EventMetadata(**values)
+    )
     return EventEnvelope(
         metadata=metadata,
         sender=found.get(SENDER),

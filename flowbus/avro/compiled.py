@@ -66,6 +66,7 @@ from flowbus.avro.schema import (
     UnionType,
     has_validators,
 )
+from flowbus.prebuilt import FILLABLE, fill, uuid_from_text
 from flowbus.signals import DecodedData
 
 __all__ = ["Decoder", "Encoder", "compile_decoder", "compile_encoder"]
@@ -89,12 +90,6 @@ _UUID_TEXT_SIZE = b"\x48"  # the text of a UUID is always 36 characters: 36, zig
 #: JSON text with fewer opening brackets than this nests less deep than pydantic's recursion
 #: limit for JSON values (255 levels), the one check validating it could fail.
 _JSON_BRACKETS_UNCHECKED = 128
-#: The instance layout ``model_construct`` fills; with any other (a pydantic release that
-#: changed it), every model is validated.
-_MODEL_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
-_CONSTRUCTS = BaseModel.__slots__ == _MODEL_SLOTS
-#: The instance layout of ``uuid.UUID`` that :func:`_uuid` fills (as pydantic-core does).
-_UUID_SLOTS = uuid.UUID.__slots__ == ("int", "is_safe", "__weakref__")
 
 
 def _long_bytes(value: int) -> bytearray:
@@ -127,22 +122,6 @@ def _read_long(body: bytes, pos: int) -> tuple[int, int]:
     if n >> 64:
         raise _Unhandled  # fastavro's 64-bit reader drops the high bits: leave it to fastavro
     return (n >> 1) ^ -(n & 1), pos
-
-
-def _uuid(text: str) -> uuid.UUID:
-    """``uuid.UUID(text)``, in half the time; raises where it might not give the same UUID.
-
-    ``uuid.UUID`` drops ``urn:``, ``uuid:``, braces and hyphens, then parses 32 hex digits
-    with ``int(..., 16)``. Text that ``int`` parses once the hyphens are gone has none of
-    the others, so the UUID is the same; other text raises, and the caller falls back.
-    """
-    digits = text.replace("-", "")
-    if len(digits) != 32:
-        raise _Unhandled
-    value = object.__new__(uuid.UUID)
-    object.__setattr__(value, "int", int(digits, 16))
-    object.__setattr__(value, "is_safe", uuid.SafeUUID.unknown)
-    return value
 
 
 def _read_size(body: bytes, pos: int) -> tuple[int, int]:
@@ -388,12 +367,11 @@ class _DecoderSource(_Source):
             _double=struct.Struct("<d").unpack_from,
             # What json.loads uses (its typeshed stub asks for a scanner, not the decoder).
             _json_scan=json.scanner.make_scanner(cast(Any, json.JSONDecoder())),
-            _UUID=_uuid if _UUID_SLOTS else uuid.UUID,
+            _UUID=uuid_from_text,
             _date=dt.date.fromordinal,
             _int_from_bytes=int.from_bytes,
             _json_value=TypeAdapter(JsonValue).validate_python,
-            _new=object.__new__,
-            _set=object.__setattr__,
+            _fill=fill,
         )
 
     def event(self, event: EventType) -> Decoder:
@@ -417,15 +395,10 @@ class _DecoderSource(_Source):
     def record_function(self, node: ModelType, name: str) -> None:
         self.line(0, f"def {name}(body, pos):")
         cls = self.ref(node.cls, "Model")
-        if node.constructible and _CONSTRUCTS:
+        if node.constructible and FILLABLE:
             values = self.fields(node.fields, None)
             names = self.ref(frozenset(spec.name for spec in node.fields), "FIELDS")
-            self.line(1, f"record = _new({cls})")
-            self.line(1, f"_set(record, '__dict__', {values})")
-            self.line(1, f"_set(record, '__pydantic_fields_set__', set({names}))")
-            self.line(1, "_set(record, '__pydantic_extra__', None)")
-            self.line(1, "_set(record, '__pydantic_private__', None)")
-            self.line(1, "return record, pos")
+            self.line(1, f"return _fill({cls}, {values}, set({names})), pos")
             return
         values = self.fields(node.fields, node.cls)
         by_name = ", by_alias=False, by_name=True" if _has_aliases(node.cls) else ""
