@@ -224,3 +224,39 @@ def test_bad_messages_are_dead_lettered_and_the_next_good_one_handled(unique_top
     assert "org.flowbus.nowhere.thing.happened.v1" in reasons[1]["error-message"]
     assert "ce_id" in reasons[2]["error-message"] and "missing" in reasons[2]["error-message"]
     assert [m.value() for m in letters] == [b"\x00\x00garbage bytes", b"irrelevant", b"irrelevant"]
+
+
+def test_a_slow_receiver_at_concurrency_1_keeps_the_worker_in_its_group(
+    unique_topic, unique_group, caplog
+):
+    # At concurrency 1 the handler thread polls between its records; while it sits in a
+    # receiver longer than max.poll.interval.ms, the worker's own thread must poll instead.
+    topic = unique_topic()
+    handled: list[str] = []
+
+    def slow(sender, signal, metadata, **data):
+        if not handled:
+            time.sleep(9.0)
+        handled.append(str(metadata.id))
+
+    sent = []
+    with isolated_receivers():
+        caluma.WORK_ITEM_POST_COMPLETE.connect(slow)
+        for _ in range(3):
+            metadata, _ = send(
+                caluma.WORK_ITEM_POST_COMPLETE, topic, **sample_events.work_item_event()
+            )
+            sent.append(str(metadata.id))
+        caplog.set_level("INFO")
+        config = {"max.poll.interval.ms": 6000, "session.timeout.ms": 6000}
+        with running_worker(
+            topic, unique_group, concurrency=1, receiver_timeout=None, kafka_config=config
+        ) as worker:
+            wait_for(lambda: len(handled) == 3)
+            log = caplog.text
+            assert "MAXPOLL" not in log and "max.poll.interval" not in log
+            assert "partitions revoked" not in log and "partitions lost" not in log
+            wait_for(lambda: worker.engine is not None and worker.engine.committable())
+            assert worker.stats.handled == 3
+    assert handled == sent
+    assert log.count("partitions assigned") == 1
