@@ -261,7 +261,7 @@ class MessageHandler:
                 from_event_bus=True,
                 **event.data,
             )
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 result = self._await(result, receiver, timeout)
         finally:
             if not guard.call_ended():

@@ -15,9 +15,9 @@ from the reader's own defaults. Headers as the Open edX event bus writes them
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -190,22 +190,26 @@ def _read_name(name: str) -> str | None:
 
 def _header_map(headers: Headers | None) -> dict[str, str]:
     found: dict[str, str] = {}
-    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
-    read_names = _READ_NAMES
+    if type(headers) is list:  # as confluent-kafka gives them: skip the ABC check
+        pairs: Iterable[tuple[str, bytes | str | None]] = headers
+    else:
+        pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    read_names: dict[str, Any] = _READ_NAMES
     for name, raw in pairs:
         key = read_names.get(name, _UNSEEN)
         if key is _UNSEEN:
             key = _read_name(name)
         if key is None or raw is None:
             continue
-        assert isinstance(key, str)
-        try:
-            value = raw.decode() if isinstance(raw, bytes) else raw
-        except UnicodeDecodeError as exc:
-            raise MalformedHeaderError(name, "not valid UTF-8") from exc
-        if key in found and found[key] != value:
+        if isinstance(raw, bytes):
+            try:
+                value = raw.decode()
+            except UnicodeDecodeError as exc:
+                raise MalformedHeaderError(name, "not valid UTF-8") from exc
+        else:
+            value = raw
+        if found.setdefault(key, value) != value:
             raise MalformedHeaderError(name, "present twice with different values")
-        found[key] = value
     return found
 
 
