@@ -245,20 +245,22 @@ class Worker:
             concurrency=self.concurrency,
             dead_letter_suffix=self.dead_letter_suffix,
             max_abandoned=self.max_abandoned,
-        ).start()
+        )
+        if self.concurrency == 1:
+            engine.fetch = self._fetch
+        self._limit = max_messages
+        engine.start()
         try:
-            self._ensure_dead_letter_topics()
-            self._consumer.subscribe(
-                self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )  # fmt: skip
+            with self._poll_lock:  # the handler thread polls once the consumer is ready
+                self._ensure_dead_letter_topics()
+                self._consumer.subscribe(
+                    self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                    on_lost=self._on_lost,
+                )  # fmt: skip
             log.info(
                 "worker %s consuming %s (concurrency %d)",
                 self.group, ", ".join(self.topics), self.concurrency,
             )  # fmt: skip
-            self._limit = max_messages
-            if self.concurrency == 1:
-                engine.fetch = self._fetch
             while not self._stopping.is_set() and engine.fatal is None:
                 if engine.fetch is None:
                     self._poll_once(engine)
