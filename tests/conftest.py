@@ -150,3 +150,6 @@ def flowbus_env(kafka_stack: KafkaStack, monkeypatch: pytest.MonkeyPatch) -> Ite
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+from postgres_server import postgres_admin_url, postgres_url  # noqa: E402, F401  (fixtures)
