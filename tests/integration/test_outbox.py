@@ -307,7 +307,8 @@ def test_two_relays_keep_per_key_order(postgres_url, unique_topic):
     topic, total = unique_topic(partitions=4), 10_000
     outbox.migrate(postgres_url)
     keys = [uuid.uuid4() for _ in range(100)]
-    with relay(postgres_url, lease_ttl=6.0) as first, relay(postgres_url, lease_ttl=6.0) as second:
+    options = {"lease_ttl": 6.0, "kafka_config": {"message.timeout.ms": 2000}}
+    with relay(postgres_url, **options) as first, relay(postgres_url, **options) as second:
         wait_for(lambda: len(first.buckets) == len(second.buckets) == 32, 30,
                  "the buckets shared between the relays")  # fmt: skip
         assert not set(first.buckets) & set(second.buckets)
@@ -327,3 +328,35 @@ def test_two_relays_keep_per_key_order(postgres_url, unique_topic):
     assert per_key(messages) == expected
     assert all(count > 0 for count in counts), counts  # both relays did publish
     assert sum(counts) == total
+
+
+# --- a SQLAlchemy Session ----------------------------------------------------------------
+
+
+def test_sqlalchemy_session_carries_the_events(database_url, unique_topic):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    topic = unique_topic()
+    create_business_table(database_url)
+    outbox.migrate(database_url)
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    sink = OutboxSink()
+    committed = []
+    with Session(engine) as session:
+        for outcome in ("rollback", "commit"):
+            with outbox.bind(session):
+                session.execute(text("INSERT INTO work_items VALUES (:id, 'done')"),
+                                {"id": outcome})  # fmt: skip
+                for _ in range(2):
+                    metadata, data = new_event(uuid.uuid4())
+                    sink.send(SIGNAL, metadata, data, topic=topic)
+                    if outcome == "commit":
+                        committed.append(metadata.id.hex)
+            session.rollback() if outcome == "rollback" else session.commit()
+        rows = session.execute(text("SELECT id FROM work_items")).all()
+    engine.dispose()
+    assert [row[0] for row in rows] == ["commit"]
+    with relay(database_url):
+        messages = collect(topic, 2, timeout=60)
+    assert event_ids(messages) == committed
