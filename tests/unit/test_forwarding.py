@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import sample_events
+from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from flowbus.catalog import caluma
@@ -249,3 +250,72 @@ def test_an_event_without_a_key_value_is_sent_without_key() -> None:
     )
     (sent,) = producer.sent
     assert (sent.topic, sent.key) == ("cases", None)
+
+
+# --- sinks ----------------------------------------------------------------------------------
+
+
+def test_routes_choose_their_sink_and_the_rest_use_the_default() -> None:
+    producer, outbox = RecordingProducer(), RecordingProducer()
+    config = {
+        COMPLETED.event_type: [
+            {"topic": "direct-events", "sink": "direct"},
+            {"topic": "outboxed"},  # the default sink: outbox, as given below
+        ]
+    }
+    start_forwarding(producer, config, sinks={"outbox": outbox}, default_sink="outbox")  # type: ignore[arg-type, dict-item]
+    COMPLETED.send_event(**sample_events.work_item_event())
+    assert [s.topic for s in producer.sent] == ["direct-events"]
+    assert [s.topic for s in outbox.sent] == ["outboxed"]
+    assert producer.sent[0].metadata == outbox.sent[0].metadata
+
+
+def test_the_default_sink_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWBUS_PRODUCER_SINK", "on_commit")
+    producer, held = RecordingProducer(FlowbusSettings()), RecordingProducer()
+    start_forwarding(producer, {COMPLETED.event_type: [{"topic": "t"}]}, sinks={"on_commit": held})  # type: ignore[arg-type, dict-item]
+    COMPLETED.send_event(**sample_events.work_item_event())
+    assert (len(producer.sent), len(held.sent)) == (0, 1)
+
+
+def test_an_unknown_sink_name_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_forwarding_config({COMPLETED.event_type: [{"topic": "t", "sink": "carrier-pigeon"}]})
+    assert str(caught.value).startswith(f"{CONFIG_ENTRY}[0]: sink: Input should be")
+    monkeypatch.setenv("FLOWBUS_PRODUCER_SINK", "carrier-pigeon")
+    with pytest.raises(ValidationError) as invalid:
+        FlowbusSettings()
+    assert "producer_sink" in str(invalid.value)
+
+
+def test_on_commit_without_its_sink_fails_at_start_naming_the_entry() -> None:
+    config = {COMPLETED.event_type: [{"topic": "a"}, {"topic": "b", "sink": "on_commit"}]}
+    before = COMPLETED.receivers
+    with pytest.raises(ConfigurationError) as caught:
+        start_forwarding(RecordingProducer(), config)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(f"{CONFIG_ENTRY}[1]: sink 'on_commit' needs")
+    assert "OnCommitSink(producer" in str(caught.value)
+    assert COMPLETED.receivers == before
+
+
+def test_outbox_without_the_outbox_module_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "flowbus.producer.outbox", None)  # import fails
+    with pytest.raises(ConfigurationError) as caught:
+        start_forwarding(
+            RecordingProducer(), {COMPLETED.event_type: [{"topic": "t", "sink": "outbox"}]}
+        )  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert message.startswith(f"{CONFIG_ENTRY}[0]: sink 'outbox' is not available")
+    assert "flowbus.producer.outbox" in message
+
+
+def test_a_disabled_route_needs_no_sink() -> None:
+    config = {COMPLETED.event_type: [{"topic": "t", "sink": "on_commit", "enabled": False}]}
+    producer = RecordingProducer()
+    start_forwarding(producer, config)  # type: ignore[arg-type]
+    COMPLETED.send_event(**sample_events.work_item_event())
+    assert producer.sent == []

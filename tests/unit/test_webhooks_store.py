@@ -1,7 +1,5 @@
-"""The webhook store, on SQLite and on a real PostgreSQL.
-
-PostgreSQL comes from the ``postgres_url`` fixture (tests/support/postgres_server.py).
-"""
+"""The webhook store, on SQLite and on a real PostgreSQL (``postgres_url``, see
+``tests/support/throwaway_postgres.py``)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""A real, throwaway PostgreSQL for tests (the ``postgres_admin_url`` / ``postgres_url``
-fixtures, registered in tests/conftest.py).
+"""A real PostgreSQL for tests: the ``postgres_admin_url`` and ``postgres_url`` fixtures.
 
 PostgreSQL comes from ``FLOWBUS_TEST_POSTGRES_URL`` (a server the tests may create
 databases on) or, when the PostgreSQL server binaries are installed, from a throwaway
 cluster started on 127.0.0.1 for the session and removed afterwards. Without either, the
-PostgreSQL cases are skipped with that reason.
+PostgreSQL cases are skipped with that reason. ``tests/conftest.py`` loads this plugin.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -22,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from flowbus.devstack import free_port
 
 PG_BIN_DIRS = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15", "14")]
 
@@ -34,12 +34,6 @@ def _pg_bin() -> Path | None:
         if (candidate / "initdb").exists() and (candidate / "postgres").exists():
             return candidate
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -57,7 +51,7 @@ def _throwaway_cluster() -> Iterator[str]:
         shutil.chown(workdir, "postgres")
         workdir.chmod(workdir.stat().st_mode | stat.S_IXOTH)
     data = workdir / "data"
-    port = _free_port()
+    port = free_port()
     server: subprocess.Popen[bytes] | None = None
     try:
         subprocess.run(
