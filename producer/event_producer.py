@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from flowbus import cloudevents
 from flowbus.backoff import Backoff
 from flowbus.errors import (
     ConfigurationError,
@@ -52,6 +51,7 @@ from flowbus.metadata import EventMetadata
 from flowbus.settings import FlowbusSettings, get_settings
 
 from .pending import PendingEvents
+from .prepared import PreparedEvent, prepare_event
 
 if TYPE_CHECKING:
     from flowbus.avro.serializer import EventSerializer
@@ -97,27 +97,6 @@ class ProducerStats:
     @property
     def in_flight(self) -> int:
         return self.sent - self.delivered - self.failed
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class PreparedEvent:
-    """One event checked and ready to produce (see :meth:`EventProducer.prepare`).
-
-    ``value`` and ``headers`` are ``None`` while the writer schema is not resolved: the
-    data was encoded once to check it, and the framing waits for the registry.
-    """
-
-    signal: WorkflowSignal
-    metadata: EventMetadata
-    data: Mapping[str, Any]
-    #: The full topic name (``FLOWBUS_TOPIC_PREFIX`` applied).
-    topic: str
-    key: str | None
-    sender: str | None
-    #: The caller's trace context, taken when the event was sent.
-    traceparent: str | None
-    value: bytes | None = None
-    headers: cloudevents.KafkaHeaders | None = None
 
 
 class EventProducer:
@@ -229,22 +208,19 @@ class EventProducer:
     ) -> PreparedEvent:
         """Check and encode one event now, to produce later with :meth:`send_prepared`.
 
-        Raises what :meth:`send` raises for the caller's data. In asynchronous mode the
+        Raises what :meth:`send` raises for the caller's data. The body is encoded here
+        (:func:`~flowbus.producer.prepared.prepare_event`); in asynchronous mode the
         registry is not asked here: an event whose writer schema is not resolved yet is
-        encoded once to check it and framed when it is produced.
+        framed when it is produced.
         """
         if self._closed.is_set():
             raise ProducerClosedError(f"producer closed; event {metadata.id} not sent")
-        full_topic = self.topic_prefix + topic
-        event = PreparedEvent(
-            signal, metadata, data, full_topic, key, sender, cloudevents.current_traceparent()
-        )
-        if self.synchronous or not self._needs_registry or (signal, full_topic) in self._ready:
-            self._encode(event)
-        else:
-            from flowbus.avro.serializer import codec_for
-
-            codec_for(signal).encode(data)  # the caller's data errors raise here, at once
+        event = prepare_event(
+            self._serializer, self.topic_prefix, signal, metadata, data,
+            topic=topic, key=key, sender=sender,
+        )  # fmt: skip
+        if self.synchronous or not self._needs_registry or (signal, event.topic) in self._ready:
+            self._frame(event)
         return event
 
     def send_prepared(self, event: PreparedEvent) -> DeliveryReport | None:
@@ -253,7 +229,7 @@ class EventProducer:
             raise ProducerClosedError(f"producer closed; event {event.metadata.id} not sent")
         if self.synchronous:
             if event.value is None:
-                self._encode(event)
+                self._frame(event)
             return self._send_and_wait(event)
         if event.value is None or self._pending.holds_key(event.topic, event.key):
             self._wait_for_schema(event)
@@ -261,16 +237,10 @@ class EventProducer:
             self._produce(event, self._on_delivery_of(event))
         return None
 
-    def _encode(self, event: PreparedEvent) -> None:
-        serialized = self._serializer.serialize(event.signal, event.data, event.topic)
+    def _frame(self, event: PreparedEvent) -> None:
+        serialized = self._serializer.frame_body(event.signal, event.body, event.data, event.topic)
         self._ready.add((event.signal, event.topic))
-        event.headers = cloudevents.to_headers(
-            event.metadata,
-            partitionkey=event.key,
-            sender=event.sender,
-            dataschema=serialized.dataschema,
-            traceparent=event.traceparent,
-        )
+        event.headers = event.cloudevent_headers(serialized.dataschema)
         event.value = serialized.value
 
     def _wait_for_schema(self, event: PreparedEvent) -> None:
@@ -292,7 +262,7 @@ class EventProducer:
         while not stop.is_set() and (event := self._pending.first(stop)) is not None:
             if event.value is None:
                 try:
-                    self._encode(event)
+                    self._frame(event)
                 except SchemaRegistryError as exc:
                     failures += 1
                     delay = self._registry_backoff.delay(failures)

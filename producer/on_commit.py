@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from flowbus.metadata import EventMetadata
     from flowbus.signals import WorkflowSignal
 
-    from .event_producer import EventProducer, PreparedEvent
+    from .event_producer import EventProducer
+    from .prepared import PreparedEvent
 
 __all__ = [
     "DBAPITransactions",

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .event_producer import PreparedEvent
+    from .prepared import PreparedEvent
 
 __all__ = ["PendingEvents"]
 

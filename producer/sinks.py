@@ -7,15 +7,16 @@ Three sinks, each with its own delivery contract:
 - ``on_commit``: :class:`~flowbus.producer.on_commit.OnCommitSink` produces after the
   caller's database transaction commits, nothing on rollback. A crash between the commit
   and the delivery loses the event.
-- ``outbox``: ``flowbus.producer.outbox.OutboxSink`` writes the event into an outbox table
-  in the caller's transaction; a relay publishes it. Nothing committed is lost.
+- ``outbox``: :class:`~flowbus.producer.outbox.OutboxSink` writes the event into an outbox
+  table in the caller's transaction (the connection bound with ``outbox.bind``, or Django's
+  with the ``flowbus.producer.outbox.django`` app); a relay publishes it. Nothing
+  committed is lost.
 
 ``FLOWBUS_PRODUCER_SINK`` is the default, a route's ``"sink"`` overrides it.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
@@ -57,8 +58,8 @@ def resolve_sink(
     """The sink called ``name``: one given in ``sinks``, else the default one.
 
     ``direct`` defaults to ``producer``. ``on_commit`` needs its transaction hook, so it
-    must be given. ``outbox`` defaults to ``OutboxSink.from_settings(producer.settings)``,
-    imported only now. ``where`` names the configuration entry in errors.
+    must be given. ``outbox`` defaults to ``OutboxSink.from_settings(producer.settings)``
+    (imported only then). ``where`` names the configuration entry in errors.
     """
     if name in sinks:
         return sinks[name]
@@ -70,18 +71,6 @@ def resolve_sink(
             "start_forwarding(..., sinks={'on_commit': OnCommitSink(producer, "
             "DjangoTransactions() | SQLAlchemyTransactions(session) | DBAPITransactions())})"
         )
-    try:
-        outbox = importlib.import_module("flowbus.producer.outbox")
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"{where}: sink 'outbox' is not available in this installation of flowbus "
-            f"(cannot import flowbus.producer.outbox: {exc})"
-        ) from None
-    from_settings = getattr(getattr(outbox, "OutboxSink", None), "from_settings", None)
-    if from_settings is None:
-        raise ConfigurationError(
-            f"{where}: sink 'outbox': pass "
-            "start_forwarding(..., sinks={'outbox': OutboxSink(...)})"
-        )
-    sink: EventSink = from_settings(producer.settings)
-    return sink
+    from .outbox import OutboxSink
+
+    return OutboxSink.from_settings(producer.settings)

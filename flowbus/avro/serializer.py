@@ -78,6 +78,8 @@ class _Writer:
     header: bytes
     schema: ParsedSchema
     dataschema: str
+    #: The writer schema is the signal's own (not a latest version the registry chose).
+    own_schema: bool
 
 
 class EventSerializer:
@@ -149,6 +151,23 @@ class EventSerializer:
         codec = codec_for(signal)
         return _write(b"", codec, data, codec.schema)
 
+    def frame_body(
+        self, signal: WorkflowSignal, body: bytes, data: Mapping[str, Any], topic: str
+    ) -> SerializedEvent:
+        """:meth:`serialize` of an event whose :meth:`encode_body` is ``body``.
+
+        The body is framed as it is when the writer schema is the signal's own (always
+        without ``use_latest_version``); ``data`` is written again only when the registry's
+        latest version is another schema. Raises as :meth:`serialize` does.
+        """
+        writer = self._writers.get((signal, topic))
+        if writer is None:
+            writer = self._prepare(signal, topic)
+        if writer.own_schema:
+            return SerializedEvent(writer.header + body, writer.dataschema)
+        value = _write(writer.header, writer.codec, data, writer.schema)
+        return SerializedEvent(value, writer.dataschema)
+
     def frame(
         self, event_type: str, schema: ParsedSchema, topic: str, body: bytes
     ) -> SerializedEvent:
@@ -168,7 +187,8 @@ class EventSerializer:
     def _prepare(self, signal: WorkflowSignal, topic: str) -> _Writer:
         codec = codec_for(signal)
         framer = self._framer(signal.event_type, codec.schema, topic, self.use_latest_version)
-        writer = _Writer(codec, framer.header, framer.schema, framer.dataschema)
+        own = framer.schema.fingerprint == codec.schema.fingerprint
+        writer = _Writer(codec, framer.header, framer.schema, framer.dataschema, own)
         self._writers[(signal, topic)] = writer
         return writer
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .metrics import OutboxMetrics
 from .relay import OutboxRelay
-from .sink import OutboxSink, bind, bound
+from .sink import OutboxSink, bind, bind_by_default, bound
 from .store import SCHEMA_VERSION, OutboxStatus, RelayStore
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "OutboxSink",
     "OutboxStatus",
     "bind",
+    "bind_by_default",
     "bound",
     "migrate",
     "status",

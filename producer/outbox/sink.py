@@ -13,33 +13,36 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from flowbus import cloudevents
 from flowbus.errors import OutboxNotBoundError
 from flowbus.metadata import EventMetadata
 from flowbus.settings import FlowbusSettings, get_settings
 
+from ..prepared import PreparedEvent, prepare_event
 from .store import OutboxRow, dialect_of_connection, insert_event
 
 if TYPE_CHECKING:
     from flowbus.avro.serializer import EventSerializer
     from flowbus.signals import WorkflowSignal
 
-__all__ = ["OutboxSink", "bind", "bound"]
+__all__ = ["OutboxSink", "bind", "bind_by_default", "bound", "outbox_row"]
 
 _bound: contextvars.ContextVar[Any] = contextvars.ContextVar("flowbus_outbox_bound")
+#: What events go to when nothing is bound here (see :func:`bind_by_default`).
+_default: Callable[[], Any] | None = None
 
 
 @contextlib.contextmanager
 def bind(connection_or_session: Any) -> Iterator[None]:
     """Events sent inside go into this connection's current transaction.
 
-    Takes a ``sqlite3`` or psycopg 3 connection, or a SQLAlchemy ``Session`` or
+    Takes a ``sqlite3`` or psycopg 3 connection, a SQLAlchemy ``Session`` or
     ``Connection`` on either (the insert joins the session's transaction, beginning it if
-    needed). It does not commit or roll back: the caller's transaction decides. Binding
-    is per thread and per asyncio task (a context variable), and nests.
+    needed), or a Django connection (``django.db.connections[alias]``). It does not commit
+    or roll back: the caller's transaction decides. Binding is per thread and per asyncio
+    task (a context variable), and nests.
     """
     token = _bound.set(connection_or_session)
     try:
@@ -48,14 +51,29 @@ def bind(connection_or_session: Any) -> Iterator[None]:
         _bound.reset(token)
 
 
+def bind_by_default(provider: Callable[[], Any] | None) -> None:
+    """Outside :func:`bind`, events go to ``provider()`` (called per event, in the sending
+    thread); ``None`` removes it. The Django app registers its connection here."""
+    global _default
+    _default = provider
+
+
 def bound() -> Any | None:
-    """What :func:`bind` bound here, or None."""
-    return _bound.get(None)
+    """What :func:`bind` bound here, else the default binding's object, else None."""
+    target = _bound.get(None)
+    if target is None and _default is not None:
+        target = _default()
+    return target
 
 
 def dbapi_connection(bound_object: Any) -> Any:
-    """The DB-API connection behind a bound connection, SQLAlchemy Session or Connection."""
-    if type(bound_object).__module__.split(".")[0] != "sqlalchemy":
+    """The DB-API connection behind a bound connection, SQLAlchemy Session or Connection,
+    or Django connection."""
+    package = type(bound_object).__module__.split(".")[0]
+    if package == "django":
+        bound_object.ensure_connection()
+        return bound_object.connection
+    if package != "sqlalchemy":
         return bound_object
     connection = bound_object.connection() if callable(bound_object.connection) else bound_object
     return connection.connection.dbapi_connection
@@ -78,6 +96,13 @@ class OutboxSink:
             serializer = EventSerializer()  # encode_body needs neither registry nor catalog
         self._serializer = serializer
 
+    @classmethod
+    def from_settings(cls, settings: FlowbusSettings) -> OutboxSink:
+        """The ``outbox`` sink of the forwarding configuration (``FLOWBUS_PRODUCER_SINK``,
+        a route's ``"sink"``): it writes into whatever :func:`bind` (or the Django app)
+        binds when the signal is sent."""
+        return cls(settings=settings)
+
     def topic_name(self, topic: str) -> str:
         return f"{self.topic_prefix}{topic}"
 
@@ -93,30 +118,34 @@ class OutboxSink:
     ) -> None:
         """Write one event into the bound transaction; it is published after the commit.
 
-        Raises :class:`OutboxNotBoundError` outside :func:`bind`.
+        Raises :class:`OutboxNotBoundError` outside :func:`bind` (and without the Django
+        app), :class:`~flowbus.errors.EncodeError` for data that does not fit the schema.
         """
         target = bound()
         if target is None:
             raise OutboxNotBoundError(str(metadata.id), metadata.event_type)
         conn = dbapi_connection(target)
-        from flowbus.avro.serializer import codec_for
+        event = prepare_event(
+            self._serializer, self.topic_prefix, signal, metadata, data,
+            topic=topic, key=key, sender=sender,
+        )  # fmt: skip
+        insert_event(conn, dialect_of_connection(conn), outbox_row(event))
 
-        headers = cloudevents.to_headers(
-            metadata,
-            partitionkey=key,
-            sender=sender,
-            traceparent=cloudevents.current_traceparent(),
-        )
-        row = OutboxRow(
-            id=str(metadata.id),
-            topic=self.topic_name(topic),
-            key=key,
-            event_type=signal.event_type,
-            payload=self._serializer.encode_body(signal, data),
-            headers=json.dumps([(name, _text(value)) for name, value in headers]),
-            schema_fingerprint=codec_for(signal).schema.fingerprint.hex(),
-        )
-        insert_event(conn, dialect_of_connection(conn), row)
+
+def outbox_row(event: PreparedEvent) -> OutboxRow:
+    """The row of a prepared event: its body unframed, its headers without
+    ``ce_dataschema`` (the relay adds both when it frames the body)."""
+    from flowbus.avro.serializer import codec_for
+
+    return OutboxRow(
+        id=str(event.metadata.id),
+        topic=event.topic,
+        key=event.key,
+        event_type=event.signal.event_type,
+        payload=event.body,
+        headers=json.dumps([(name, _text(value)) for name, value in event.cloudevent_headers()]),
+        schema_fingerprint=codec_for(event.signal).schema.fingerprint.hex(),
+    )
 
 
 def _text(value: str | bytes | None) -> str | None:

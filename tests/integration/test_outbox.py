@@ -28,6 +28,8 @@ from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.catalog import caluma
 from flowbus.metadata import EventMetadata
 from flowbus.producer import outbox
+from flowbus.producer.event_producer import EventProducer
+from flowbus.producer.forwarding import start_forwarding
 from flowbus.producer.outbox import OutboxRelay, OutboxSink
 from flowbus.settings import get_settings
 
@@ -174,6 +176,40 @@ def test_rollback_publishes_nothing_and_commit_publishes_in_order(database_url, 
         assert deserializer.deserialize(SIGNAL, message.value(), topic) == data
     status = outbox.status(database_url)
     assert (status.pending, status.sent_kept, status.oldest_age_seconds) == (0, 3, None)
+
+
+def test_forwarding_with_the_outbox_sink_publishes_through_the_relay(
+    database_url, unique_topic, monkeypatch
+):
+    """``FLOWBUS_PRODUCER_SINK=outbox``: ``send_event`` inside ``bind`` writes the row; the
+    direct producer sends nothing; the relay publishes what committed."""
+    topic = unique_topic()
+    monkeypatch.setenv("FLOWBUS_PRODUCER_SINK", "outbox")
+    get_settings.cache_clear()
+    outbox.migrate(database_url)
+    producer = EventProducer(install_exit_handlers=False)
+    forwarder = start_forwarding(producer, {SIGNAL.event_type: [{"topic": topic}]})
+    conn = connect(database_url)
+    committed = []
+    try:
+        for outcome in ("rollback", "commit"):
+            with outbox.bind(conn):
+                for _ in range(2):
+                    event = sample_events.work_item_event(uuid.uuid4())
+                    SIGNAL.send_event(send_robust=False, sender="svc", **event)
+                    if outcome == "commit":
+                        committed.append(event["work_item"].case_id)
+            conn.rollback() if outcome == "rollback" else conn.commit()
+    finally:
+        forwarder.stop()
+        conn.close()
+    assert producer.stats.sent == 0
+    producer.close()
+    assert outbox.status(database_url).pending == 2
+    with relay(database_url):
+        messages = collect(topic, 2, timeout=60)
+    assert [m.key().decode() for m in messages] == [str(case_id) for case_id in committed]
+    assert {cloudevents.from_headers(m.headers()).sender for m in messages} == {"svc"}
 
 
 # --- SIGKILL right after the commit ------------------------------------------------------

@@ -305,6 +305,16 @@ def test_body_then_frame_is_serialize_in_either_framing() -> None:
         assert framed == serializer.serialize(signal, {"n": 5}, "orders")
 
 
+def test_frame_body_frames_the_prepared_body_as_serialize_would() -> None:
+    signal = FakeSignal(EVENT_TYPE, {"n": int})
+    registry_serializer, _ = registry_pair(FakeRegistryClient(), auto_register=True)
+    for serializer in (EventSerializer(), registry_serializer):
+        body = serializer.encode_body(signal, {"n": 5})
+        # The writer schema is the signal's own: the body is framed, the data not read.
+        framed = serializer.frame_body(signal, body, {}, "orders")
+        assert framed == serializer.serialize(signal, {"n": 5}, "orders")
+
+
 def test_encoding_a_body_needs_no_registry() -> None:
     client = FakeRegistryClient()
     client.down = True

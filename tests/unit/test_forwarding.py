@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +16,9 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from flowbus.catalog import caluma
-from flowbus.errors import ConfigurationError
+from flowbus.errors import ConfigurationError, OutboxNotBoundError
 from flowbus.metadata import EventMetadata
+from flowbus.producer import outbox
 from flowbus.producer.forwarding import Route, parse_forwarding_config, start_forwarding
 from flowbus.settings import FlowbusSettings
 from flowbus.signals import WorkflowSignal
@@ -298,19 +301,49 @@ def test_on_commit_without_its_sink_fails_at_start_naming_the_entry() -> None:
     assert COMPLETED.receivers == before
 
 
-def test_outbox_without_the_outbox_module_is_a_configuration_error(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_outbox_sink_writes_into_the_bound_transaction(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import sys
+    monkeypatch.setenv("FLOWBUS_PRODUCER_SINK", "outbox")
+    monkeypatch.setenv("FLOWBUS_TOPIC_PREFIX", "dev.")
+    url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    outbox.migrate(url)
+    producer = RecordingProducer(FlowbusSettings())
+    start_forwarding(producer, {COMPLETED.event_type: [{"topic": "cases"}]})  # type: ignore[arg-type]
+    conn = sqlite3.connect(tmp_path / "app.sqlite3")
+    event = sample_events.work_item_event()
+    with conn, outbox.bind(conn):
+        [(_, committed)] = COMPLETED.send_event(send_robust=False, **event)
+    with outbox.bind(conn):
+        COMPLETED.send_event(send_robust=False, **event)
+        conn.rollback()
+    rows = conn.execute("SELECT aggregatetype, aggregateid, type FROM flowbus_outbox").fetchall()
+    assert rows == [("dev.cases", str(event["work_item"].case_id), COMPLETED.event_type)]
+    assert committed == 1 and producer.sent == []  # one route, to the outbox, none direct
+    with pytest.raises(OutboxNotBoundError):
+        COMPLETED.send_event(send_robust=False, **event)
 
-    monkeypatch.setitem(sys.modules, "flowbus.producer.outbox", None)  # import fails
-    with pytest.raises(ConfigurationError) as caught:
-        start_forwarding(
-            RecordingProducer(), {COMPLETED.event_type: [{"topic": "t", "sink": "outbox"}]}
-        )  # type: ignore[arg-type]
-    message = str(caught.value)
-    assert message.startswith(f"{CONFIG_ENTRY}[0]: sink 'outbox' is not available")
-    assert "flowbus.producer.outbox" in message
+
+def test_a_default_binding_takes_the_events_sent_outside_bind(tmp_path: Path) -> None:
+    for name in ("app", "other"):
+        outbox.migrate(f"sqlite:///{tmp_path / name}.sqlite3")
+    conn = sqlite3.connect(tmp_path / "app.sqlite3")
+    other = sqlite3.connect(tmp_path / "other.sqlite3")
+    sink = outbox.OutboxSink.from_settings(FlowbusSettings())
+    event = sample_events.work_item_event()
+    data = COMPLETED.validate_data(**event)
+    outbox.bind_by_default(lambda: conn)
+    try:
+        sink.send(COMPLETED, COMPLETED.generate_signal_metadata(), data, topic="t")
+        with outbox.bind(other):  # an explicit binding wins
+            sink.send(COMPLETED, COMPLETED.generate_signal_metadata(), data, topic="t")
+        other.commit()
+        conn.commit()
+    finally:
+        outbox.bind_by_default(None)
+    for db in (conn, other):
+        assert db.execute("SELECT count(*) FROM flowbus_outbox").fetchone() == (1,)
+    assert outbox.bound() is None
 
 
 def test_a_disabled_route_needs_no_sink() -> None:

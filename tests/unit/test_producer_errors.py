@@ -44,15 +44,18 @@ class FlakyRegistrySerializer:
         self._resolved: set[tuple[WorkflowSignal, str]] = set()
         self._real = EventSerializer()
 
-    def serialize(
-        self, signal: WorkflowSignal, data: Mapping[str, Any], topic: str
+    def encode_body(self, signal: WorkflowSignal, data: Mapping[str, Any]) -> bytes:
+        return self._real.encode_body(signal, data)  # no registry call, as the real one
+
+    def frame_body(
+        self, signal: WorkflowSignal, body: bytes, data: Mapping[str, Any], topic: str
     ) -> SerializedEvent:
         if (signal, topic) not in self._resolved:
             self.calls += 1
             if self.down.is_set():
                 raise SchemaRegistryError("registry unreachable: connection refused", subject=topic)
             self._resolved.add((signal, topic))
-        return self._real.serialize(signal, data, topic)
+        return self._real.frame_body(signal, body, data, topic)
 
 
 def event(signal: WorkflowSignal = SIGNAL, case: str = "c-1", n: int = 0) -> tuple[Any, ...]:
