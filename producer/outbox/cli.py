@@ -6,13 +6,15 @@ import dataclasses
 import json
 import signal as signals
 import sys
+from collections.abc import Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from pydantic_settings import SettingsError
 
 from flowbus.errors import FlowbusError
+from flowbus.settings import FlowbusSettings
 
 DATABASE = click.option(
     "--database",
@@ -76,26 +78,38 @@ def status(database_url: str, as_json: bool) -> None:
               help="Seconds sent rows are kept before they are deleted.")  # fmt: skip
 @click.option("--name", help="This relay's name in the lease table (default: host-pid-random).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics here.")
-def relay(
+@click.option("--drain", is_flag=True, help="Exit once nothing is pending (a one-shot relay).")
+def relay(database_url: str, modules: tuple[str, ...], **options: Any) -> None:
+    """Publish committed outbox rows to Kafka until SIGTERM/SIGINT (or drained)."""
+    run_relay(database_url, modules, **options)
+
+
+def run_relay(
     database_url: str,
-    modules: tuple[str, ...],
-    batch_size: int,
-    poll_interval: float,
-    lease_ttl: float,
-    retention: float,
-    name: str | None,
-    metrics_port: int | None,
+    modules: Sequence[str] = (),
+    *,
+    settings: FlowbusSettings | None = None,
+    batch_size: int = 1000,
+    poll_interval: float = 1.0,
+    lease_ttl: float = 30.0,
+    retention: float = 86_400.0,
+    name: str | None = None,
+    metrics_port: int | None = None,
+    drain: bool = False,
 ) -> None:
-    """Publish committed outbox rows to Kafka until SIGTERM/SIGINT."""
+    """Run one relay in this process until SIGTERM/SIGINT (or drained): ``flowbus outbox
+    relay`` and the Django app's ``flowbus_outbox_relay`` command. Exits 1 on a
+    configuration or database error, naming it."""
     import flowbus.catalog  # noqa: F401  (registers the catalog's signals)
     from flowbus.receivers import import_receiver_modules
 
     from .relay import OutboxRelay
 
     try:
-        import_receiver_modules(modules or None)
+        import_receiver_modules(list(modules) or None)
         runner = OutboxRelay(
             database_url,
+            settings=settings,
             name=name,
             batch_size=batch_size,
             poll_interval=poll_interval,
@@ -114,8 +128,10 @@ def relay(
     for signum in (signals.SIGTERM, signals.SIGINT):
         signals.signal(signum, on_signal)
     click.echo(f"outbox relay {runner.name} running", err=True)
-    runner.run()
+    runner.run(drain=drain)
     runner.metrics.close()
+    if drain:
+        click.echo(f"outbox relay {runner.name}: drained", err=True)
 
 
 def _fail(exc: Exception) -> NoReturn:

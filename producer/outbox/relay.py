@@ -167,8 +167,12 @@ class OutboxRelay:
         """The buckets this relay holds a lease on now."""
         return list(self._buckets)
 
-    def run(self) -> None:
-        """The relay loop, on this thread, until :meth:`stop` (or SIGTERM in the CLI)."""
+    def run(self, *, drain: bool = False) -> None:
+        """The relay loop, on this thread, until :meth:`stop` (or SIGTERM in the CLI).
+
+        ``drain``: return as soon as the buckets this relay holds have nothing pending (a
+        one-shot relay, for jobs and tests; through outages it keeps trying meanwhile).
+        """
         try:
             while not self._stop.is_set():
                 try:
@@ -183,6 +187,8 @@ class OutboxRelay:
                 else:
                     self._failures = 0
                     if published == 0:
+                        if drain:
+                            return
                         self._wait_for_rows()
         finally:
             self._close()

@@ -36,6 +36,7 @@ __all__ = [
     "dialect_of_connection",
     "insert_event",
     "migrate",
+    "migrate_in_transaction",
 ]
 
 log = logging.getLogger(__name__)
@@ -368,19 +369,30 @@ class RelayStore:
 def migrate(store: RelayStore) -> int:
     """Apply the migrations ``store``'s database lacks, under a lock; returns the version."""
     with store.transaction() as tx:
-        if store.dialect == "postgresql":
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
-        tx.execute("CREATE TABLE IF NOT EXISTS flowbus_outbox_schema_version (version INTEGER)")
-        found = tx.rows("SELECT max(version) FROM flowbus_outbox_schema_version")
-        current = int(found[0][0] or 0)
-        if current > SCHEMA_VERSION:
-            raise OutboxStoreError(
-                f"{store.display_url} has outbox schema version {current}; this flowbus "
-                f"understands up to {SCHEMA_VERSION}: upgrade flowbus"
-            )
-        for version in sorted(v for v in MIGRATIONS if v > current):
-            for statement in MIGRATIONS[version][store.dialect]:
-                tx.execute(statement)
-            tx.execute("INSERT INTO flowbus_outbox_schema_version (version) VALUES (?)", (version,))
-            log.info("outbox %s migrated to version %d", store.display_url, version)
-        return max(current, SCHEMA_VERSION)
+        return _migrate(tx, store.display_url)
+
+
+def migrate_in_transaction(conn: Any, where: str) -> int:
+    """:func:`migrate` on ``conn`` (sqlite3 or psycopg 3), inside its current transaction,
+    which the caller commits: for frameworks that run their own migrations (the Django
+    app's). ``where`` names the database in messages."""
+    return _migrate(_Tx(conn, dialect_of_connection(conn)), where)
+
+
+def _migrate(tx: _Tx, where: str) -> int:
+    if tx.dialect == "postgresql":
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
+    tx.execute("CREATE TABLE IF NOT EXISTS flowbus_outbox_schema_version (version INTEGER)")
+    found = tx.rows("SELECT max(version) FROM flowbus_outbox_schema_version")
+    current = int(found[0][0] or 0)
+    if current > SCHEMA_VERSION:
+        raise OutboxStoreError(
+            f"{where} has outbox schema version {current}; this flowbus "
+            f"understands up to {SCHEMA_VERSION}: upgrade flowbus"
+        )
+    for version in sorted(v for v in MIGRATIONS if v > current):
+        for statement in MIGRATIONS[version][tx.dialect]:
+            tx.execute(statement)
+        tx.execute("INSERT INTO flowbus_outbox_schema_version (version) VALUES (?)", (version,))
+        log.info("outbox %s migrated to version %d", where, version)
+    return max(current, SCHEMA_VERSION)

@@ -3,7 +3,8 @@
 Usage: python scenario.py fail ok ...   (one POST /permits/ per argument; ``fail`` rolls back)
 
 After each request the producer is flushed, so an event produced by a rolled-back request
-would be on the topic before the next request starts.
+would be on the topic before the next request starts. With the outbox sink nothing is
+produced here: the events wait in the outbox table for ``manage.py flowbus_outbox_relay``.
 """
 
 import json
@@ -22,6 +23,7 @@ from permits import flowbus_setup  # noqa: E402
 from permits.models import Permit  # noqa: E402
 from permits.signals import PERMIT_SUBMITTED  # noqa: E402
 
+from flowbus.producer.outbox.django.models import OutboxEvent  # noqa: E402
 from flowbus.testing import capture_events  # noqa: E402
 
 call_command("migrate", verbosity=0)
@@ -49,6 +51,8 @@ print(
             "requests": requests,
             "permits": list(Permit.objects.order_by("pk").values_list("name", flat=True)),
             "stats": vars(flowbus_setup.producer.stats),
+            # Rows the outbox sink wrote and no relay published yet (read through the ORM).
+            "outbox_pending": OutboxEvent.objects.filter(sent_at__isnull=True).count(),
         }
     )
 )

@@ -3,8 +3,10 @@ a view saves a model and sends a signal inside ``transaction.atomic()``. A rollb
 publishes nothing on the real topic, a commit publishes the event.
 
 The venv is Django from PyPI plus this checkout's flowbus (editable), built once by
-``benchmarks/setup_peer_venv.py`` and cached. Each sink a transactional mode offers is a
-case of ``SINKS``: the outbox adds itself there (with its relay step) when it exists.
+``benchmarks/setup_peer_venv.py`` and cached. Each transactional sink is a case of
+``SINKS``: ``on_commit`` produces after the commit; ``outbox`` writes the row on Django's
+connection (the ``flowbus.producer.outbox.django`` app), and nothing reaches the topic
+until the test runs ``manage.py flowbus_outbox_relay --drain``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "tests" / "django_project"
 EVENT_TYPE = "org.flowbus.permits.permit.submitted.v1"
 #: The sinks tested through the project (FLOWBUS_PRODUCER_SINK values).
-SINKS = ["on_commit"]
+SINKS = ["on_commit", "outbox"]
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +84,39 @@ def test_rollback_publishes_nothing_and_commit_publishes_the_event(
     assert failed["undelivered"] == committed["undelivered"] == 0
     assert result["permits"] == ["permit 1"]  # the failed request's row was rolled back
 
+    if sink == "outbox":
+        # The committed event waits in the outbox (the rolled-back one went with its
+        # transaction); the service produced nothing itself.
+        assert result["outbox_pending"] == 1
+        assert result["stats"]["sent"] == 0
+        assert read_records(kafka_stack.bootstrap_servers, topic) == []
+        relay = subprocess.run(
+            [str(django_python), "manage.py", "flowbus_outbox_relay", "--drain",
+             "--import", "permits.signals", "--poll-interval", "0.2"],
+            cwd=PROJECT, env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert relay.returncode == 0, relay.stderr[-3000:]
+        assert "drained" in relay.stderr
+        # One table for both: flowbus's own CLI reads the row the Django relay marked sent.
+        status = subprocess.run(
+            [sys.executable, "-m", "flowbus", "outbox", "status", "--json",
+             "--database", database_url],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout) == {
+            "pending": 0,
+            "oldest_age_seconds": None,
+            "sent_kept": 1,
+        }
+    else:
+        assert result["outbox_pending"] == 0
+        assert result["stats"]["delivered"] == 1
+
     records = read_records(kafka_stack.bootstrap_servers, topic)
     # The failed request was flushed before the second began: its event would be first.
     assert [headers_of(r)["ce_id"] for r in records] == committed["event_ids"]
     (record,) = records
     assert headers_of(record)["ce_type"] == EVENT_TYPE
     assert headers_of(record)["ce_sender"] == "permits.views"
-    assert result["stats"]["delivered"] == 1
     assert result["stats"]["failed"] == result["stats"]["dropped"] == 0

@@ -10,7 +10,8 @@ from flowbus.producer.on_commit import DjangoTransactions, OnCommitSink
 from flowbus.producer.sinks import EventSink
 from permits import signals  # noqa: F401  (defines the project's signal)
 
-#: The transactional sinks this project can use, by FLOWBUS_PRODUCER_SINK name.
+#: The sinks this project builds itself, by FLOWBUS_PRODUCER_SINK name. ``outbox`` needs no
+#: entry: forwarding builds it, and the outbox app binds it to Django's connection.
 SINKS: dict[str, Callable[[EventProducer], EventSink]] = {
     "on_commit": lambda producer: OnCommitSink(producer, DjangoTransactions()),
 }

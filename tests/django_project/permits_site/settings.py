@@ -8,7 +8,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
-INSTALLED_APPS = ["django.contrib.contenttypes", "permits"]
+# The outbox app: its table (flowbus's DDL), the sink bound to Django's connection, and
+# `manage.py flowbus_outbox_relay`.
+INSTALLED_APPS = ["django.contrib.contenttypes", "flowbus.producer.outbox.django", "permits"]
 MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "permits_site.urls"
 USE_TZ = True
