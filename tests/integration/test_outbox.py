@@ -212,6 +212,46 @@ def test_forwarding_with_the_outbox_sink_publishes_through_the_relay(
     assert {cloudevents.from_headers(m.headers()).sender for m in messages} == {"svc"}
 
 
+def test_a_failed_outbox_write_fails_the_transaction_and_direct_keeps_send_robust(
+    database_url, unique_topic
+):
+    """``send_event`` with its default ``send_robust=True``. The outbox table is missing:
+    the write's error reaches the caller, the business row rolls back, and the signal's
+    direct route (called after the outbox route) puts nothing on the real broker. A direct
+    route that fails (its producer closed) is logged and returned, as before."""
+    direct_topic, outbox_topic = unique_topic(), unique_topic()
+    create_business_table(database_url)
+    producer = EventProducer(install_exit_handlers=False)
+    routes = [{"topic": direct_topic}, {"topic": outbox_topic, "sink": "outbox"}]
+    forwarder = start_forwarding(producer, {SIGNAL.event_type: routes})
+    conn = connect(database_url)
+    try:
+        with (
+            pytest.raises(Exception, match="flowbus_outbox") as caught,
+            conn,
+            outbox.bind(conn),
+        ):
+            conn.execute("INSERT INTO work_items VALUES ('wi-1', 'completed')")
+            SIGNAL.send_event(**sample_events.work_item_event(uuid.uuid4()))
+        assert type(caught.value).__module__.split(".")[0] in ("sqlite3", "psycopg")
+    finally:
+        forwarder.stop()
+        conn.close()
+    check = connect(database_url)
+    assert check.execute("SELECT count(*) FROM work_items").fetchone() == (0,)
+    check.close()
+    assert producer.flush(30) == 0 and producer.stats.sent == 0
+    assert collect(direct_topic, 1, timeout=3, settle=0) == []
+
+    producer.close()  # a direct route whose producer refuses: send_robust still decides
+    forwarder = start_forwarding(producer, {SIGNAL.event_type: [{"topic": direct_topic}]})
+    try:
+        results = dict(SIGNAL.send_event(**sample_events.work_item_event(uuid.uuid4())))
+    finally:
+        forwarder.stop()
+    assert type(results[forwarder.forward]).__name__ == "ProducerClosedError"
+
+
 # --- SIGKILL right after the commit ------------------------------------------------------
 
 SERVICE = textwrap.dedent(
