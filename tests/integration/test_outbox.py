@@ -146,6 +146,17 @@ def per_key(messages: list[Any]) -> dict[str, list[str]]:
     return order
 
 
+def assert_each_once_in_key_order(messages: list[Any], written: list[tuple[str, str]]) -> None:
+    """Every written (event id, key) on the topic exactly once, each key's in write order."""
+    ids = event_ids(messages)
+    assert len(ids) == len(set(ids)) == len(written)  # all of them, no duplicates
+    assert set(ids) == {uuid.UUID(event_id).hex for event_id, _ in written}
+    expected: dict[str, list[str]] = defaultdict(list)
+    for event_id, key in written:
+        expected[key].append(event_id)
+    assert per_key(messages) == expected
+
+
 # --- rollback and commit -----------------------------------------------------------------
 
 
@@ -363,13 +374,7 @@ def test_broker_stopped_longer_than_the_message_timeout_loses_and_duplicates_not
         dedicated_broker.start_kafka()
         messages = collect(topic, 1000, timeout=60, bootstrap=bootstrap)
     assert outage > 2 * timeout_ms / 1000
-    ids = event_ids(messages)
-    assert len(ids) == 1000 and len(set(ids)) == 1000  # all of them, no duplicates
-    assert set(ids) == {uuid.UUID(event_id).hex for event_id, _ in written}
-    expected: dict[str, list[str]] = defaultdict(list)
-    for event_id, key in written:
-        expected[key].append(event_id)
-    assert per_key(messages) == expected
+    assert_each_once_in_key_order(messages, written)
     assert outbox.status(database_url).pending == 0
 
 
@@ -404,13 +409,7 @@ def test_broker_unreachable_from_the_start_for_longer_than_the_message_timeout(
             messages = collect(topic, 1000, timeout=120)
     finally:
         proxy.stop()
-    ids = event_ids(messages)
-    assert len(ids) == 1000 and len(set(ids)) == 1000  # all of them, no duplicates
-    assert set(ids) == {uuid.UUID(event_id).hex for event_id, _ in written}
-    expected: dict[str, list[str]] = defaultdict(list)
-    for event_id, key in written:
-        expected[key].append(event_id)
-    assert per_key(messages) == expected
+    assert_each_once_in_key_order(messages, written)
     assert outbox.status(database_url).pending == 0
 
 
