@@ -79,21 +79,25 @@ def format_sourcelib(sourcelib: tuple[int, ...]) -> str:
 
 
 @functools.cache
-def _opentelemetry_inject() -> Callable[[dict[str, str]], None] | None:
+def _opentelemetry() -> tuple[Callable[[], Any], Callable[[dict[str, str]], None]] | None:
     # Looked up once: a failed import is not cached by Python and costs a search of
     # sys.path on every call, i.e. on every event sent.
     try:
         from opentelemetry.propagate import inject
+        from opentelemetry.trace import get_current_span
     except ImportError:
         return None
-    return inject  # type: ignore[no-any-return, unused-ignore]
+    return get_current_span, inject
 
 
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the active OpenTelemetry span, if OpenTelemetry is in use."""
-    inject = _opentelemetry_inject()
-    if inject is None:
+    opentelemetry = _opentelemetry()
+    if opentelemetry is None:
         return None
+    get_current_span, inject = opentelemetry
+    if not get_current_span().get_span_context().is_valid:
+        return None  # no active span, no traceparent: skip the propagators (per event)
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier.get(TRACEPARENT)

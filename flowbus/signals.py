@@ -69,10 +69,12 @@ ReceiverFunction = Callable[..., Any]
 
 
 class Receiver(NamedTuple):
-    """A connected receiver and the sender name it listens to (``None``: every sender)."""
+    """A connected receiver, the sender name it listens to (``None``: every sender), and
+    whether its exceptions always propagate (see :meth:`WorkflowSignal.connect`)."""
 
     function: ReceiverFunction
     sender_name: str | None
+    required: bool = False
 
 
 class DecodedData(dict[str, Any]):
@@ -284,27 +286,36 @@ class WorkflowSignal:
 
     # -- receivers ---------------------------------------------------------------------------
 
-    def connect(self, receiver: ReceiverFunction, sender: object = None) -> ReceiverFunction:
+    def connect(
+        self, receiver: ReceiverFunction, sender: object = None, *, required: bool = False
+    ) -> ReceiverFunction:
         """Call ``receiver`` for every event of this signal (only ``sender``'s, if given).
 
         ``sender`` is a class, a string, or an object (matched by its class), compared by
-        :func:`sender_name`. Connecting the same receiver for the same sender twice is a
-        no-op. Receivers are held strongly: disconnect them when they should stop.
+        :func:`sender_name`. A ``required`` receiver's exception always propagates from
+        ``send_event``, whatever ``send_robust`` says: for a receiver whose failure must
+        fail the sender (the forwarder's outbox and on-commit routes, whose write belongs
+        to the caller's transaction). Other receivers keep Open edX's ``send_robust``
+        semantics. Connecting the same receiver for the same sender again only updates
+        ``required``. Receivers are held strongly: disconnect them when they should stop.
         Returns ``receiver``.
         """
         if not callable(receiver):
             raise TypeError(f"receiver for {self._event_type} must be callable, got {receiver!r}")
-        entry = Receiver(receiver, sender_name(sender))
+        entry = Receiver(receiver, sender_name(sender), required)
         with self._receivers_lock:
-            if entry not in self._receivers:
+            same = [r for r in self._receivers if r[:2] == entry[:2]]
+            if not same:
                 self._receivers = (*self._receivers, entry)
+            elif same[0].required != required:
+                self._receivers = tuple(entry if r[:2] == entry[:2] else r for r in self._receivers)
         return receiver
 
     def disconnect(self, receiver: ReceiverFunction, sender: object = None) -> bool:
         """Disconnect ``receiver`` (connected for ``sender``); ``True`` if it was connected."""
-        entry = Receiver(receiver, sender_name(sender))
+        connected = (receiver, sender_name(sender))
         with self._receivers_lock:
-            remaining = tuple(r for r in self._receivers if r != entry)
+            remaining = tuple(r for r in self._receivers if r[:2] != connected)
             found = len(remaining) != len(self._receivers)
             self._receivers = remaining
         return found
@@ -471,8 +482,9 @@ class WorkflowSignal:
 
         Returns ``[(receiver, response_or_exception), ...]``. With ``send_robust`` (the
         default) a receiver's exception is logged (event id and type only) and returned
-        instead of raised, unless :meth:`allow_send_event_failure` was called. A disabled
-        signal does nothing and returns ``[]``.
+        instead of raised, unless :meth:`allow_send_event_failure` was called; a receiver
+        connected with ``required=True`` raises whatever ``send_robust`` says (the receivers
+        after it are not called). A disabled signal does nothing and returns ``[]``.
         """
         if not self._enabled:
             return []
@@ -544,7 +556,10 @@ class WorkflowSignal:
     ) -> list[tuple[ReceiverFunction, Any]]:
         propagate = self._allow_send_event_failure or not robust
         results: list[tuple[ReceiverFunction, Any]] = []
-        for function in self._matching(sender_name(sender)):
+        name = sender_name(sender)
+        for function, listens_to, required in self._receivers:
+            if listens_to is not None and listens_to != name:
+                continue
             try:
                 response = function(
                     sender,
@@ -554,7 +569,7 @@ class WorkflowSignal:
                     **data,
                 )
             except Exception as exc:
-                if propagate:
+                if propagate or required:
                     raise
                 logger.error(
                     "receiver %s failed for event %s (%s)",

@@ -12,13 +12,20 @@
 validated when forwarding starts: an unknown event type, a key path that cannot exist in
 the signal's data or a sink that is not available is an error naming the entry. Events a
 consumer re-sent (``from_event_bus=True``) are never forwarded again.
+
+A failed write of an ``outbox`` or ``on_commit`` route (nothing bound, the table missing,
+a database error, an event that cannot be prepared) raises from ``send_event`` into the
+caller, whatever ``send_robust`` says, so that the caller's transaction fails with it
+instead of committing without its event: the forwarder connects those routes as a
+*required* receiver (``Forwarder.forward_in_transaction``), called before the ``direct``
+routes' receiver (``Forwarder.forward``), which keeps ``send_robust``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -90,12 +97,48 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
+class RouteReceiver:
+    """A receiver that hands each event to the sinks of its event type's routes; it
+    returns how many routes it handed the event to."""
+
+    def __init__(self, routes: Mapping[str, Sequence[tuple[Route, EventSink]]]) -> None:
+        self.routes = routes
+
+    def __call__(
+        self,
+        sender: object,
+        *,
+        signal: WorkflowSignal,
+        metadata: EventMetadata,
+        from_event_bus: bool = False,
+        **data: Any,
+    ) -> int:
+        if from_event_bus:
+            return 0  # re-sent by a consumer: it already travelled
+        routes = self.routes.get(signal.event_type, ())
+        if not routes:
+            return 0
+        name = sender_name(sender)
+        for route, sink in routes:
+            sink.send(
+                signal,
+                metadata,
+                data,
+                topic=route.topic,
+                key=signal.resolve_key(data, route.key_path),
+                sender=name,
+            )
+        return len(routes)
+
+
 class Forwarder:
     """Connects the configured signals to their sinks; ``stop()`` disconnects them.
 
     ``sinks`` names the sinks routes may choose (``direct`` defaults to ``producer``);
     ``default_sink`` is the sink of routes that name none (default:
-    ``FLOWBUS_PRODUCER_SINK``).
+    ``FLOWBUS_PRODUCER_SINK``). Two receivers: :attr:`forward_in_transaction`, the
+    required one of the ``outbox`` and ``on_commit`` routes, connected first, and
+    :attr:`forward`, the one of the ``direct`` routes (see the module docstring).
     """
 
     def __init__(
@@ -111,54 +154,36 @@ class Forwarder:
         default = default_sink or producer.settings.producer_sink
         given = dict(sinks or {})
         resolved: dict[str, EventSink] = {}
-        self._routes: dict[str, list[tuple[Route, EventSink]]] = {}
+        direct: dict[str, list[tuple[Route, EventSink]]] = {}
+        in_transaction: dict[str, list[tuple[Route, EventSink]]] = {}
         for event_type, routes in config.items():
-            chosen = []
+            direct[event_type], in_transaction[event_type] = [], []
             for index, route in enumerate(routes):
                 name = route.sink or default
-                if route.enabled and name not in resolved:
+                if not route.enabled:
+                    continue
+                if name not in resolved:
                     where = f"FLOWBUS_PRODUCER_CONFIG[{event_type!r}][{index}]"
                     resolved[name] = resolve_sink(name, producer, given, where)
-                if route.enabled:
-                    chosen.append((route, resolved[name]))
-            self._routes[event_type] = chosen
+                chosen = direct if name == "direct" else in_transaction
+                chosen[event_type].append((route, resolved[name]))
+        self.forward = RouteReceiver(direct)
+        self.forward_in_transaction = RouteReceiver(in_transaction)
         self._signals = [WorkflowSignal.get_signal_by_type(t) for t in config]
 
     def start(self) -> Forwarder:
         for signal in self._signals:
-            signal.connect(self.forward)
+            transactional = bool(self.forward_in_transaction.routes[signal.event_type])
+            if transactional:
+                signal.connect(self.forward_in_transaction, required=True)
+            if self.forward.routes[signal.event_type] or not transactional:
+                signal.connect(self.forward)  # also with no route enabled: it answers 0
         return self
 
     def stop(self) -> None:
         for signal in self._signals:
+            signal.disconnect(self.forward_in_transaction)
             signal.disconnect(self.forward)
-
-    def forward(
-        self,
-        sender: object,
-        *,
-        signal: WorkflowSignal,
-        metadata: EventMetadata,
-        from_event_bus: bool = False,
-        **data: Any,
-    ) -> int:
-        """The receiver: hand the event to each enabled route's sink; returns how many."""
-        if from_event_bus:
-            return 0  # re-sent by a consumer: it already travelled
-        routes = self._routes.get(signal.event_type, ())
-        if not routes:
-            return 0
-        name = sender_name(sender)
-        for route, sink in routes:
-            sink.send(
-                signal,
-                metadata,
-                data,
-                topic=route.topic,
-                key=signal.resolve_key(data, route.key_path),
-                sender=name,
-            )
-        return len(routes)
 
 
 def start_forwarding(

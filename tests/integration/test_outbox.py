@@ -21,10 +21,12 @@ from urllib.parse import urlsplit
 import pytest
 import sample_events
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from tcp_proxy import TcpProxy
 
-from flowbus import cloudevents
+from flowbus import cloudevents, devstack
 from flowbus.avro.serializer import EventDeserializer, EventSerializer
+from flowbus.backoff import Backoff
 from flowbus.catalog import caluma
 from flowbus.metadata import EventMetadata
 from flowbus.producer import outbox
@@ -96,11 +98,14 @@ def relay(url: str, **options: Any) -> Iterator[OutboxRelay]:
         running.stop(timeout=60)
 
 
-def collect(topic: str, count: int, timeout: float, settle: float = 2.0) -> list[Any]:
-    """Records of ``topic`` until ``count`` arrived (then ``settle`` s more, to see extras)."""
+def collect(
+    topic: str, count: int, timeout: float, settle: float = 2.0, bootstrap: str | None = None
+) -> list[Any]:
+    """Records of ``topic`` until ``count`` arrived (then ``settle`` s more, to see extras);
+    ``bootstrap``: another broker than the session's."""
     consumer = Consumer(
         {
-            "bootstrap.servers": get_settings().kafka_bootstrap_servers,
+            "bootstrap.servers": bootstrap or get_settings().kafka_bootstrap_servers,
             "group.id": f"reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
         }
@@ -139,6 +144,17 @@ def per_key(messages: list[Any]) -> dict[str, list[str]]:
         order[message.key().decode()].append(str(cloudevents.from_headers(message.headers())
                                                  .metadata.id))  # fmt: skip
     return order
+
+
+def assert_each_once_in_key_order(messages: list[Any], written: list[tuple[str, str]]) -> None:
+    """Every written (event id, key) on the topic exactly once, each key's in write order."""
+    ids = event_ids(messages)
+    assert len(ids) == len(set(ids)) == len(written)  # all of them, no duplicates
+    assert set(ids) == {uuid.UUID(event_id).hex for event_id, _ in written}
+    expected: dict[str, list[str]] = defaultdict(list)
+    for event_id, key in written:
+        expected[key].append(event_id)
+    assert per_key(messages) == expected
 
 
 # --- rollback and commit -----------------------------------------------------------------
@@ -212,6 +228,46 @@ def test_forwarding_with_the_outbox_sink_publishes_through_the_relay(
     assert {cloudevents.from_headers(m.headers()).sender for m in messages} == {"svc"}
 
 
+def test_a_failed_outbox_write_fails_the_transaction_and_direct_keeps_send_robust(
+    database_url, unique_topic
+):
+    """``send_event`` with its default ``send_robust=True``. The outbox table is missing:
+    the write's error reaches the caller, the business row rolls back, and the signal's
+    direct route (called after the outbox route) puts nothing on the real broker. A direct
+    route that fails (its producer closed) is logged and returned, as before."""
+    direct_topic, outbox_topic = unique_topic(), unique_topic()
+    create_business_table(database_url)
+    producer = EventProducer(install_exit_handlers=False)
+    routes = [{"topic": direct_topic}, {"topic": outbox_topic, "sink": "outbox"}]
+    forwarder = start_forwarding(producer, {SIGNAL.event_type: routes})
+    conn = connect(database_url)
+    try:
+        with (
+            pytest.raises(Exception, match="flowbus_outbox") as caught,
+            conn,
+            outbox.bind(conn),
+        ):
+            conn.execute("INSERT INTO work_items VALUES ('wi-1', 'completed')")
+            SIGNAL.send_event(**sample_events.work_item_event(uuid.uuid4()))
+        assert type(caught.value).__module__.split(".")[0] in ("sqlite3", "psycopg")
+    finally:
+        forwarder.stop()
+        conn.close()
+    check = connect(database_url)
+    assert check.execute("SELECT count(*) FROM work_items").fetchone() == (0,)
+    check.close()
+    assert producer.flush(30) == 0 and producer.stats.sent == 0
+    assert collect(direct_topic, 1, timeout=3, settle=0) == []
+
+    producer.close()  # a direct route whose producer refuses: send_robust still decides
+    forwarder = start_forwarding(producer, {SIGNAL.event_type: [{"topic": direct_topic}]})
+    try:
+        results = dict(SIGNAL.send_event(**sample_events.work_item_event(uuid.uuid4())))
+    finally:
+        forwarder.stop()
+    assert type(results[forwarder.forward]).__name__ == "ProducerClosedError"
+
+
 # --- SIGKILL right after the commit ------------------------------------------------------
 
 SERVICE = textwrap.dedent(
@@ -266,13 +322,72 @@ def test_sigkill_after_commit_loses_nothing(database_url, unique_topic, kafka_st
     assert outbox.status(database_url).pending == 0
 
 
-# --- the broker unreachable for longer than message.timeout.ms ---------------------------
+# --- the broker stopped for longer than message.timeout.ms ------------------------------
 
 
-def test_broker_outage_longer_than_the_message_timeout(database_url, unique_topic, kafka_stack):
-    """The relay's only way to the broker is a proxy that is cut while 1,000 events are
-    committed and for several message timeouts after; the broker advertises its own
-    address, so the cut covers the relay's bootstrap (its first contact)."""
+@pytest.fixture(scope="module")
+def dedicated_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.LocalStack]:
+    """A broker of this module's own (the local stack, from the cached artifacts), which a
+    test may stop and start again: same port, same data."""
+    stack = devstack.LocalStack(
+        tmp_path_factory.mktemp("outbox-broker"), get_settings().cache_dir, die_with_parent=True
+    )
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+def test_broker_stopped_longer_than_the_message_timeout_loses_and_duplicates_nothing(
+    database_url, dedicated_broker
+):
+    """The relay publishes the first 100 events (its connections are established), then the
+    broker stops (SIGTERM) and stays down for several ``message.timeout.ms`` while the
+    service commits 900 more; each of them times out in the relay at least once. After the
+    restart on the same port and data: 1,000 of 1,000 on the topic, no duplicate ce_id, and
+    each key's events in commit order."""
+    info = dedicated_broker.info()
+    assert info is not None
+    bootstrap, timeout_ms = info.bootstrap_servers, 2000
+    topic = f"outbox-outage-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3)])[topic].result(timeout=30)
+    outbox.migrate(database_url)
+    keys = [uuid.uuid4() for _ in range(20)]
+    options = {"kafka_config": {"bootstrap.servers": bootstrap, "message.timeout.ms": timeout_ms},
+               "lease_ttl": 6.0, "backoff": Backoff(initial=0.2, maximum=1.0)}  # fmt: skip
+    with relay(database_url, **options) as running:
+        written = write_events(database_url, topic, [keys[i % 20] for i in range(100)])
+        wait_for(lambda: running.metrics.published_total._value.get() >= 100, 30,
+                 "the first 100 events published")  # fmt: skip
+        dedicated_broker.stop_kafka()
+        stopped = time.monotonic()
+        for batch in range(1, 10):
+            written += write_events(database_url, topic, [keys[(batch * 100 + i) % 20]
+                                                          for i in range(100)])  # fmt: skip
+        wait_for(lambda: running.metrics.failed_total._value.get() >= 900, 30,
+                 "each of the 900 events timed out at least once")  # fmt: skip
+        time.sleep(timeout_ms / 1000)  # and longer than message.timeout.ms again
+        assert outbox.status(database_url).pending == 900
+        outage = time.monotonic() - stopped
+        dedicated_broker.start_kafka()
+        messages = collect(topic, 1000, timeout=60, bootstrap=bootstrap)
+    assert outage > 2 * timeout_ms / 1000
+    assert_each_once_in_key_order(messages, written)
+    assert outbox.status(database_url).pending == 0
+
+
+# --- the broker unreachable at the relay's first contact ---------------------------------
+
+
+def test_broker_unreachable_from_the_start_for_longer_than_the_message_timeout(
+    database_url, unique_topic, kafka_stack
+):
+    """The relay's only way to the broker is a proxy that is cut from the relay's start,
+    while 1,000 events are committed and for several message timeouts after (the broker
+    advertises its own address, so the cut covers only the relay's first contact; the test
+    above stops a broker the relay is connected to)."""
     topic = unique_topic(partitions=3)
     broker = urlsplit(f"//{kafka_stack.bootstrap_servers.split(',')[0]}")
     proxy = TcpProxy(str(broker.hostname), int(broker.port or 9092))  # not started: "down"
@@ -294,13 +409,7 @@ def test_broker_outage_longer_than_the_message_timeout(database_url, unique_topi
             messages = collect(topic, 1000, timeout=120)
     finally:
         proxy.stop()
-    ids = event_ids(messages)
-    assert len(ids) == 1000 and len(set(ids)) == 1000  # all of them, no duplicates
-    assert set(ids) == {uuid.UUID(event_id).hex for event_id, _ in written}
-    expected: dict[str, list[str]] = defaultdict(list)
-    for event_id, key in written:
-        expected[key].append(event_id)
-    assert per_key(messages) == expected
+    assert_each_once_in_key_order(messages, written)
     assert outbox.status(database_url).pending == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import uuid
@@ -16,10 +17,11 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from flowbus.catalog import caluma
-from flowbus.errors import ConfigurationError, OutboxNotBoundError
+from flowbus.errors import ConfigurationError, OutboxNotBoundError, ProducerClosedError
 from flowbus.metadata import EventMetadata
 from flowbus.producer import outbox
 from flowbus.producer.forwarding import Route, parse_forwarding_config, start_forwarding
+from flowbus.producer.on_commit import DBAPITransactions, OnCommitSink
 from flowbus.settings import FlowbusSettings
 from flowbus.signals import WorkflowSignal
 from flowbus.testing import isolated_receivers
@@ -352,3 +354,66 @@ def test_a_disabled_route_needs_no_sink() -> None:
     start_forwarding(producer, config)  # type: ignore[arg-type]
     COMPLETED.send_event(**sample_events.work_item_event())
     assert producer.sent == []
+
+
+# --- a failed outbox or on-commit write fails the caller --------------------------------
+
+
+class ClosedProducer(RecordingProducer):
+    """A producer that refuses every event, as a closed one does."""
+
+    def send(self, signal: WorkflowSignal, metadata: EventMetadata, *a: Any, **kw: Any) -> None:
+        raise ProducerClosedError(f"producer closed; event {metadata.id} not sent")
+
+    prepare = send
+
+
+def business_connection(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE work_items (id TEXT PRIMARY KEY)")
+    conn.commit()
+    return conn
+
+
+@pytest.mark.parametrize("fault", ["no outbox table", "nothing bound"])
+def test_a_failed_outbox_write_raises_and_the_business_row_rolls_back(
+    fault: str, tmp_path: Path
+) -> None:
+    """With send_event's default send_robust=True: the outbox route's error reaches the
+    caller, its transaction rolls back, and the direct route (called after) sends nothing."""
+    conn = business_connection(tmp_path / "app.sqlite3")  # the outbox table is never created
+    if fault == "nothing bound":
+        outbox.migrate(f"sqlite:///{tmp_path / 'app.sqlite3'}")
+    producer = RecordingProducer()
+    config = {COMPLETED.event_type: [{"topic": "direct"}, {"topic": "o", "sink": "outbox"}]}
+    start_forwarding(producer, config)  # type: ignore[arg-type]
+    expected = sqlite3.OperationalError if fault == "no outbox table" else OutboxNotBoundError
+    with pytest.raises(expected), conn:
+        conn.execute("INSERT INTO work_items VALUES ('wi-1')")
+        with contextlib.ExitStack() as binding:
+            if fault == "no outbox table":
+                binding.enter_context(outbox.bind(conn))
+            COMPLETED.send_event(**sample_events.work_item_event())
+    assert conn.execute("SELECT count(*) FROM work_items").fetchone() == (0,)
+    assert producer.sent == []
+
+
+def test_an_on_commit_event_that_cannot_be_prepared_fails_the_transaction(tmp_path: Path) -> None:
+    conn = business_connection(tmp_path / "app.sqlite3")
+    producer, transactions = ClosedProducer(), DBAPITransactions()
+    sink = OnCommitSink(producer, transactions)  # type: ignore[arg-type]
+    start_forwarding(producer, {COMPLETED.event_type: [{"topic": "t"}]},  # type: ignore[arg-type]
+                     sinks={"on_commit": sink}, default_sink="on_commit")  # fmt: skip
+    with pytest.raises(ProducerClosedError), transactions.transaction(conn):
+        conn.execute("INSERT INTO work_items VALUES ('wi-1')")
+        COMPLETED.send_event(**sample_events.work_item_event())
+    assert conn.execute("SELECT count(*) FROM work_items").fetchone() == (0,)
+
+
+def test_a_failing_direct_route_still_follows_send_robust() -> None:
+    producer = ClosedProducer()
+    forwarder = start_forwarding(producer, {COMPLETED.event_type: [{"topic": "t"}]})  # type: ignore[arg-type]
+    results = dict(COMPLETED.send_event(**sample_events.work_item_event()))
+    assert isinstance(results[forwarder.forward], ProducerClosedError)  # logged and returned
+    with pytest.raises(ProducerClosedError):
+        COMPLETED.send_event(send_robust=False, **sample_events.work_item_event())

@@ -555,6 +555,27 @@ def test_allow_send_event_failure_propagates() -> None:
     assert isinstance(signal.send_event(x=1)[0][1], ValueError)
 
 
+def test_a_required_receiver_raises_whatever_send_robust_says() -> None:
+    def failing(sender: Any, **kwargs: Any) -> None:
+        raise ValueError("nope")
+
+    before, after, robust = Recorder("before"), Recorder("after"), Recorder("robust")
+    signal = WorkflowSignal(unique_event_type(), {"x": int})
+    signal.connect(before)
+    signal.connect(failing, required=True)
+    signal.connect(after)
+    with pytest.raises(ValueError, match="nope"):
+        signal.send_event(x=1)  # send_robust=True, the default
+    assert (len(before.calls), len(after.calls)) == (1, 0)  # the ones after it: not called
+    signal.connect(failing)  # connecting again updates `required`, adds nothing
+    assert [r.required for r in signal.receivers] == [False, False, False]
+    assert isinstance(dict(signal.send_event(x=1))[failing], ValueError)
+    signal.connect(failing, required=True)
+    assert signal.disconnect(failing) and not signal.disconnect(failing)
+    signal.connect(robust)
+    assert [response for _, response in signal.send_event(x=1)] == ["before", "after", "robust"]
+
+
 def test_disabled_signal_does_nothing() -> None:
     receiver = Recorder()
     signal = WorkflowSignal(unique_event_type(), {"x": int})
