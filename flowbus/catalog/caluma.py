@@ -1,32 +1,59 @@
 """Caluma's workflow events: pre and post events for work items and cases.
 
 Each event's data is a snapshot (``work_item`` or ``case``), the acting ``user`` and the
-free-form ``context`` Caluma passes along; the pre-create events add ``validated_data``.
-All events of one case are keyed by the case id, so they share a partition and keep the
-order Caluma emits them in (``post_complete_work_item``, ``post_create_work_item``,
-``post_complete_case`` for one completion).
+free-form ``context`` Caluma passes along; the pre-create events add ``validated_data``,
+the reopen events the ``work_items`` being reopened. :mod:`flowbus.producer.caluma` sends
+them from a Caluma service.
+
+**Keys and order.** Every event of one case is keyed by the case id, so one case's events
+share a partition and arrive in the order Caluma emits them. What Caluma 12.x emits:
+
+- starting a case: ``pre_create_case``, ``post_create_case``, then ``post_create_work_item``
+  for each start task;
+- completing (or skipping) a work item that has successors: ``pre_complete_work_item``,
+  ``post_complete_work_item``, then ``post_create_work_item`` for each successor;
+- completing (or skipping) the last open work item: ``pre_complete_work_item``,
+  ``post_complete_work_item``, then ``post_complete_case``, whose sender is
+  ``"post_complete_work_item"`` (``"post_skip_work_item"`` after a skip), not a mutation;
+- cancelling, suspending or resuming a case: the case's ``pre_`` event, the ``pre_``/
+  ``post_`` pair of each affected work item (a sub-workflow's case in between, under its own
+  key), then the case's ``post_`` event;
+- ``pre_reopen_case``, ``post_reopen_case``; creating a multiple-instance work item:
+  ``pre_create_work_item``, ``post_create_work_item``.
+
+Senders travel as Caluma names them: mostly the event's own name (``"pre_cancel_case"``),
+``"case_post_create"`` for the start tasks' ``post_create_work_item``, and the mutation
+class (``"caluma.caluma_workflow.schema.CreateWorkItem"``) for ``createWorkItem``.
 
 The module-level lower-case names are Caluma's own (``pre_create_work_item``,
 ``post_complete_case``, ...), for users coming from Caluma's ``caluma_workflow.events``.
 
 Two pre-create events differ from Caluma's arguments: ``pre_create_work_item`` carries the
 ``case`` the work item is being created in (Caluma has it inside ``validated_data``) so that
-it is keyed like every other event of that case, and ``pre_create_case`` passes
-``case=None``, as Caluma does: a case that does not exist yet has no id, so that event has
-no key.
+it is keyed like every other event of that case, and ``pre_create_case`` carries the
+``case_id`` the case will get (``case`` is ``None``, as in Caluma: the case does not exist
+yet) and is keyed by it.
+
+**Minor version 1** (every Caluma signal): the user's active ``group``, the work item's
+``child_case_id``, ``modified_by_user``/``modified_by_group`` on work items and cases,
+``work_items`` on the reopen events, ``case_id`` (and with it a key) on ``pre_create_case``.
+All with defaults, so version 0 and 1 read each other's events.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+from uuid import UUID
 
-from pydantic import JsonValue
+from pydantic import Field, JsonValue
 
 from flowbus.catalog.models import CaseSnapshot, UserInfo, WorkItemSnapshot
 from flowbus.signals import WorkflowSignal
 
 WORK_ITEM_ACTIONS = ("create", "complete", "cancel", "skip", "suspend", "resume", "redo")
 CASE_ACTIONS = ("create", "complete", "cancel", "suspend", "resume", "reopen")
+#: Minor version of every Caluma signal (see the module docstring).
+MINOR_VERSION = 1
 
 
 def _work_item_data(*, pre_create: bool = False) -> dict[str, Any]:
@@ -41,15 +68,24 @@ def _work_item_data(*, pre_create: bool = False) -> dict[str, Any]:
     return {"work_item": WorkItemSnapshot, "user": UserInfo, "context": JsonValue}
 
 
-def _case_data(*, pre_create: bool = False) -> dict[str, Any]:
+def _case_data(action: str, *, pre_create: bool = False) -> dict[str, Any]:
     if pre_create:
         return {
             "case": CaseSnapshot | None,
             "user": UserInfo,
             "context": JsonValue,
             "validated_data": JsonValue,
+            "case_id": Annotated[
+                UUID | None, Field(default=None, description="The id the new case gets.")
+            ],
         }
-    return {"case": CaseSnapshot, "user": UserInfo, "context": JsonValue}
+    data: dict[str, Any] = {"case": CaseSnapshot, "user": UserInfo, "context": JsonValue}
+    if action == "reopen":
+        data["work_items"] = Annotated[
+            list[WorkItemSnapshot],
+            Field(default_factory=list, description="The work items being reopened."),
+        ]
+    return data
 
 
 def _work_item_signal(phase: str, action: str) -> WorkflowSignal:
@@ -57,6 +93,7 @@ def _work_item_signal(phase: str, action: str) -> WorkflowSignal:
     return WorkflowSignal(
         f"org.flowbus.caluma.work_item.{phase}_{action}.v1",
         _work_item_data(pre_create=pre_create),
+        MINOR_VERSION,
         key_path="case.id" if pre_create else "work_item.case_id",
         doc=f"Caluma {phase}_{action}_work_item: "
         + ("before" if phase == "pre" else "after")
@@ -68,8 +105,9 @@ def _case_signal(phase: str, action: str) -> WorkflowSignal:
     pre_create = phase == "pre" and action == "create"
     return WorkflowSignal(
         f"org.flowbus.caluma.case.{phase}_{action}.v1",
-        _case_data(pre_create=pre_create),
-        key_path="case.id",
+        _case_data(action, pre_create=pre_create),
+        MINOR_VERSION,
+        key_path="case_id" if pre_create else "case.id",
         doc=f"Caluma {phase}_{action}_case: "
         + ("before" if phase == "pre" else "after")
         + f" a case is {_PAST[action]}.",

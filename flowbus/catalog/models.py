@@ -63,14 +63,24 @@ class CaseStatus(StrEnum):
 
 
 class UserInfo(_Snapshot):
-    """Who caused the event. ``username`` is ``None`` for anonymous or system actions."""
+    """Who caused the event. ``username`` is ``None`` for anonymous or system actions.
+
+    ``group`` is the user's active group: what Caluma writes into ``created_by_group``,
+    ``modified_by_group`` and ``closed_by_group`` (since minor version 1; ``None`` before).
+    """
 
     username: str | None
     groups: list[str] = Field(default_factory=list)
+    group: str | None = None
 
 
 class WorkItemSnapshot(_Snapshot):
-    """A Caluma work item. ``name`` and ``description`` map language codes to text."""
+    """A Caluma work item. ``name`` and ``description`` map language codes to text (only
+    the languages that are set).
+
+    ``child_case_id`` (the case of a sub-workflow), ``modified_by_user`` and
+    ``modified_by_group`` were added in minor version 1 (``None`` in older events).
+    """
 
     id: UUID
     case_id: UUID
@@ -92,10 +102,16 @@ class WorkItemSnapshot(_Snapshot):
     closed_by_user: str | None = None
     closed_by_group: str | None = None
     meta: JsonValue = Field(default_factory=dict)
+    child_case_id: UUID | None = None
+    modified_by_user: str | None = None
+    modified_by_group: str | None = None
 
 
 class CaseSnapshot(_Snapshot):
-    """A Caluma case. ``family_id`` is the root case's id (the case's own id for a root)."""
+    """A Caluma case. ``family_id`` is the root case's id (the case's own id for a root).
+
+    ``modified_by_user`` and ``modified_by_group`` were added in minor version 1.
+    """
 
     id: UUID
     family_id: UUID
@@ -111,6 +127,8 @@ class CaseSnapshot(_Snapshot):
     closed_by_user: str | None = None
     closed_by_group: str | None = None
     meta: JsonValue = Field(default_factory=dict)
+    modified_by_user: str | None = None
+    modified_by_group: str | None = None
 
 
 class ResourceRef(_Snapshot):

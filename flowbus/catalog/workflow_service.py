@@ -27,6 +27,7 @@ def _resource_signal(action: str, doc: str) -> WorkflowSignal:
     return WorkflowSignal(
         f"org.flowbus.workflow_service.resource.{action}.v1",
         _RESOURCE_DATA,
+        1,  # 1: UserInfo.group
         key_path="resource.id",
         doc=doc,
     )

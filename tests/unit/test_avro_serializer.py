@@ -93,7 +93,7 @@ def test_catalog_signal_round_trip_in_single_object_encoding() -> None:
     data = post_complete_data(signal)
     serialized = EventSerializer().serialize(signal, data, "events")
     assert serialized.value[:2] == b"\xc3\x01"
-    assert serialized.dataschema == f"schemas/{signal.event_type}/1.avsc"
+    assert serialized.dataschema == f"schemas/{signal.event_type}/2.avsc"
     decoded = EventDeserializer().deserialize(signal, serialized.value, "events")
     assert decoded == data
     assert signal.validate_data(**decoded) == data

@@ -105,11 +105,29 @@ def test_every_caluma_case_event_exists(phase: str, action: str) -> None:
     assert signal is getattr(caluma, f"CASE_{phase.upper()}_{action.upper()}")
     assert signal is getattr(catalog, f"{phase}_{action}_case")
     assert signal.event_type == f"org.flowbus.caluma.case.{phase}_{action}.v1"
-    assert signal.key_path == "case.id"
+    assert signal.minor_version == 1
     expected = ["case", "user", "context"]
     if (phase, action) == ("pre", "create"):
-        expected.append("validated_data")
+        expected += ["validated_data", "case_id"]  # keyed by the id the new case gets
+        assert signal.key_path == "case_id"
+    else:
+        assert signal.key_path == "case.id"
+    if action == "reopen":
+        expected.append("work_items")
     assert list(signal.data) == expected
+
+
+def test_minor_version_1_fields_have_defaults_so_version_0_data_still_validates() -> None:
+    reopened = caluma.pre_reopen_case.validate_data(
+        case=case_snapshot(uuid.uuid4()), user={"username": "u"}, context=None
+    )
+    assert reopened["work_items"] == []
+    assert reopened["user"].group is None
+    created = caluma.pre_create_case.validate_data(
+        case=None, user={"username": "u"}, context=None, validated_data={}
+    )
+    assert created["case_id"] is None
+    assert caluma.pre_create_case.resolve_key(created) is None
 
 
 def test_caluma_signal_count() -> None:

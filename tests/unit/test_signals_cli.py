@@ -33,7 +33,7 @@ def test_list_shows_the_catalog() -> None:
     row = next(line for line in lines if "org.flowbus.caluma.work_item.post_complete.v1" in line)
     assert row.split() == [
         "org.flowbus.caluma.work_item.post_complete.v1",
-        "0",
+        "1",
         "work_item.case_id",
         "work_item,",
         "user,",
@@ -50,14 +50,15 @@ def test_list_json() -> None:
     entry = entries["org.flowbus.caluma.case.pre_create.v1"]
     assert entry == {
         "event_type": "org.flowbus.caluma.case.pre_create.v1",
-        "minor_version": 0,
-        "key_path": "case.id",
+        "minor_version": 1,
+        "key_path": "case_id",
         "doc": "Caluma pre_create_case: before a case is created.",
         "data": {
             "case": "CaseSnapshot | None",
             "user": "UserInfo",
             "context": "JsonValue",
             "validated_data": "JsonValue",
+            "case_id": "UUID | None",
         },
     }
 
@@ -66,7 +67,7 @@ def test_show_prints_fields_types_key_path_and_minor_version() -> None:
     code, output = run("signals", "show", "org.flowbus.caluma.work_item.post_complete.v1")
     assert code == 0
     assert output.startswith("org.flowbus.caluma.work_item.post_complete.v1\n")
-    assert "  minor version: 0\n" in output
+    assert "  minor version: 1\n" in output
     assert "  key path:      work_item.case_id\n" in output
     assert "    work_item: WorkItemSnapshot\n" in output
     assert "        status: WorkItemStatus\n" in output
