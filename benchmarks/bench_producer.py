@@ -9,14 +9,23 @@
   messages, same librdkafka configuration (flowbus's defaults: idempotence, acks=all,
   linger.ms=5, lz4, murmur2). Timed the same way, until ``flush()`` returns.
 
-Both write to their own fresh 1-partition topic; one warm-up event each goes first
-(connection, schema registration), untimed. Rounds alternate raw and flowbus.
+* hand-written: what a user would write without flowbus, per event: a plain dict (the
+  event's data as fastavro takes it, built beforehand like flowbus's models) through
+  fastavro ``schemaless_writer`` behind the Confluent header, 11 headers built per event
+  (a fresh ``ce_id``, ``ce_time`` and ``ce_partitionkey``, the rest the same bytes flowbus
+  sends), then ``produce`` with that key, an ``on_delivery`` callback counting failures and
+  ``poll(0)``, as confluent-kafka's examples do. No validation. Same librdkafka settings.
+
+Every side writes to its own fresh 1-partition topic; one warm-up event each goes first
+(connection, schema registration), untimed. Rounds alternate raw, hand-written and flowbus.
 """
 
 from __future__ import annotations
 
 import io
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
@@ -120,14 +129,85 @@ def run_raw(target: Target, keys: list[str], value: bytes, headers: Any) -> dict
     }
 
 
+def run_handwritten(
+    target: Target, events: list[dict[str, Any]], value: bytes, headers: Any
+) -> dict[str, Any]:
+    """One timed run of the producer a user would write by hand (module docstring)."""
+    codec = codec_for(SIGNAL)
+    datums = [codec.to_datum(SIGNAL.validate_data(**data)) for data in events]  # untimed
+    keys = [str(data["work_item"].case_id) for data in events]
+    schema = codec.schema.parsed
+    frame = value[:CONFLUENT_HEADER_SIZE]
+    by_name = dict(headers)
+    fixed = [(name, by_name[name]) for name in ("ce_specversion",)]
+    middle = [(name, by_name[name]) for name in ("ce_source", "ce_type")]
+    rest = [
+        (name, by_name[name])
+        for name in ("content-type", "ce_minorversion", "ce_sourcehost", "ce_sourcelib")
+    ]
+    dataschema = ("ce_dataschema", by_name["ce_dataschema"])
+    topic = create_topic(target, "producer-hand")
+    producer = Producer({**DEFAULT_KAFKA_CONFIG, "bootstrap.servers": target.bootstrap_servers})
+    failures: list[Any] = []
+
+    def on_delivery(error: Any, message: Any) -> None:
+        if error is not None:
+            failures.append(error)
+
+    producer.produce(topic, value=value, key="warm-up", headers=headers)
+    if producer.flush(30):
+        raise RuntimeError("hand-written warm-up message not delivered")
+    produce, poll, writer = producer.produce, producer.poll, fastavro.schemaless_writer
+    start = time.perf_counter()
+    for datum, key in zip(datums, keys, strict=True):
+        out = io.BytesIO()
+        out.write(frame)
+        writer(out, schema, datum)
+        record_headers = [
+            *fixed,
+            ("ce_id", str(uuid.uuid4()).encode()),
+            *middle,
+            ("ce_time", datetime.now(UTC).isoformat().encode()),
+            *rest,
+            ("ce_partitionkey", key.encode()),
+            dataschema,
+        ]
+        while True:
+            try:
+                produce(
+                    topic,
+                    value=out.getvalue(),
+                    key=key,
+                    headers=record_headers,
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                poll(0.005)
+        poll(0)
+    sent = time.perf_counter()
+    left = producer.flush(FLUSH_TIMEOUT_S)
+    end = time.perf_counter()
+    if left or failures:
+        raise RuntimeError(f"hand-written producer: {left} undelivered, {len(failures)} failed")
+    return {
+        "topic": topic,
+        "events_per_s": rate(len(events), end - start),
+        "send_loop_s": sent - start,
+        "flush_s": end - sent,
+    }
+
+
 def run(target: Target, count: int, rounds: int) -> dict[str, Any]:
-    """``rounds`` times (raw, flowbus) over ``count`` events each; medians and their ratio."""
+    """``rounds`` times (raw, hand-written, flowbus) over ``count`` events each; medians and
+    their ratios."""
     events = build_events(count)
     keys = [str(data["work_item"].case_id) for data in events]
     value, headers = encoded_record(target)
-    raw_rounds, flowbus_rounds = [], []
+    raw_rounds, hand_rounds, flowbus_rounds = [], [], []
     for _ in range(rounds):
         raw_rounds.append(run_raw(target, keys, value, headers))
+        hand_rounds.append(run_handwritten(target, events, value, headers))
         flowbus_rounds.append(run_flowbus(target, events))
     # The flowbus topics feed the consumer section: check they hold every event.
     for run_ in flowbus_rounds:
@@ -135,6 +215,7 @@ def run(target: Target, count: int, rounds: int) -> dict[str, Any]:
         if held != count + 1:
             raise RuntimeError(f"{run_['topic']} holds {held} records, expected {count + 1}")
     raw = best_and_median([r["events_per_s"] for r in raw_rounds])
+    hand = best_and_median([r["events_per_s"] for r in hand_rounds])
     flowbus = best_and_median([r["events_per_s"] for r in flowbus_rounds])
     return {
         "events": count,
@@ -144,8 +225,11 @@ def run(target: Target, count: int, rounds: int) -> dict[str, Any]:
         "flowbus_events_per_s": flowbus["median"],
         "raw_events_per_s": raw["median"],
         "producer_vs_raw": round(flowbus["median"] / raw["median"], 3),
+        "handwritten_events_per_s": hand["median"],
+        "producer_vs_handwritten": round(flowbus["median"] / hand["median"], 3),
         "flowbus_rounds": flowbus["rounds"],
         "raw_rounds": raw["rounds"],
+        "handwritten_rounds": hand["rounds"],
         "flowbus_send_loop_s": [round(r["send_loop_s"], 3) for r in flowbus_rounds],
         "flowbus_flush_s": [round(r["flush_s"], 3) for r in flowbus_rounds],
         "topics": [r["topic"] for r in flowbus_rounds],

@@ -121,6 +121,17 @@ def markdown(doc: dict[str, Any]) -> str:
                 _met(met["producer_vs_raw >= 0.6"]),
             )
         )
+        if producer.get("handwritten_events_per_s"):
+            rows.append(
+                (
+                    "producer vs hand-written fastavro + produce (ev/s)",
+                    _n(producer["flowbus_events_per_s"]),
+                    f"hand-written {_n(producer['handwritten_events_per_s'])}",
+                    _ratio(doc["producer_vs_handwritten"]),
+                    ">= 1.0x",
+                    _met(met["producer_vs_handwritten >= 1.0"]),
+                )
+            )
     consumer = sections.get("consumer")
     if consumer:
         rows.append(

@@ -189,6 +189,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     flowbus_consumer = consumer.get("flowbus_events_per_s")
     return {
         "producer_vs_raw": producer.get("producer_vs_raw"),
+        "producer_vs_handwritten": producer.get("producer_vs_handwritten"),
         "consumer_vs_raw": consumer.get("consumer_vs_raw"),
         "producer_vs_openedx": _ratio(flowbus_producer, peer.get("producer_events_per_s")),
         "consumer_vs_openedx": _ratio(flowbus_consumer, peer.get("consumer_events_per_s")),
@@ -214,6 +215,7 @@ def targets(figures: dict[str, Any]) -> dict[str, bool | None]:
     p99 = figures["e2e_p99_ms_1k"]
     return {
         "producer_vs_raw >= 0.6": at_least(figures["producer_vs_raw"], 0.6),
+        "producer_vs_handwritten >= 1.0": at_least(figures["producer_vs_handwritten"], 1.0),
         "consumer_vs_raw >= 0.5": at_least(figures["consumer_vs_raw"], 0.5),
         "producer_vs_openedx >= 5": at_least(figures["producer_vs_openedx"], 5.0),
         "consumer_vs_openedx >= 5": at_least(figures["consumer_vs_openedx"], 5.0),

@@ -26,6 +26,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("flowbus.devstack_cli:dev", "Run a local Kafka broker and schema registry."),
     "demo": ("flowbus.demo:demo", "Show events travelling through a real broker."),
     "produce": ("flowbus.producer.cli:produce", "Validate an event and send it to Kafka."),
+    "outbox": (
+        "flowbus.producer.outbox.cli:outbox",
+        "The transactional outbox: migrate, relay to Kafka, status.",
+    ),
     "consume": ("flowbus.consumer.cli:consume", "Run a worker that re-sends events here."),
     "replay": ("flowbus.consumer.replay_cli:replay", "Move a consumer group's offsets on a topic."),
     "dlq": ("flowbus.consumer.dlq_cli:dlq", "List, show and replay dead-lettered messages."),

@@ -223,6 +223,26 @@ class ProducerClosedError(ProducerError):
 # -- Consumer operations: offset replay and dead-letter topics (flowbus.consumer) -------------
 
 
+class OutboxError(FlowbusError):
+    """The transactional outbox cannot take or relay an event."""
+
+
+class OutboxStoreError(OutboxError):
+    """The outbox database refused or is unreachable; the message names the database."""
+
+
+class OutboxNotBoundError(OutboxError):
+    """An event went to the outbox outside ``outbox.bind(connection)``: no transaction."""
+
+    def __init__(self, event_id: str, event_type: str) -> None:
+        super().__init__(
+            f"event {event_id} ({event_type}): no database transaction bound; "
+            "send it inside `with outbox.bind(connection_or_session):`"
+        )
+        self.event_id = event_id
+        self.event_type = event_type
+
+
 class TopicNotFoundError(FlowbusError):
     """A Kafka topic named on the command line or in a record does not exist."""
 

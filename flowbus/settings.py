@@ -10,10 +10,13 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where the producer's forwarder hands an event (see ``flowbus.producer.sinks``).
+SinkName = Literal["direct", "on_commit", "outbox"]
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -44,6 +47,9 @@ class FlowbusSettings(BaseSettings):
     topic_prefix: str = ""
     #: Forwarding: event type -> list of {"topic", "key_path", "enabled"} (JSON object).
     producer_config: dict[str, Any] = Field(default_factory=dict)
+    #: The sink of routes that name none: ``direct`` (produce at once), ``on_commit``
+    #: (produce after the caller's transaction commits) or ``outbox`` (an outbox table).
+    producer_sink: SinkName = "direct"
     #: Where the local stack keeps its data, logs and pid files.
     state_dir: Path = Field(
         default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "flowbus"

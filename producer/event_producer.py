@@ -2,10 +2,26 @@
 
 Configured once, called per event. Idempotent with ``acks=all`` by default; librdkafka
 properties pass through from ``FLOWBUS_KAFKA_CONFIG``. Delivery reports are served by a
-background poller thread. Broker trouble never raises into the caller: it is logged (event
-id and type, never the payload) and counted, and the event stays in librdkafka's queue
-until ``message.timeout.ms`` (default 300 000 ms = 5 minutes) has passed. The synchronous
-mode, for CLIs and tests, waits for each delivery and raises :class:`ProducerError`.
+background poller thread.
+
+Delivery contract of the asynchronous mode (the default): neither the broker nor the
+schema registry ever raises into the caller or blocks it for long; only the caller's own
+mistakes raise (data that does not fit the schema, a closed producer).
+
+- Broker trouble is logged (event id, type and topic, never the payload) and counted, and
+  the event stays in librdkafka's queue until ``message.timeout.ms`` (default 300 000 ms =
+  5 minutes) has passed; then it is lost, and logged as such.
+- An event whose writer schema is not resolved yet (the first of its event type and topic
+  with a registry, or any while the registry is unreachable) waits in a bounded queue
+  (``max_pending``) for the producer's preparing thread, which resolves the schema with
+  :class:`~flowbus.backoff.Backoff` and produces the waiting events in order. Events with
+  the topic and key of a waiting event wait behind it. An event that finds the queue full
+  is dropped (logged, counted); events still waiting when the producer closes are lost
+  (logged, counted).
+
+The synchronous mode, for CLIs and tests, resolves the schema and waits for each delivery
+in the caller's thread, and raises typed errors: :class:`ProducerError`,
+:class:`~flowbus.errors.SchemaRegistryError`.
 """
 
 from __future__ import annotations
@@ -23,10 +39,19 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from flowbus import cloudevents
-from flowbus.errors import ConfigurationError, ProducerClosedError, ProducerError
+from flowbus.backoff import Backoff
+from flowbus.errors import (
+    ConfigurationError,
+    FlowbusError,
+    ProducerClosedError,
+    ProducerError,
+    SchemaRegistryError,
+)
 from flowbus.metadata import EventMetadata
 from flowbus.settings import FlowbusSettings, get_settings
+
+from .pending import PendingEvents
+from .prepared import PreparedEvent, prepare_event
 
 if TYPE_CHECKING:
     from flowbus.avro.serializer import EventSerializer
@@ -46,6 +71,8 @@ DEFAULT_KAFKA_CONFIG: dict[str, Any] = {
 }
 #: How long ``send`` waits for room when librdkafka's local queue is full.
 QUEUE_FULL_WAIT_S = 1.0
+#: How many events may wait for their writer schema (see the module docstring).
+DEFAULT_MAX_PENDING = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +100,10 @@ class ProducerStats:
 
 
 class EventProducer:
-    """Sends signal events to Kafka; see the module docstring for the delivery contract."""
+    """Sends signal events to Kafka; see the module docstring for the delivery contract.
+
+    This is the ``direct`` event sink of :mod:`flowbus.producer.sinks`.
+    """
 
     def __init__(
         self,
@@ -85,6 +115,8 @@ class EventProducer:
         delivery_timeout: float = 30.0,
         shutdown_timeout: float = 10.0,
         install_exit_handlers: bool = True,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        registry_backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         if not self.settings.kafka_bootstrap_servers and not (kafka_config or {}).get(
@@ -107,6 +139,12 @@ class EventProducer:
         self.stats = ProducerStats()
         self._stats_lock = threading.Lock()
         self._serializer = serializer or _default_serializer(self.settings)
+        #: Only a registry can block or fail a serialization; without one, none waits.
+        self._needs_registry = getattr(self._serializer, "registry", None) is not None
+        #: (signal, full topic) pairs whose writer schema is resolved.
+        self._ready: set[tuple[WorkflowSignal, str]] = set()
+        self._pending = PendingEvents(max_pending)
+        self._registry_backoff = registry_backoff or Backoff()
         try:
             self._producer = Producer(self.config, logger=logging.getLogger("flowbus.librdkafka"))
         except KafkaException as exc:  # librdkafka refused a property; its message names it
@@ -119,6 +157,12 @@ class EventProducer:
         self._poller = threading.Thread(target=self._poll_loop, name="flowbus-producer-poll")
         self._poller.daemon = True
         self._poller.start()
+        self._preparer: threading.Thread | None = None
+        if self._needs_registry and not synchronous:
+            self._preparer = threading.Thread(
+                target=self._prepare_loop, name="flowbus-producer-prepare", daemon=True
+            )
+            self._preparer.start()
         self._previous_handlers: dict[int, Any] = {}
         if install_exit_handlers:
             self._install_exit_handlers()
@@ -127,6 +171,11 @@ class EventProducer:
 
     def topic_name(self, topic: str) -> str:
         return f"{self.topic_prefix}{topic}"
+
+    @property
+    def pending(self) -> int:
+        """How many events wait for their writer schema (asynchronous mode)."""
+        return len(self._pending)
 
     def send(
         self,
@@ -141,38 +190,127 @@ class EventProducer:
         """Send one event. Asynchronous mode returns None at once; synchronous mode waits.
 
         ``data`` is the signal's validated data. Encoding errors (the caller's bug)
-        raise; broker trouble does not (asynchronous mode).
+        raise; broker and registry trouble does not (asynchronous mode).
+        """
+        return self.send_prepared(
+            self.prepare(signal, metadata, data, topic=topic, key=key, sender=sender)
+        )
+
+    def prepare(
+        self,
+        signal: WorkflowSignal,
+        metadata: EventMetadata,
+        data: Mapping[str, Any],
+        *,
+        topic: str,
+        key: str | None = None,
+        sender: str | None = None,
+    ) -> PreparedEvent:
+        """Check and encode one event now, to produce later with :meth:`send_prepared`.
+
+        Raises what :meth:`send` raises for the caller's data. The body is encoded here
+        (:func:`~flowbus.producer.prepared.prepare_event`); in asynchronous mode the
+        registry is not asked here: an event whose writer schema is not resolved yet is
+        framed when it is produced.
         """
         if self._closed.is_set():
             raise ProducerClosedError(f"producer closed; event {metadata.id} not sent")
-        full_topic = self.topic_name(topic)
-        serialized = self._serializer.serialize(signal, data, full_topic)
-        headers = cloudevents.to_headers(
-            metadata,
-            partitionkey=key,
-            sender=sender,
-            dataschema=serialized.dataschema,
-            traceparent=cloudevents.current_traceparent(),
-        )
+        event = prepare_event(
+            self._serializer, self.topic_prefix, signal, metadata, data,
+            topic=topic, key=key, sender=sender,
+        )  # fmt: skip
+        if self.synchronous or not self._needs_registry or (signal, event.topic) in self._ready:
+            self._frame(event)
+        return event
+
+    def send_prepared(self, event: PreparedEvent) -> DeliveryReport | None:
+        """Produce an event :meth:`prepare` returned (as :meth:`send` does)."""
+        if self._closed.is_set():
+            raise ProducerClosedError(f"producer closed; event {event.metadata.id} not sent")
         if self.synchronous:
-            return self._send_and_wait(full_topic, key, serialized.value, headers, metadata)
-        self._produce(full_topic, key, serialized.value, headers, metadata, self._on_delivery)
+            if event.value is None:
+                self._frame(event)
+            return self._send_and_wait(event)
+        if event.value is None or self._pending.holds_key(event.topic, event.key):
+            self._wait_for_schema(event)
+        else:
+            self._produce(event, self._on_delivery_of(event))
         return None
+
+    def _frame(self, event: PreparedEvent) -> None:
+        serialized = self._serializer.frame_body(event.signal, event.body, event.data, event.topic)
+        self._ready.add((event.signal, event.topic))
+        event.headers = event.cloudevent_headers(serialized.dataschema)
+        event.value = serialized.value
+
+    def _wait_for_schema(self, event: PreparedEvent) -> None:
+        if self._pending.put(event):
+            return
+        self._count("dropped")
+        log.error(
+            "event %s (%s) for %s dropped: %d events already wait for their schema",
+            event.metadata.id,
+            event.metadata.event_type,
+            event.topic,
+            self._pending.capacity,
+        )
+
+    def _prepare_loop(self) -> None:
+        """The preparing thread: frame and produce the waiting events, oldest first."""
+        stop = self._closed
+        failures = 0
+        while not stop.is_set() and (event := self._pending.first(stop)) is not None:
+            if event.value is None:
+                try:
+                    self._frame(event)
+                except SchemaRegistryError as exc:
+                    failures += 1
+                    delay = self._registry_backoff.delay(failures)
+                    log.warning(
+                        "event %s (%s) for %s waits for the schema registry "
+                        "(attempt %d, again in %.1f s, %d event(s) waiting): %s",
+                        event.metadata.id,
+                        event.metadata.event_type,
+                        event.topic,
+                        failures,
+                        delay,
+                        len(self._pending),
+                        exc,
+                    )
+                    if stop.wait(delay):
+                        return
+                    continue
+                except FlowbusError as exc:  # the registry's writer schema cannot carry it
+                    self._count("failed")
+                    log.error(
+                        "event %s (%s) for %s not sent: %s",
+                        event.metadata.id,
+                        event.metadata.event_type,
+                        event.topic,
+                        exc,
+                    )
+                    self._pending.done(event)
+                    continue
+            if failures:
+                log.info("schema registry answers again; %d event(s) waiting", len(self._pending))
+                failures = 0
+            self._produce(event, self._on_delivery_of(event))
+            self._pending.done(event)
 
     def _produce(
         self,
-        topic: str,
-        key: str | None,
-        value: bytes,
-        headers: cloudevents.KafkaHeaders,
-        metadata: EventMetadata,
+        event: PreparedEvent,
         on_delivery: Callable[[KafkaError | None, Message], None],
     ) -> None:
         deadline = time.monotonic() + QUEUE_FULL_WAIT_S
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                    event.topic,
+                    value=event.value,
+                    key=event.key,
+                    headers=event.headers,
+                    on_delivery=on_delivery,
                 )
             except BufferError:
                 # librdkafka's local queue is full (broker unreachable for a while): give
@@ -182,12 +320,15 @@ class EventProducer:
                     continue
                 self._count("dropped")
                 log.error(
-                    "local producer queue full; event %s (%s) dropped",
-                    metadata.id,
-                    metadata.event_type,
+                    "local producer queue full; event %s (%s) for %s dropped",
+                    event.metadata.id,
+                    event.metadata.event_type,
+                    event.topic,
                 )
                 if self.synchronous:
-                    raise ProducerError(f"local queue full; event {metadata.id} not sent") from None
+                    raise ProducerError(
+                        f"local queue full; event {event.metadata.id} not sent"
+                    ) from None
                 return
             with self._stats_lock:
                 self.stats.sent += 1
@@ -198,21 +339,16 @@ class EventProducer:
             self._producer.poll(0)
             return
 
-    def _send_and_wait(
-        self,
-        topic: str,
-        key: str | None,
-        value: bytes,
-        headers: cloudevents.KafkaHeaders,
-        metadata: EventMetadata,
-    ) -> DeliveryReport:
+    def _send_and_wait(self, event: PreparedEvent) -> DeliveryReport:
         outcome: list[tuple[KafkaError | None, Message]] = []
+        report = self._on_delivery_of(event)
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
-            self._on_delivery(error, message)
+            report(error, message)
             outcome.append((error, message))
 
-        self._produce(topic, key, value, headers, metadata, on_delivery)
+        self._produce(event, on_delivery)
+        metadata, topic = event.metadata, event.topic
         deadline = time.monotonic() + self.delivery_timeout
         while not outcome and time.monotonic() < deadline:
             self._producer.flush(min(1.0, self.delivery_timeout))
@@ -233,20 +369,25 @@ class EventProducer:
             event_id=str(metadata.id),
         )
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            with self._stats_lock:
-                self.stats.delivered += 1
-            return
-        self._count("failed")
-        headers = dict(cloudevents.header_pairs(message.headers()))
-        log.error(
-            "event %s (%s) not delivered to %s: %s",
-            headers.get(cloudevents.ID, b"?").decode(errors="replace"),
-            headers.get(cloudevents.TYPE, b"?").decode(errors="replace"),
-            message.topic(),
-            error,
-        )
+    def _on_delivery_of(self, event: PreparedEvent) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of one event: it knows the event's id, type and topic."""
+        metadata, topic = event.metadata, event.topic
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                with self._stats_lock:
+                    self.stats.delivered += 1
+                return
+            self._count("failed")
+            log.error(
+                "event %s (%s) not delivered to %s: %s",
+                metadata.id,
+                metadata.event_type,
+                topic,
+                error,
+            )
+
+        return on_delivery
 
     def _count(self, field: str) -> None:
         with self._stats_lock:
@@ -259,15 +400,41 @@ class EventProducer:
     # --- flushing and closing ----------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> int:
-        """Wait for outstanding deliveries; returns how many are still undelivered."""
-        return int(self._producer.flush(self.shutdown_timeout if timeout is None else timeout))
+        """Wait for outstanding deliveries, waiting events included; returns how many are
+        still undelivered."""
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if self._preparer is not None:
+            self._pending.wait_empty(timeout)
+        left = int(self._producer.flush(max(0.0, deadline - time.monotonic())))
+        return left + len(self._pending)
 
     def close(self, timeout: float | None = None) -> int:
-        """Flush (bounded), stop the poller; returns and logs the undelivered count."""
+        """Flush (bounded), stop the threads; returns and logs the undelivered count.
+
+        Events still waiting for their schema, and events librdkafka still holds, are lost:
+        each is logged with its id, type and topic.
+        """
         if self._closed.is_set():
             return 0
         left = self.flush(timeout)
         self._closed.set()
+        if self._preparer is not None:
+            self._pending.wake()
+            self._preparer.join(timeout=5)
+        for event in self._pending.take_all():
+            self._count("dropped")
+            log.error(
+                "event %s (%s) for %s not sent: the producer closed while it waited for its schema",
+                event.metadata.id,
+                event.metadata.event_type,
+                event.topic,
+            )
+        if len(self._producer):
+            # Give up on what librdkafka still holds, so that each event's delivery report
+            # names it as lost.
+            self._producer.purge()
+            self._producer.flush(1.0)
         self._poller.join(timeout=5)
         self._remove_exit_handlers()
         if left:

@@ -6,10 +6,12 @@
         {"topic": "workflow-events", "key_path": "work_item.case_id", "enabled": true}
     ]}
 
-``key_path`` defaults to the signal's own key path; ``enabled`` to true. The whole
-configuration is validated when forwarding starts: an unknown event type or a key path
-that cannot exist in the signal's data is an error naming the entry. Events a consumer
-re-sent (``from_event_bus=True``) are never forwarded again.
+``key_path`` defaults to the signal's own key path; ``enabled`` to true; ``sink``
+(``direct``, ``on_commit`` or ``outbox``, see :mod:`flowbus.producer.sinks`) to
+``FLOWBUS_PRODUCER_SINK`` (itself ``direct`` by default). The whole configuration is
+validated when forwarding starts: an unknown event type, a key path that cannot exist in
+the signal's data or a sink that is not available is an error naming the entry. Events a
+consumer re-sent (``from_event_bus=True``) are never forwarded again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from flowbus.metadata import EventMetadata
 from flowbus.signals import WorkflowSignal, sender_name
 
 from .event_producer import EventProducer
+from .sinks import EventSink, SinkName, resolve_sink
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class Route(BaseModel):
     topic: str = Field(min_length=1)
     key_path: str | None = Field(default=None, min_length=1)
     enabled: bool = True
+    #: The sink of this route; ``None``: ``FLOWBUS_PRODUCER_SINK``.
+    sink: SinkName | None = None
 
 
 ForwardingConfig = dict[str, list[Route]]
@@ -86,11 +91,37 @@ def _first_error(exc: ValidationError) -> str:
 
 
 class Forwarder:
-    """Connects the configured signals to a producer; ``stop()`` disconnects them."""
+    """Connects the configured signals to their sinks; ``stop()`` disconnects them.
 
-    def __init__(self, producer: EventProducer, config: ForwardingConfig) -> None:
+    ``sinks`` names the sinks routes may choose (``direct`` defaults to ``producer``);
+    ``default_sink`` is the sink of routes that name none (default:
+    ``FLOWBUS_PRODUCER_SINK``).
+    """
+
+    def __init__(
+        self,
+        producer: EventProducer,
+        config: ForwardingConfig,
+        *,
+        sinks: Mapping[str, EventSink] | None = None,
+        default_sink: SinkName | None = None,
+    ) -> None:
         self.producer = producer
         self.config = config
+        default = default_sink or producer.settings.producer_sink
+        given = dict(sinks or {})
+        resolved: dict[str, EventSink] = {}
+        self._routes: dict[str, list[tuple[Route, EventSink]]] = {}
+        for event_type, routes in config.items():
+            chosen = []
+            for index, route in enumerate(routes):
+                name = route.sink or default
+                if route.enabled and name not in resolved:
+                    where = f"FLOWBUS_PRODUCER_CONFIG[{event_type!r}][{index}]"
+                    resolved[name] = resolve_sink(name, producer, given, where)
+                if route.enabled:
+                    chosen.append((route, resolved[name]))
+            self._routes[event_type] = chosen
         self._signals = [WorkflowSignal.get_signal_by_type(t) for t in config]
 
     def start(self) -> Forwarder:
@@ -111,29 +142,38 @@ class Forwarder:
         from_event_bus: bool = False,
         **data: Any,
     ) -> int:
-        """The receiver: send the event to each enabled route; returns how many."""
+        """The receiver: hand the event to each enabled route's sink; returns how many."""
         if from_event_bus:
             return 0  # re-sent by a consumer: it already travelled
-        sent = 0
-        for route in self.config.get(signal.event_type, ()):
-            if not route.enabled:
-                continue
-            self.producer.send(
+        routes = self._routes.get(signal.event_type, ())
+        if not routes:
+            return 0
+        name = sender_name(sender)
+        for route, sink in routes:
+            sink.send(
                 signal,
                 metadata,
                 data,
                 topic=route.topic,
                 key=signal.resolve_key(data, route.key_path),
-                sender=sender_name(sender),
+                sender=name,
             )
-            sent += 1
-        return sent
+        return len(routes)
 
 
 def start_forwarding(
-    producer: EventProducer, config: str | Mapping[str, Any] | None = None
+    producer: EventProducer,
+    config: str | Mapping[str, Any] | None = None,
+    *,
+    sinks: Mapping[str, EventSink] | None = None,
+    default_sink: SinkName | None = None,
 ) -> Forwarder:
-    """Validate the configuration (default: ``FLOWBUS_PRODUCER_CONFIG``) and connect it."""
+    """Validate the configuration (default: ``FLOWBUS_PRODUCER_CONFIG``) and connect it.
+
+    ``sinks`` and ``default_sink``: see :class:`Forwarder`.
+    """
     if config is None:
         config = producer.settings.producer_config
-    return Forwarder(producer, parse_forwarding_config(config)).start()
+    return Forwarder(
+        producer, parse_forwarding_config(config), sinks=sinks, default_sink=default_sink
+    ).start()

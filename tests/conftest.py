@@ -26,6 +26,8 @@ INTEGRATION_DIR = Path(__file__).parent / "integration"
 #: Test-only modules (sample data, receivers for worker subprocesses).
 SUPPORT_DIR = Path(__file__).parent / "support"
 sys.path.insert(0, str(SUPPORT_DIR))
+#: ``postgres_admin_url`` / ``postgres_url``: a real PostgreSQL for the tests that need one.
+pytest_plugins = ["throwaway_postgres"]
 KAFKA_IMAGE = f"apache/kafka:{devstack.KAFKA_VERSION}"
 REGISTRY_IMAGE = f"apicurio/apicurio-registry:{devstack.REGISTRY_VERSION}"
 _BACKEND_KEY = pytest.StashKey[str]()

@@ -15,15 +15,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote, urlsplit
 
+from flowbus.database import (
+    connect_postgres,
+    connect_sqlite,
+    dialect_of,
+    redact_database_url,
+    sqlite_path,
+)
 from flowbus.errors import (
     DeliveryNotFoundError,
     SubscriptionNotFoundError,
@@ -131,19 +135,6 @@ def default_database_url(settings: FlowbusSettings | None = None) -> str:
     return f"sqlite:///{settings.state_dir / 'webhooks.sqlite3'}"
 
 
-def redact_database_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable database URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc[2]}").geturl()
-
-
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
@@ -190,17 +181,9 @@ class WebhookStore:
         self.url = url
         self.display_url = redact_database_url(url)
         self._lock = threading.RLock()
-        scheme = url.partition(":")[0].lower()
-        if scheme == "sqlite":
-            self.dialect = "sqlite"
-            self._path = _sqlite_path(url)
-        elif scheme in ("postgresql", "postgres"):
-            self.dialect = "postgresql"
-        else:
-            raise WebhookStoreError(
-                f"unsupported webhooks database URL {self.display_url!r}: "
-                "use sqlite:///<path> or postgresql://..."
-            )
+        self.dialect = dialect_of(url, WebhookStoreError)
+        if self.dialect == "sqlite":
+            self._path = sqlite_path(url, WebhookStoreError)
         self._conn: Any = None
         self._connect()
         self._create_schema()
@@ -219,36 +202,10 @@ class WebhookStore:
             self._conn = self._connect_postgres()
 
     def _connect_sqlite(self) -> sqlite3.Connection:
-        if self._path != ":memory:":
-            path = Path(self._path)
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
-        try:
-            conn = sqlite3.connect(
-                self._path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 30000")
-            if self._path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.Error as exc:
-            raise WebhookStoreError(f"cannot open {self.display_url}: {exc}") from exc
-        return conn
+        return connect_sqlite(self._path, WebhookStoreError, private=True)
 
     def _connect_postgres(self) -> Any:
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise WebhookStoreError(
-                "PostgreSQL webhook storage needs psycopg 3: pip install 'flowbus[postgres]'"
-            ) from exc
-        url = "postgresql" + self.url[self.url.index(":") :]
-        try:
-            return psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise WebhookStoreError(f"cannot connect to {self.display_url}: {exc}") from None
+        return connect_postgres(self.url, WebhookStoreError)
 
     def _driver_errors(self) -> tuple[type[Exception], ...]:
         if self.dialect == "sqlite":
@@ -680,18 +637,6 @@ class WebhookStore:
             params.append(subscription_id)
         with self._tx() as tx:
             return tx.execute(sql, params).rowcount
-
-
-def _sqlite_path(url: str) -> str:
-    # As SQLAlchemy spells them: sqlite:///relative/path, sqlite:////absolute/path,
-    # sqlite:///:memory:.
-    rest = url[len("sqlite:") :]
-    if not rest.startswith("///"):
-        raise WebhookStoreError(f"SQLite URL {url!r} must look like sqlite:///<path>")
-    path = unquote(rest[3:])
-    if not path:
-        raise WebhookStoreError(f"SQLite URL {url!r} has no file path")
-    return path
 
 
 def _subscription_row(sub: Subscription) -> tuple[Any, ...]:

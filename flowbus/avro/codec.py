@@ -383,7 +383,14 @@ class EventCodec:
         try:
             datum = self.to_datum(data)
             fastavro.schemaless_writer(out, schema.parsed, datum)
-        except (ValueError, TypeError, KeyError, AttributeError, ValidationError) as exc:
+        except (
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            OverflowError,  # an int beyond Avro's long
+            ValidationError,
+        ) as exc:
             raise EncodeError(self.event_type, _reason(exc)) from exc
 
     def _encoded_by_own_code(self, data: Mapping[str, Any]) -> bytearray | None:

@@ -5,6 +5,10 @@ registry URL, values use the Confluent wire format and TopicRecordName subjects;
 without one (the default), Avro single-object encoding and the ``schemas/`` catalog. The
 deserializer reads both, telling them apart by the first bytes.
 
+The transactional outbox splits ``serialize`` in two: :meth:`EventSerializer.encode_body`
+(no registry call, inside the caller's transaction) and :meth:`EventSerializer.frame`
+(when the record is relayed), so a registry outage never fails a business transaction.
+
 Hot path: a dict lookup for the prepared writer (codec, header, parsed schema), the datum
 conversion, and fastavro; no schema is parsed per message.
 """
@@ -60,12 +64,22 @@ class SerializedEvent(NamedTuple):
     dataschema: str
 
 
+class _Framer(NamedTuple):
+    """What goes in front of a body written with ``schema``, and the schema it names."""
+
+    header: bytes
+    schema: ParsedSchema
+    dataschema: str
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class _Writer:
     codec: EventCodec
     header: bytes
     schema: ParsedSchema
     dataschema: str
+    #: The writer schema is the signal's own (not a latest version the registry chose).
+    own_schema: bool
 
 
 class EventSerializer:
@@ -85,6 +99,7 @@ class EventSerializer:
         self.use_latest_version = use_latest_version
         self._catalog = catalog
         self._writers: dict[tuple[WorkflowSignal, str], _Writer] = {}
+        self._framers: dict[tuple[str, bytes], _Framer] = {}
 
     @classmethod
     def from_settings(cls, settings: FlowbusSettings) -> EventSerializer:
@@ -113,7 +128,8 @@ class EventSerializer:
     def serialize(
         self, signal: WorkflowSignal, data: Mapping[str, Any], topic: str
     ) -> SerializedEvent:
-        """Encode ``signal``'s validated ``data`` for ``topic``.
+        """Encode ``signal``'s validated ``data`` for ``topic``: :meth:`encode_body` and
+        :meth:`frame` in one step (with the writer schema the settings choose).
 
         Raises :class:`~flowbus.errors.EncodeError` when the data does not fit the schema
         and :class:`~flowbus.errors.SchemaRegistryError` when the writer schema cannot be
@@ -122,42 +138,97 @@ class EventSerializer:
         writer = self._writers.get((signal, topic))
         if writer is None:
             writer = self._prepare(signal, topic)
-        out = io.BytesIO()
-        out.write(writer.header)
-        writer.codec.write(out, data, writer.schema)
-        return SerializedEvent(out.getvalue(), writer.dataschema)
+        value = _write(writer.header, writer.codec, data, writer.schema)
+        return SerializedEvent(value, writer.dataschema)
+
+    def encode_body(self, signal: WorkflowSignal, data: Mapping[str, Any]) -> bytes:
+        """The schemaless Avro body of ``data``, written with the signal's own schema.
+
+        Needs no registry: the transactional outbox stores this at write time, and
+        :meth:`frame` puts the header in front of it when the record is relayed. Raises
+        :class:`~flowbus.errors.EncodeError` when the data does not fit the schema.
+        """
+        codec = codec_for(signal)
+        return _write(b"", codec, data, codec.schema)
+
+    def frame_body(
+        self, signal: WorkflowSignal, body: bytes, data: Mapping[str, Any], topic: str
+    ) -> SerializedEvent:
+        """:meth:`serialize` of an event whose :meth:`encode_body` is ``body``.
+
+        The body is framed as it is when the writer schema is the signal's own (always
+        without ``use_latest_version``); ``data`` is written again only when the registry's
+        latest version is another schema. Raises as :meth:`serialize` does.
+        """
+        writer = self._writers.get((signal, topic))
+        if writer is None:
+            writer = self._prepare(signal, topic)
+        if writer.own_schema:
+            return SerializedEvent(writer.header + body, writer.dataschema)
+        value = _write(writer.header, writer.codec, data, writer.schema)
+        return SerializedEvent(value, writer.dataschema)
+
+    def frame(
+        self, event_type: str, schema: ParsedSchema, topic: str, body: bytes
+    ) -> SerializedEvent:
+        """``body`` (written with ``schema``) behind this serializer's framing header.
+
+        With a registry the header names ``schema``'s own id under the topic's subject
+        (registered first when ``auto_register``; ``use_latest_version`` does not apply,
+        since the body is already written); without one, its fingerprint. Raises
+        :class:`~flowbus.errors.SchemaRegistryError` while the id cannot be resolved.
+        """
+        key = (topic, schema.fingerprint)
+        framer = self._framers.get(key)
+        if framer is None:
+            framer = self._framers[key] = self._framer(event_type, schema, topic, False)
+        return SerializedEvent(framer.header + body, framer.dataschema)
 
     def _prepare(self, signal: WorkflowSignal, topic: str) -> _Writer:
         codec = codec_for(signal)
-        if self.registry is not None:
-            registered = self.registry.writer(
-                subject_name(topic, codec.schema.parsed["name"]),
-                codec.schema,
-                auto_register=self.auto_register,
-                use_latest_version=self.use_latest_version,
-            )
-            writer = _Writer(codec, registered.header, registered.schema, registered.dataschema)
-        else:
-            writer = _Writer(
-                codec,
-                single_object_header(codec.schema.fingerprint),
-                codec.schema,
-                self._catalog_reference(signal, codec),
-            )
+        framer = self._framer(signal.event_type, codec.schema, topic, self.use_latest_version)
+        own = framer.schema.fingerprint == codec.schema.fingerprint
+        writer = _Writer(codec, framer.header, framer.schema, framer.dataschema, own)
         self._writers[(signal, topic)] = writer
         return writer
 
-    def _catalog_reference(self, signal: WorkflowSignal, codec: EventCodec) -> str:
-        entry = self.catalog.by_fingerprint(codec.schema.fingerprint)
-        if entry is not None and entry.event_type == signal.event_type:
+    def _framer(
+        self, event_type: str, schema: ParsedSchema, topic: str, use_latest_version: bool
+    ) -> _Framer:
+        if self.registry is not None:
+            registered = self.registry.writer(
+                subject_name(topic, schema.parsed["name"]),
+                schema,
+                auto_register=self.auto_register,
+                use_latest_version=use_latest_version,
+            )
+            return _Framer(registered.header, registered.schema, registered.dataschema)
+        return _Framer(
+            single_object_header(schema.fingerprint),
+            schema,
+            self._catalog_reference(event_type, schema),
+        )
+
+    def _catalog_reference(self, event_type: str, schema: ParsedSchema) -> str:
+        entry = self.catalog.by_fingerprint(schema.fingerprint)
+        if entry is not None and entry.event_type == event_type:
             return entry.reference
         log.warning(
             "the schema of %s is not in the catalog %s (run: flowbus schemas generate); "
             "consumers without this code cannot decode its events",
-            signal.event_type,
+            event_type,
             self.catalog.directory,
         )
-        return f"schemas/{signal.event_type}/unreleased-{codec.schema.fingerprint.hex()}"
+        return f"schemas/{event_type}/unreleased-{schema.fingerprint.hex()}"
+
+
+def _write(
+    header: bytes, codec: EventCodec, data: Mapping[str, Any], schema: ParsedSchema
+) -> bytes:
+    out = io.BytesIO()
+    out.write(header)
+    codec.write(out, data, schema)
+    return out.getvalue()
 
 
 class EventDeserializer:

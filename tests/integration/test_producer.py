@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 import pytest
 import sample_events
@@ -23,9 +24,11 @@ from cloudevents.v1.kafka import KafkaMessage, from_binary
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from tcp_proxy import TcpProxy
 
 from flowbus import cloudevents, devstack
 from flowbus.avro.serializer import EventDeserializer
+from flowbus.backoff import Backoff
 from flowbus.catalog import caluma
 from flowbus.catalog.models import CaseStatus, WorkItemStatus
 from flowbus.metadata import EventMetadata
@@ -532,6 +535,57 @@ def test_forwarding_config_decides_topics_keys_and_what_is_sent(kafka_stack, uni
         assert headers["ce_sender"] == "caluma.workflow"
         assert headers["ce_partitionkey"] == record.key().decode()
     assert record_count(kafka_stack.bootstrap_servers, cases) == 0
+
+
+# --- 6b. registry outage -------------------------------------------------------------------
+
+
+def test_registry_outage_never_raises_into_send_event_and_the_events_follow(
+    kafka_stack, unique_topic, caplog
+):
+    """An event type never sent before, with the registry unreachable (a cut proxy in front
+    of the real one): send_event returns at once, and the events arrive once it answers."""
+    topic = unique_topic()  # a fresh subject: its schema was never resolved
+    registry = urlparse(kafka_stack.schema_registry_url)
+    proxy = TcpProxy(registry.hostname, registry.port)  # not started: the registry is "down"
+    proxied = kafka_stack.schema_registry_url.replace(f":{registry.port}/", f":{proxy.port}/", 1)
+    settings = settings_for(kafka_stack.bootstrap_servers, proxied)
+    case_id = uuid.uuid4()
+    with EventProducer(
+        settings=settings,
+        install_exit_handlers=False,
+        registry_backoff=Backoff(initial=0.2, maximum=1.0),
+    ) as producer:
+        forwarder = start_forwarding(producer, {COMPLETED.event_type: [{"topic": topic}]})
+        try:
+            with capture_events(COMPLETED) as sent:
+                started = time.monotonic()
+                for task in ("review", "decision", "archive"):
+                    results = COMPLETED.send_event(
+                        **sample_events.work_item_event(case_id, task_slug=task)
+                    )
+                    assert dict(results)[forwarder.forward] == 1  # handed on, nothing raised
+                took = time.monotonic() - started
+            assert took < 1.0, f"send_event took {took:.2f}s with the registry down"
+            wait_for(
+                lambda: (
+                    any("waits for the schema registry" in r.getMessage() for r in caplog.records)
+                    or None
+                ),
+                what="a failed registry attempt",
+            )
+            assert producer.pending == 3
+            assert record_count(kafka_stack.bootstrap_servers, topic) == 0
+            proxy.start()  # the registry answers again
+            assert producer.flush(60) == 0
+        finally:
+            forwarder.stop()
+            proxy.stop()
+        assert (producer.stats.delivered, producer.stats.dropped) == (3, 0)
+
+    records = read_records(kafka_stack.bootstrap_servers, topic)
+    assert [headers_of(r)["ce_id"] for r in records] == [str(e.metadata.id) for e in sent]
+    assert {r.key() for r in records} == {str(case_id).encode()}
 
 
 # --- 7. flowbus produce ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from flowbus.avro.catalog import SchemaCatalog, default_schemas_dir
 from flowbus.avro.framing import confluent_header
 from flowbus.avro.registry import SchemaRegistry
 from flowbus.avro.schema import derive_record_schema
-from flowbus.avro.serializer import EventDeserializer, EventSerializer
+from flowbus.avro.serializer import EventDeserializer, EventSerializer, codec_for
 from flowbus.errors import (
     DecodeError,
     SchemaMismatchError,
@@ -290,3 +290,40 @@ def test_error_unknown_schema_id() -> None:
     with pytest.raises(UnknownSchemaError) as caught:
         deserializer.deserialize(FakeSignal(EVENT_TYPE, {"n": int}), confluent_header(5), "t")
     assert caught.value.schema_id == 5
+
+
+# --- body and frame apart (the transactional outbox) -------------------------------------
+
+
+def test_body_then_frame_is_serialize_in_either_framing() -> None:
+    signal = FakeSignal(EVENT_TYPE, {"n": int})
+    client = FakeRegistryClient()
+    registry_serializer, _ = registry_pair(client, auto_register=True)
+    for serializer in (EventSerializer(), registry_serializer):
+        body = serializer.encode_body(signal, {"n": 5})
+        framed = serializer.frame(EVENT_TYPE, codec_for(signal).schema, "orders", body)
+        assert framed == serializer.serialize(signal, {"n": 5}, "orders")
+
+
+def test_frame_body_frames_the_prepared_body_as_serialize_would() -> None:
+    signal = FakeSignal(EVENT_TYPE, {"n": int})
+    registry_serializer, _ = registry_pair(FakeRegistryClient(), auto_register=True)
+    for serializer in (EventSerializer(), registry_serializer):
+        body = serializer.encode_body(signal, {"n": 5})
+        # The writer schema is the signal's own: the body is framed, the data not read.
+        framed = serializer.frame_body(signal, body, {}, "orders")
+        assert framed == serializer.serialize(signal, {"n": 5}, "orders")
+
+
+def test_encoding_a_body_needs_no_registry() -> None:
+    client = FakeRegistryClient()
+    client.down = True
+    serializer, deserializer = registry_pair(client, auto_register=True)
+    signal = FakeSignal(EVENT_TYPE, {"n": int})
+    body = serializer.encode_body(signal, {"n": 7})
+    assert client.calls == 0
+    with pytest.raises(SchemaRegistryError):
+        serializer.frame(EVENT_TYPE, codec_for(signal).schema, "orders", body)
+    client.down = False  # the registry is back: the same body is framed and decodes
+    framed = serializer.frame(EVENT_TYPE, codec_for(signal).schema, "orders", body)
+    assert deserializer.deserialize(signal, framed.value, "orders") == {"n": 7}

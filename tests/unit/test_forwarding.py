@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sample_events
+from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from flowbus.catalog import caluma
-from flowbus.errors import ConfigurationError
+from flowbus.errors import ConfigurationError, OutboxNotBoundError
 from flowbus.metadata import EventMetadata
+from flowbus.producer import outbox
 from flowbus.producer.forwarding import Route, parse_forwarding_config, start_forwarding
 from flowbus.settings import FlowbusSettings
 from flowbus.signals import WorkflowSignal
@@ -249,3 +253,102 @@ def test_an_event_without_a_key_value_is_sent_without_key() -> None:
     )
     (sent,) = producer.sent
     assert (sent.topic, sent.key) == ("cases", None)
+
+
+# --- sinks ----------------------------------------------------------------------------------
+
+
+def test_routes_choose_their_sink_and_the_rest_use_the_default() -> None:
+    producer, outbox = RecordingProducer(), RecordingProducer()
+    config = {
+        COMPLETED.event_type: [
+            {"topic": "direct-events", "sink": "direct"},
+            {"topic": "outboxed"},  # the default sink: outbox, as given below
+        ]
+    }
+    start_forwarding(producer, config, sinks={"outbox": outbox}, default_sink="outbox")  # type: ignore[arg-type, dict-item]
+    COMPLETED.send_event(**sample_events.work_item_event())
+    assert [s.topic for s in producer.sent] == ["direct-events"]
+    assert [s.topic for s in outbox.sent] == ["outboxed"]
+    assert producer.sent[0].metadata == outbox.sent[0].metadata
+
+
+def test_the_default_sink_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWBUS_PRODUCER_SINK", "on_commit")
+    producer, held = RecordingProducer(FlowbusSettings()), RecordingProducer()
+    start_forwarding(producer, {COMPLETED.event_type: [{"topic": "t"}]}, sinks={"on_commit": held})  # type: ignore[arg-type, dict-item]
+    COMPLETED.send_event(**sample_events.work_item_event())
+    assert (len(producer.sent), len(held.sent)) == (0, 1)
+
+
+def test_an_unknown_sink_name_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_forwarding_config({COMPLETED.event_type: [{"topic": "t", "sink": "carrier-pigeon"}]})
+    assert str(caught.value).startswith(f"{CONFIG_ENTRY}[0]: sink: Input should be")
+    monkeypatch.setenv("FLOWBUS_PRODUCER_SINK", "carrier-pigeon")
+    with pytest.raises(ValidationError) as invalid:
+        FlowbusSettings()
+    assert "producer_sink" in str(invalid.value)
+
+
+def test_on_commit_without_its_sink_fails_at_start_naming_the_entry() -> None:
+    config = {COMPLETED.event_type: [{"topic": "a"}, {"topic": "b", "sink": "on_commit"}]}
+    before = COMPLETED.receivers
+    with pytest.raises(ConfigurationError) as caught:
+        start_forwarding(RecordingProducer(), config)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(f"{CONFIG_ENTRY}[1]: sink 'on_commit' needs")
+    assert "OnCommitSink(producer" in str(caught.value)
+    assert COMPLETED.receivers == before
+
+
+def test_the_outbox_sink_writes_into_the_bound_transaction(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLOWBUS_PRODUCER_SINK", "outbox")
+    monkeypatch.setenv("FLOWBUS_TOPIC_PREFIX", "dev.")
+    url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    outbox.migrate(url)
+    producer = RecordingProducer(FlowbusSettings())
+    start_forwarding(producer, {COMPLETED.event_type: [{"topic": "cases"}]})  # type: ignore[arg-type]
+    conn = sqlite3.connect(tmp_path / "app.sqlite3")
+    event = sample_events.work_item_event()
+    with conn, outbox.bind(conn):
+        [(_, committed)] = COMPLETED.send_event(send_robust=False, **event)
+    with outbox.bind(conn):
+        COMPLETED.send_event(send_robust=False, **event)
+        conn.rollback()
+    rows = conn.execute("SELECT aggregatetype, aggregateid, type FROM flowbus_outbox").fetchall()
+    assert rows == [("dev.cases", str(event["work_item"].case_id), COMPLETED.event_type)]
+    assert committed == 1 and producer.sent == []  # one route, to the outbox, none direct
+    with pytest.raises(OutboxNotBoundError):
+        COMPLETED.send_event(send_robust=False, **event)
+
+
+def test_a_default_binding_takes_the_events_sent_outside_bind(tmp_path: Path) -> None:
+    for name in ("app", "other"):
+        outbox.migrate(f"sqlite:///{tmp_path / name}.sqlite3")
+    conn = sqlite3.connect(tmp_path / "app.sqlite3")
+    other = sqlite3.connect(tmp_path / "other.sqlite3")
+    sink = outbox.OutboxSink.from_settings(FlowbusSettings())
+    event = sample_events.work_item_event()
+    data = COMPLETED.validate_data(**event)
+    outbox.bind_by_default(lambda: conn)
+    try:
+        sink.send(COMPLETED, COMPLETED.generate_signal_metadata(), data, topic="t")
+        with outbox.bind(other):  # an explicit binding wins
+            sink.send(COMPLETED, COMPLETED.generate_signal_metadata(), data, topic="t")
+        other.commit()
+        conn.commit()
+    finally:
+        outbox.bind_by_default(None)
+    for db in (conn, other):
+        assert db.execute("SELECT count(*) FROM flowbus_outbox").fetchone() == (1,)
+    assert outbox.bound() is None
+
+
+def test_a_disabled_route_needs_no_sink() -> None:
+    config = {COMPLETED.event_type: [{"topic": "t", "sink": "on_commit", "enabled": False}]}
+    producer = RecordingProducer()
+    start_forwarding(producer, config)  # type: ignore[arg-type]
+    COMPLETED.send_event(**sample_events.work_item_event())
+    assert producer.sent == []

@@ -1,0 +1,68 @@
+"""Prometheus metrics of an outbox relay, in a registry of their own.
+
+``flowbus_outbox_pending`` and ``flowbus_outbox_oldest_age_seconds`` are the figures
+``flowbus outbox status`` prints, refreshed at each lease renewal; alert on the age.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
+
+from .store import OutboxStatus
+
+__all__ = ["OutboxMetrics"]
+
+NAMESPACE = "flowbus_outbox"
+
+
+class OutboxMetrics:
+    """Backlog gauges and publish counters of one relay."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.pending = Gauge(
+            f"{NAMESPACE}_pending", "Outbox rows not yet published.", registry=self.registry
+        )
+        self.oldest_age = Gauge(
+            f"{NAMESPACE}_oldest_age_seconds",
+            "Age of the oldest outbox row not yet published (0 when there is none).",
+            registry=self.registry,
+        )
+        self.published_total = Counter(
+            f"{NAMESPACE}_published",
+            "Outbox rows the broker acknowledged.",
+            registry=self.registry,
+        )
+        self.failed_total = Counter(
+            f"{NAMESPACE}_failed",
+            "Failed delivery attempts of outbox rows (each stays and is retried).",
+            registry=self.registry,
+        )
+        self._server: Any = None
+
+    def observe_status(self, status: OutboxStatus) -> None:
+        self.pending.set(status.pending)
+        self.oldest_age.set(status.oldest_age_seconds or 0.0)
+
+    def published(self, count: int) -> None:
+        self.published_total.inc(count)
+
+    def failed(self, count: int) -> None:
+        self.failed_total.inc(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> int:  # noqa: S104 (a metrics port)
+        """Serve ``/metrics`` on a daemon thread; returns the port (``0`` picks one)."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

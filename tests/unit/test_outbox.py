@@ -1,0 +1,147 @@
+"""The outbox's pure logic and its SQLite store: buckets, migrations, the sink's rows,
+bucket leases between relays, relay settings, ``flowbus outbox status``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import sample_events
+from click.testing import CliRunner
+
+from flowbus import cloudevents
+from flowbus.avro.serializer import EventSerializer, codec_for
+from flowbus.catalog import caluma
+from flowbus.cli import main
+from flowbus.errors import ConfigurationError, OutboxError, OutboxNotBoundError, OutboxStoreError
+from flowbus.producer import outbox
+from flowbus.producer.outbox import OutboxRelay, OutboxSink, RelayStore
+from flowbus.producer.outbox.store import BUCKETS, SCHEMA_VERSION, bucket_of, dialect_of_connection
+
+SIGNAL = caluma.WORK_ITEM_POST_COMPLETE
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    found = f"sqlite:///{tmp_path / 'outbox.sqlite3'}"
+    outbox.migrate(found)
+    return found
+
+
+def send(sink: OutboxSink, key: str | None = "case-1", topic: str = "events") -> str:
+    data = SIGNAL.validate_data(**sample_events.work_item_event())
+    metadata = SIGNAL.generate_signal_metadata()
+    sink.send(SIGNAL, metadata, data, topic=topic, key=key, sender="svc")
+    return str(metadata.id)
+
+
+def test_a_key_always_lands_in_the_same_bucket() -> None:
+    assert (
+        bucket_of("case-1", "a") == bucket_of("case-1", "b") == zlib.crc32(b"case-1") % BUCKETS
+    )  # stable everywhere
+    assert bucket_of(None, "case-1") == bucket_of("case-1", "x")  # keyless: by event id
+    assert len({bucket_of(str(i), "") for i in range(1000)}) == BUCKETS
+
+
+def test_migration_is_idempotent_and_refuses_a_newer_schema(url: str) -> None:
+    assert outbox.migrate(url) == SCHEMA_VERSION
+    conn = sqlite3.connect(url[len("sqlite:///") :])
+    with conn:
+        conn.execute("INSERT INTO flowbus_outbox_schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    conn.close()
+    with pytest.raises(OutboxStoreError, match="upgrade flowbus"):
+        outbox.migrate(url)
+
+
+def test_unsupported_url_and_connection_are_typed_errors() -> None:
+    with pytest.raises(OutboxStoreError, match="unsupported database URL"):
+        outbox.migrate("mysql://u:secret@db/x")
+    with pytest.raises(OutboxError, match="unsupported connection type"):
+        dialect_of_connection(object())
+
+
+def test_send_outside_a_bound_transaction_raises() -> None:
+    with pytest.raises(OutboxNotBoundError, match="no database transaction bound"):
+        send(OutboxSink())
+
+
+def test_the_row_holds_the_prepared_event_and_goes_with_the_transaction(url: str) -> None:
+    conn = sqlite3.connect(url[len("sqlite:///") :])
+    sink = OutboxSink()
+    with outbox.bind(conn):
+        send(sink)
+    conn.rollback()
+    with conn, outbox.bind(conn):
+        event_id = send(sink, key=None)
+    [row] = conn.execute(
+        "SELECT id, aggregatetype, aggregateid, type, payload, headers, schema_fingerprint "
+        "FROM flowbus_outbox"
+    ).fetchall()
+    conn.close()
+    assert row[:4] == (event_id, "events", None, SIGNAL.event_type)
+    assert row[6] == codec_for(SIGNAL).schema.fingerprint.hex()
+    headers = [(name, value.encode()) for name, value in json.loads(row[5])]
+    envelope = cloudevents.from_headers(headers)
+    assert str(envelope.metadata.id) == event_id and envelope.sender == "svc"
+    assert envelope.dataschema is None  # settled by the relay, with the framing
+    framed = EventSerializer().frame(SIGNAL.event_type, codec_for(SIGNAL).schema, "events", row[4])
+    assert framed.value[:2] == b"\xc3\x01"
+    assert outbox.status(url).pending == 1
+
+
+def test_leases_are_shared_fairly_and_never_overlap(url: str) -> None:
+    first, second = RelayStore(url), RelayStore(url)
+    ttl = 60_000
+    try:
+        assert len(first.maintain_leases("a", ttl)) == BUCKETS  # alone: every bucket
+        assert second.maintain_leases("b", ttl) == []  # all taken and alive
+        held_a = first.maintain_leases("a", ttl)  # sees b: gives up its surplus
+        held_b = second.maintain_leases("b", ttl)
+        assert len(held_a) == len(held_b) == BUCKETS // 2
+        assert not set(held_a) & set(held_b)
+        second.release("b")  # a clean stop: the buckets are free at once
+        assert len(first.maintain_leases("a", ttl)) == BUCKETS
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_expired_lease_is_taken_over(url: str) -> None:
+    store = RelayStore(url)
+    try:
+        store.maintain_leases("dead", 1)  # expires 1 ms later
+        [(live,)] = store.connection.execute(
+            "SELECT count(*) FROM flowbus_outbox_leases WHERE owner = 'dead'"
+        ).fetchall()
+        assert live == BUCKETS
+
+        time.sleep(0.01)
+        # Its leases are expired, its heartbeat still counts: a fair share is taken now...
+        assert len(store.maintain_leases("alive", 60_000)) == BUCKETS // 2
+        with store.transaction() as tx:  # ... and the rest once the heartbeat is old
+            tx.execute("UPDATE flowbus_outbox_relays SET heartbeat_at = 0 WHERE name = 'dead'")
+        assert len(store.maintain_leases("alive", 60_000)) == BUCKETS
+    finally:
+        store.close()
+
+
+def test_relay_settings_that_could_outlive_a_lease_are_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="lease_ttl"):
+        OutboxRelay(url, lease_ttl=5, kafka_config={"bootstrap.servers": "127.0.0.1:1"})
+
+
+def test_status_command(url: str) -> None:
+    conn = sqlite3.connect(url[len("sqlite:///") :])
+    with conn, outbox.bind(conn):
+        send(OutboxSink())
+    conn.close()
+    result = CliRunner().invoke(main, ["outbox", "status", "--database", url, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["pending"] == 1 and figures["oldest_age_seconds"] >= 0
+    text = CliRunner().invoke(main, ["outbox", "status", "--database", url]).output
+    assert text.startswith("pending 1  oldest ")
