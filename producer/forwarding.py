@@ -6,11 +6,13 @@
         {"topic": "workflow-events", "key_path": "work_item.case_id", "enabled": true}
     ]}
 
-``key_path`` defaults to the signal's own key path; ``enabled`` to true; ``sink``
+``key_path`` defaults to the signal's own key path; ``enabled`` to true; ``wire`` (a wire
+profile of :mod:`flowbus.wire`: ``flowbus`` or ``openedx``) to the signal's; ``sink``
 (``direct``, ``on_commit`` or ``outbox``, see :mod:`flowbus.producer.sinks`) to
 ``FLOWBUS_PRODUCER_SINK`` (itself ``direct`` by default). The whole configuration is
 validated when forwarding starts: an unknown event type, a key path that cannot exist in
-the signal's data or a sink that is not available is an error naming the entry. Events a
+the signal's data, a wire profile that cannot carry the signal's data (naming the field
+and why) or a sink that is not available is an error naming the entry. Events a
 consumer re-sent (``from_event_bus=True``) are never forwarded again.
 """
 
@@ -23,9 +25,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flowbus.errors import ConfigurationError
+from flowbus.errors import ConfigurationError, SignalDefinitionError
 from flowbus.metadata import EventMetadata
 from flowbus.signals import WorkflowSignal, sender_name
+from flowbus.wire import get_profile
 
 from .event_producer import EventProducer
 from .sinks import EventSink, SinkName, resolve_sink
@@ -43,6 +46,8 @@ class Route(BaseModel):
     enabled: bool = True
     #: The sink of this route; ``None``: ``FLOWBUS_PRODUCER_SINK``.
     sink: SinkName | None = None
+    #: The wire profile of this route (:mod:`flowbus.wire`); ``None``: the signal's.
+    wire: str | None = None
 
 
 ForwardingConfig = dict[str, list[Route]]
@@ -79,9 +84,18 @@ def parse_forwarding_config(raw: str | Mapping[str, Any]) -> ForwardingConfig:
                     signal.validate_key_path(key_path)
                 except ConfigurationError as exc:
                     raise ConfigurationError(f"{entry}: key_path {key_path!r}: {exc}") from exc
+            if parsed_route.wire is not None:
+                _check_wire(entry, signal, parsed_route.wire)
             parsed.append(parsed_route)
         config[event_type] = parsed
     return config
+
+
+def _check_wire(entry: str, signal: WorkflowSignal, wire: str) -> None:
+    try:
+        get_profile(wire).check_data(signal.event_type, signal.data, signal.doc)
+    except (ConfigurationError, SignalDefinitionError) as exc:
+        raise ConfigurationError(f"{entry}: wire {wire!r}: {exc}") from exc
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -111,7 +125,9 @@ class Forwarder:
         default = default_sink or producer.settings.producer_sink
         given = dict(sinks or {})
         resolved: dict[str, EventSink] = {}
-        self._routes: dict[str, list[tuple[Route, EventSink]]] = {}
+        #: Per event type: each enabled route, its sink, and the extra arguments it passes
+        #: (``wire`` only for a route that names one: custom sinks may not take it).
+        self._routes: dict[str, list[tuple[Route, EventSink, dict[str, str]]]] = {}
         for event_type, routes in config.items():
             chosen = []
             for index, route in enumerate(routes):
@@ -120,7 +136,8 @@ class Forwarder:
                     where = f"FLOWBUS_PRODUCER_CONFIG[{event_type!r}][{index}]"
                     resolved[name] = resolve_sink(name, producer, given, where)
                 if route.enabled:
-                    chosen.append((route, resolved[name]))
+                    extra = {} if route.wire is None else {"wire": route.wire}
+                    chosen.append((route, resolved[name], extra))
             self._routes[event_type] = chosen
         self._signals = [WorkflowSignal.get_signal_by_type(t) for t in config]
 
@@ -149,7 +166,7 @@ class Forwarder:
         if not routes:
             return 0
         name = sender_name(sender)
-        for route, sink in routes:
+        for route, sink, extra in routes:
             sink.send(
                 signal,
                 metadata,
@@ -157,6 +174,7 @@ class Forwarder:
                 topic=route.topic,
                 key=signal.resolve_key(data, route.key_path),
                 sender=name,
+                **extra,
             )
         return len(routes)
 
