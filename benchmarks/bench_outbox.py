@@ -9,18 +9,15 @@ how fast the relay empties a backlog, each against direct produce in the same ru
 * relay: ``count`` committed rows, then one :class:`OutboxRelay` started; timed until it
   has published every row (broker-acknowledged and marked sent).
 
-Rounds alternate direct and outbox. Run on its own::
+Rounds alternate direct and outbox. Section ``outbox`` of ``run.py``::
 
-    .venv/bin/python benchmarks/bench_outbox.py [--count 50000] [--rounds 2] [--postgres URL]
+    .venv/bin/python benchmarks/run.py --sections outbox [--quick] [--postgres URL]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -115,6 +112,8 @@ def fresh_database(kind: str, postgres: str | None, workdir: Path, n: int) -> st
 
 
 def run(target: Target, count: int, rounds: int, postgres: str | None) -> dict[str, Any]:
+    """The section: per store (SQLite, and PostgreSQL at ``postgres`` when given), the write
+    cost and the relay rate, each against direct produce in the same rounds."""
     events = prepared(count)
     kinds = ["sqlite", *(["postgresql"] if postgres else [])]
     direct_rounds: list[float] = []
@@ -145,26 +144,6 @@ def run(target: Target, count: int, rounds: int, postgres: str | None) -> dict[s
             "relay_vs_direct": round(relay["median"] / direct["median"], 3),
             "relay_target_5000_met": relay["median"] >= 5000,
         }
+    result["stores"] = kinds
     result["loadavg_after"] = loadavg()
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--postgres", default=os.environ.get("FLOWBUS_BENCH_POSTGRES_URL"))
-    args = parser.parse_args(argv)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    registry = os.environ.get("SCHEMA_REGISTRY_URL")
-    if not (bootstrap and registry):
-        print("set KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL", file=sys.stderr)
-        return 2
-    print(f"loadavg before: {loadavg()}", file=sys.stderr)
-    result = run(Target(bootstrap, registry), args.count, args.rounds, args.postgres)
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

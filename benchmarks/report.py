@@ -21,6 +21,36 @@ def _met(value: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "-"}[value]
 
 
+def _outbox_rows(section: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Per store: the write in the transaction (µs/event), then the relay's rate."""
+    rows: list[tuple[str, ...]] = []
+    direct = section["direct_events_per_s"]["median"]
+    for store in section["stores"]:
+        s = section[store]
+        rows.append(
+            (
+                f"outbox write in the transaction, {store} (µs/event)",
+                _n(s["write_us_per_event"]),
+                f"direct produce {_n(s['direct_us_per_event'])}",
+                _ratio(s["write_cost_vs_direct"]),
+                "-",
+                "-",
+            )
+        )
+        relay = s["relay_events_per_s"]["median"]
+        rows.append(
+            (
+                f"outbox relay, {store} (ev/s)",
+                _n(relay),
+                f"direct produce {_n(direct)}",
+                _ratio(s["relay_vs_direct"]),
+                ">= 5,000 ev/s",
+                _met(s["relay_target_5000_met"]),
+            )
+        )
+    return rows
+
+
 def _concurrency_rows(section: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     """Per level: the rates, then the per-key checks; then the offsets after the runs."""
     rows = []
@@ -209,6 +239,9 @@ def markdown(doc: dict[str, Any]) -> str:
     concurrency = sections.get("concurrency")
     if concurrency:
         rows.extend(_concurrency_rows(concurrency))
+    outbox = sections.get("outbox")
+    if outbox:
+        rows.extend(_outbox_rows(outbox))
 
     header = (
         "| measure | flowbus | baseline | ratio | target | met |\n"

@@ -2,7 +2,7 @@
 
     make bench            # full run (about 10 to 15 minutes)
     make bench QUICK=1    # smaller counts (about two minutes once the peer venv exists)
-    .venv/bin/python benchmarks/run.py [--quick] [--sections codec,producer,...]
+    .venv/bin/python benchmarks/run.py [--quick] [--sections codec,producer,...] [--postgres URL]
 
 Runs against KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL when both are set, otherwise
 starts a local Kafka + registry (``flowbus.devstack.LocalStack``) in a temporary state
@@ -35,6 +35,7 @@ import bench_concurrency
 import bench_consumer
 import bench_latency
 import bench_memory
+import bench_outbox
 import bench_peer
 import bench_producer
 import confluent_kafka
@@ -46,7 +47,7 @@ from flowbus.settings import get_settings
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SECTIONS = ("codec", "producer", "consumer", "e2e", "memory", "peer", "concurrency")
+SECTIONS = ("codec", "producer", "consumer", "e2e", "memory", "peer", "concurrency", "outbox")
 
 #: Event counts and repetitions of a full and of a quick run.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -68,6 +69,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "concurrency_partitions": 6,
         "concurrency_levels": [1, 8, 32],
         "concurrency_timeout": 300.0,
+        "outbox_events": 50_000,
+        "outbox_rounds": 2,
     },
     "quick": {
         "codec_events": 10_000,
@@ -85,6 +88,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "concurrency_partitions": 6,
         "concurrency_levels": [1, 8, 32],
         "concurrency_timeout": 120.0,
+        "outbox_events": 5_000,
+        "outbox_rounds": 1,
     },
 }
 E2E_RATES = {"1k": 1000.0, "5k": 5000.0}
@@ -185,6 +190,8 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     peer = results.get("peer") or {}
     memory = results.get("memory") or {}
     concurrency = results.get("concurrency") or {}
+    outbox = results.get("outbox") or {}
+    stores = outbox.get("stores", [])
     flowbus_producer = producer.get("flowbus_events_per_s")
     flowbus_consumer = consumer.get("flowbus_events_per_s")
     return {
@@ -203,6 +210,12 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "memory_flat": memory.get("flat"),
         # flowbus / FastStream events/s with a 20 ms handler, per concurrency level.
         "concurrency_vs_faststream": concurrency.get("flowbus_vs_faststream"),
+        # Per outbox store: what a write in the transaction costs against direct produce,
+        # and the relay's sustained rate (and its ratio to direct produce).
+        "outbox_write_cost_vs_direct": {s: outbox[s]["write_cost_vs_direct"] for s in stores}
+        or None,
+        "outbox_relay_events_per_s": {s: outbox[s]["relay_events_per_s"]["median"] for s in stores}
+        or None,
     }
 
 
@@ -213,6 +226,7 @@ def targets(figures: dict[str, Any]) -> dict[str, bool | None]:
         return None if value is None else bool(value >= bound)
 
     p99 = figures["e2e_p99_ms_1k"]
+    relay = figures["outbox_relay_events_per_s"]
     return {
         "producer_vs_raw >= 0.6": at_least(figures["producer_vs_raw"], 0.6),
         "producer_vs_handwritten >= 1.0": at_least(figures["producer_vs_handwritten"], 1.0),
@@ -221,6 +235,9 @@ def targets(figures: dict[str, Any]) -> dict[str, bool | None]:
         "consumer_vs_openedx >= 5": at_least(figures["consumer_vs_openedx"], 5.0),
         "e2e_p99_ms_1k < 50": None if p99 is None else bool(p99 < 50.0),
         "memory flat": figures["memory_flat"],
+        "outbox relay >= 5000 ev/s": None
+        if not relay
+        else all(rate >= 5000 for rate in relay.values()),
     }
 
 
@@ -230,6 +247,7 @@ def run_sections(
     sections: list[str],
     peer_venv: Path,
     faststream_venv: Path,
+    postgres: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -290,6 +308,12 @@ def run_sections(
             profile["concurrency_timeout"],
         ),
     )
+    section(
+        "outbox",
+        lambda: bench_outbox.run(
+            target, profile["outbox_events"], profile["outbox_rounds"], postgres
+        ),
+    )
     return results, errors
 
 
@@ -316,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         default=get_settings().cache_dir / "bench-faststream-venv",
         help="virtualenv of the FastStream peer of the concurrency section (created when missing)",
     )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("FLOWBUS_BENCH_POSTGRES_URL"),
+        help="PostgreSQL server the outbox section may create databases on (default: "
+        "FLOWBUS_BENCH_POSTGRES_URL; unset: SQLite only)",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -330,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         info = machine(stack)
         load_start = loadavg()
         results, errors = run_sections(
-            target, profile, sections, args.peer_venv, args.faststream_venv
+            target, profile, sections, args.peer_venv, args.faststream_venv, args.postgres
         )
         load_end = loadavg()
     figures = headline(results)
@@ -349,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory": profile["memory_events"],
             "peer": profile["peer_events"],
             "concurrency": profile["concurrency_events"],
+            "outbox": profile["outbox_events"],
         },
         "machine": {**info, "loadavg_start": load_start, "loadavg_end": load_end},
         "sections": results,

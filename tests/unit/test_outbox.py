@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -20,7 +21,13 @@ from flowbus.cli import main
 from flowbus.errors import ConfigurationError, OutboxError, OutboxNotBoundError, OutboxStoreError
 from flowbus.producer import outbox
 from flowbus.producer.outbox import OutboxRelay, OutboxSink, RelayStore
-from flowbus.producer.outbox.store import BUCKETS, SCHEMA_VERSION, bucket_of, dialect_of_connection
+from flowbus.producer.outbox.store import (
+    BUCKETS,
+    SCHEMA_VERSION,
+    bucket_of,
+    dialect_of_connection,
+    migrate_in_transaction,
+)
 
 SIGNAL = caluma.WORK_ITEM_POST_COMPLETE
 
@@ -145,3 +152,44 @@ def test_status_command(url: str) -> None:
     assert figures["pending"] == 1 and figures["oldest_age_seconds"] >= 0
     text = CliRunner().invoke(main, ["outbox", "status", "--database", url]).output
     assert text.startswith("pending 1  oldest ")
+
+
+def test_migrating_inside_a_callers_transaction_goes_with_it(tmp_path: Path) -> None:
+    # What the Django app's migration does: flowbus's DDL, in the migrating transaction.
+    path = tmp_path / "app.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    tables = "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'flowbus_%'"
+    conn.execute("BEGIN")
+    assert migrate_in_transaction(conn, "the app database") == SCHEMA_VERSION
+    conn.execute("ROLLBACK")
+    assert conn.execute(tables).fetchall() == []
+    conn.execute("BEGIN")
+    migrate_in_transaction(conn, "the app database")
+    conn.execute("COMMIT")
+    assert outbox.migrate(f"sqlite:///{path}") == SCHEMA_VERSION  # nothing left to apply
+    assert conn.execute("SELECT version FROM flowbus_outbox_schema_version").fetchall() == [
+        (SCHEMA_VERSION,)
+    ]
+    assert {name for (name,) in conn.execute(tables)} == {
+        "flowbus_outbox", "flowbus_outbox_leases", "flowbus_outbox_relays",
+        "flowbus_outbox_schema_version",
+    }  # fmt: skip
+
+
+def test_a_draining_relay_returns_once_nothing_is_pending(url: str) -> None:
+    relay = OutboxRelay(url, kafka_config={"bootstrap.servers": "127.0.0.1:1"})
+    runner = threading.Thread(target=relay.run, kwargs={"drain": True})
+    runner.start()
+    runner.join(5)  # nothing pending: no producer needed, it returns at once
+    if runner.is_alive():
+        relay.stop(timeout=10)
+        pytest.fail("a draining relay kept running with nothing pending")
+    store = RelayStore(url)
+    try:
+        # A clean stop: the leases it took are given back at once.
+        [(owned,)] = store.connection.execute(
+            "SELECT count(*) FROM flowbus_outbox_leases WHERE owner IS NOT NULL"
+        ).fetchall()
+        assert owned == 0
+    finally:
+        store.close()
