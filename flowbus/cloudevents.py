@@ -9,7 +9,10 @@ The record value is the Avro-encoded data; each context attribute travels as a h
 
 Reading is strict: a missing or malformed required header raises, it is never filled
 from the reader's own defaults. Headers as the Open edX event bus writes them
-(``sourcehost``, ``sourcelib`` without the ``ce_`` prefix) are accepted too.
+(``sourcehost``, ``sourcelib`` without the ``ce_`` prefix) are accepted too, and
+:func:`to_headers` writes them so for the ``openedx`` wire profile (``openedx=True``):
+unprefixed ``sourcehost`` / ``sourcelib``, ``ce_datacontenttype``, ``ce_time`` ending in
+``+00:00``, as edx-event-bus-kafka writes and reads them.
 """
 
 from __future__ import annotations
@@ -38,12 +41,16 @@ PARTITIONKEY = "ce_partitionkey"
 SENDER = "ce_sender"
 DATASCHEMA = "ce_dataschema"
 CONTENT_TYPE = "content-type"
+DATACONTENTTYPE = "ce_datacontenttype"
+#: Open edX's names of the two extensions (not CloudEvents attributes there: no prefix).
+OPENEDX_SOURCEHOST = "sourcehost"
+OPENEDX_SOURCELIB = "sourcelib"
 TRACEPARENT = "traceparent"
 AVRO_CONTENT_TYPE = "application/avro"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents"
 
 #: Alternative header names accepted on read, as other producers (Open edX) write them.
-_ALIASES = {SOURCEHOST: ("sourcehost",), SOURCELIB: ("sourcelib",)}
+_ALIASES = {SOURCEHOST: (OPENEDX_SOURCEHOST,), SOURCELIB: (OPENEDX_SOURCELIB,)}
 #: Headers that are not ``ce_*`` and still read: the content type, the trace context and the
 #: aliases. Any other header (a binary tracing header, an application's own) is ignored.
 _READ_UNPREFIXED = frozenset(
@@ -110,8 +117,10 @@ def to_headers(
     sender: str | None = None,
     dataschema: str | None = None,
     traceparent: str | None = None,
+    openedx: bool = False,
 ) -> KafkaHeaders:
-    """The binary-mode headers of one event."""
+    """The binary-mode headers of one event (as the Open edX event bus writes them, with
+    flowbus's transport extensions, when ``openedx``)."""
     constant = _constant_headers(
         metadata.specversion,
         metadata.source,
@@ -119,13 +128,15 @@ def to_headers(
         metadata.minorversion,
         metadata.sourcehost,
         metadata.sourcelib,
+        openedx,
     )
+    time = metadata.time.isoformat() if openedx else format_time(metadata.time)
     headers: KafkaHeaders = [
         constant.specversion,
         (ID, str(metadata.id).encode()),
         constant.source,
         constant.type,
-        (TIME, format_time(metadata.time).encode()),
+        (TIME, time.encode()),
         *constant.after_time,
     ]
     if partitionkey is not None:
@@ -145,7 +156,8 @@ class _ConstantHeaders(NamedTuple):
     specversion: tuple[str, bytes]
     source: tuple[str, bytes]
     type: tuple[str, bytes]
-    #: content-type, ce_minorversion, ce_sourcehost, ce_sourcelib
+    #: content-type, ce_minorversion, ce_sourcehost, ce_sourcelib (Open edX: content-type,
+    #: ce_datacontenttype, ce_minorversion, sourcehost, sourcelib)
     after_time: tuple[tuple[str, bytes], ...]
 
 
@@ -157,17 +169,22 @@ def _constant_headers(
     minorversion: int,
     sourcehost: str,
     sourcelib: tuple[int, ...],
+    openedx: bool,
 ) -> _ConstantHeaders:
+    content_type = (CONTENT_TYPE, AVRO_CONTENT_TYPE.encode())
+    minor = (MINORVERSION, str(minorversion).encode())
+    host, lib = sourcehost.encode(), format_sourcelib(sourcelib).encode()
+    after_time = (
+        (content_type, (DATACONTENTTYPE, content_type[1]), minor,
+         (OPENEDX_SOURCEHOST, host), (OPENEDX_SOURCELIB, lib))
+        if openedx
+        else (content_type, minor, (SOURCEHOST, host), (SOURCELIB, lib))
+    )  # fmt: skip
     return _ConstantHeaders(
         (SPECVERSION, specversion.encode()),
         (SOURCE, source.encode()),
         (TYPE, event_type.encode()),
-        (
-            (CONTENT_TYPE, AVRO_CONTENT_TYPE.encode()),
-            (MINORVERSION, str(minorversion).encode()),
-            (SOURCEHOST, sourcehost.encode()),
-            (SOURCELIB, format_sourcelib(sourcelib).encode()),
-        ),
+        after_time,
     )
 
 

@@ -6,10 +6,15 @@ Kafka partition once the event travels. Sending validates the data, creates the 
 :class:`~flowbus.metadata.EventMetadata` and calls the connected receivers in the order they
 were connected.
 
-Event types follow ``org.flowbus.<domain>.<subject>.<action>.v<major>``, e.g.
-``org.flowbus.caluma.work_item.post_complete.v1``: ``domain`` is the system emitting the
-event, ``subject`` what it is about, ``action`` what happened, and ``major`` changes only for
-incompatible data changes (compatible additions bump the signal's ``minor_version``).
+Event types follow ``<reverse-DNS prefix>.<subject>.<action>.v<major>``, any organisation's:
+``org.flowbus.caluma.work_item.post_complete.v1``, ``com.acme.billing.invoice.paid.v1``,
+``org.openedx.learning.course.enrollment.created.v1``. The prefix is the organisation's
+domain reversed (two labels), ``subject`` what the event is about (one or more dotted
+parts), ``action`` what happened, and ``major`` changes only for incompatible data changes
+(compatible additions bump the signal's ``minor_version``).
+
+The signal knows nothing of the wire: it names its wire profile (``wire=``, see
+:mod:`flowbus.wire`), which checks here that it can carry the data's types.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pydantic import BaseModel, JsonValue, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from flowbus.errors import (
+    ConfigurationError,
     DuplicateEventTypeError,
     KeyPathError,
     SenderValidationError,
@@ -51,11 +57,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ``org.flowbus.<domain>.<subject>.<action>.v<major>``; each part lower case, ``_`` allowed.
+#: ``<prefix>.<subject>.<action>.v<major>``: the prefix two DNS labels (lower case, digits,
+#: inner ``-``), the subject one or more parts, each part lower case with digits and ``_``.
 EVENT_TYPE_PATTERN = re.compile(
-    r"^org\.flowbus\.(?P<domain>[a-z][a-z0-9_]*)\.(?P<subject>[a-z][a-z0-9_]*)"
+    r"^(?P<prefix>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)"
+    r"\.(?P<subject>[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)"
     r"\.(?P<action>[a-z][a-z0-9_]*)\.v(?P<major>[1-9][0-9]*)$"
 )
+_EVENT_TYPE_FORM = "'<reverse-DNS prefix>.<subject>.<action>.v<major>'"
+_PART = re.compile(r"^[a-z][a-z0-9_]*$")
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 
 #: Names a signal's data may not use: receivers and ``send_event`` take these themselves.
 RESERVED_ARGUMENT_NAMES = frozenset(
@@ -90,6 +101,24 @@ class DecodedData(dict[str, Any]):
 
     event_type: ClassVar[str] = ""
     exact: ClassVar[frozenset[str]] = frozenset()
+
+
+def _event_type_problem(event_type: object) -> str:
+    """What is wrong with an event type the pattern refused (never more than its parts)."""
+    if not isinstance(event_type, str):
+        return f"it is a {type(event_type).__name__}, not a str"
+    parts = event_type.split(".")
+    if len(parts) < 5:
+        return f"{len(parts)} dotted parts; at least 5 (prefix of 2, subject, action, version)"
+    if not re.fullmatch(r"v[1-9][0-9]*", parts[-1]):
+        return f"the last part '{parts[-1]}' is not v<major> (major >= 1)"
+    for label in parts[:2]:
+        if not _LABEL.match(label):
+            return f"prefix label '{label}' is not a lower-case DNS label"
+    for part in parts[2:-1]:
+        if not _PART.match(part):
+            return f"part '{part}' is not lower case letters, digits and '_' starting with a letter"
+    return "it does not match"
 
 
 def sender_name(sender: object) -> str | None:
@@ -129,13 +158,13 @@ class WorkflowSignal:
         *,
         key_path: str | None = None,
         doc: str | None = None,
+        wire: str = "flowbus",
     ) -> None:
         match = EVENT_TYPE_PATTERN.match(event_type) if isinstance(event_type, str) else None
         if match is None:
             raise SignalDefinitionError(
-                f"event type {event_type!r} does not follow "
-                "'org.flowbus.<domain>.<subject>.<action>.v<major>' "
-                "(lower case letters, digits and '_'; major version >= 1)"
+                f"event type {event_type!r} does not follow {_EVENT_TYPE_FORM} "
+                f"(e.g. 'com.acme.billing.invoice.paid.v1'): {_event_type_problem(event_type)}"
             )
         if isinstance(minor_version, bool) or not isinstance(minor_version, int):
             raise SignalDefinitionError(f"{event_type}: minor_version must be an int")
@@ -165,8 +194,16 @@ class WorkflowSignal:
         # Imported here so that importing flowbus does not load the Avro layer, and so that
         # flowbus.avro may itself import this module.
         from flowbus.avro.schema import derive_record_schema
+        from flowbus.wire import FLOWBUS, get_profile
 
+        try:
+            profile = get_profile(wire)
+        except ConfigurationError as exc:
+            raise SignalDefinitionError(f"{event_type}: {exc}") from None
+        self._wire = profile.name
         self._avro_schema = derive_record_schema(event_type, self._data, doc=doc)
+        if profile is not FLOWBUS:
+            profile.check_data(event_type, self._data, doc)
         self._key_path: str | None = None
         if key_path is not None:
             self.validate_key_path(key_path)
@@ -204,8 +241,13 @@ class WorkflowSignal:
 
     @property
     def event_type(self) -> str:
-        """``org.flowbus.<domain>.<subject>.<action>.v<major>``."""
+        """``<reverse-DNS prefix>.<subject>.<action>.v<major>``."""
         return self._event_type
+
+    @property
+    def wire(self) -> str:
+        """The name of the wire profile its events travel with unless a route says otherwise."""
+        return self._wire
 
     @property
     def major_version(self) -> int:
@@ -234,7 +276,8 @@ class WorkflowSignal:
 
     @property
     def avro_schema(self) -> dict[str, Any]:
-        """The Avro record schema of the data (a copy; changing it changes nothing)."""
+        """The Avro record schema of the data in the ``flowbus`` profile (a copy; changing it
+        changes nothing): the one the ``schemas/`` catalog keeps."""
         return copy.deepcopy(self._avro_schema)
 
     @property

@@ -33,6 +33,7 @@ import logging
 import signal as signals
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,7 @@ from flowbus.errors import (
 )
 from flowbus.metadata import EventMetadata
 from flowbus.settings import FlowbusSettings, get_settings
+from flowbus.wire import FLOWBUS, KeyFormat, WireProfile
 
 from .pending import PendingEvents
 from .prepared import PreparedEvent, prepare_event
@@ -141,8 +143,10 @@ class EventProducer:
         self._serializer = serializer or _default_serializer(self.settings)
         #: Only a registry can block or fail a serialization; without one, none waits.
         self._needs_registry = getattr(self._serializer, "registry", None) is not None
-        #: (signal, full topic) pairs whose writer schema is resolved.
-        self._ready: set[tuple[WorkflowSignal, str]] = set()
+        #: (signal, full topic, wire profile) whose writer schema is resolved.
+        self._ready: set[tuple[WorkflowSignal, str, WireProfile]] = set()
+        #: Partition counts of the topics the openedx profile's partitioner writes to.
+        self._partition_counts: dict[str, int] = {}
         self._pending = PendingEvents(max_pending)
         self._registry_backoff = registry_backoff or Backoff()
         try:
@@ -186,14 +190,16 @@ class EventProducer:
         topic: str,
         key: str | None = None,
         sender: str | None = None,
+        wire: str | None = None,
     ) -> DeliveryReport | None:
         """Send one event. Asynchronous mode returns None at once; synchronous mode waits.
 
-        ``data`` is the signal's validated data. Encoding errors (the caller's bug)
-        raise; broker and registry trouble does not (asynchronous mode).
+        ``data`` is the signal's validated data; ``wire`` the wire profile (default: the
+        signal's). Encoding errors (the caller's bug) raise; broker and registry trouble
+        does not (asynchronous mode).
         """
         return self.send_prepared(
-            self.prepare(signal, metadata, data, topic=topic, key=key, sender=sender)
+            self.prepare(signal, metadata, data, topic=topic, key=key, sender=sender, wire=wire)
         )
 
     def prepare(
@@ -205,6 +211,7 @@ class EventProducer:
         topic: str,
         key: str | None = None,
         sender: str | None = None,
+        wire: str | None = None,
     ) -> PreparedEvent:
         """Check and encode one event now, to produce later with :meth:`send_prepared`.
 
@@ -217,9 +224,13 @@ class EventProducer:
             raise ProducerClosedError(f"producer closed; event {metadata.id} not sent")
         event = prepare_event(
             self._serializer, self.topic_prefix, signal, metadata, data,
-            topic=topic, key=key, sender=sender,
+            topic=topic, key=key, sender=sender, wire=wire,
         )  # fmt: skip
-        if self.synchronous or not self._needs_registry or (signal, event.topic) in self._ready:
+        if (
+            self.synchronous
+            or not self._needs_registry
+            or ((signal, event.topic, event.profile) in self._ready)
+        ):
             self._frame(event)
         return event
 
@@ -238,10 +249,35 @@ class EventProducer:
         return None
 
     def _frame(self, event: PreparedEvent) -> None:
-        serialized = self._serializer.frame_body(event.signal, event.body, event.data, event.topic)
-        self._ready.add((event.signal, event.topic))
+        profile = event.profile
+        if profile is FLOWBUS:
+            serialized = self._serializer.frame_body(
+                event.signal, event.body, event.data, event.topic
+            )
+        else:
+            serialized = self._serializer.frame_body(
+                event.signal, event.body, event.data, event.topic, profile
+            )
+            if profile.key_format is KeyFormat.AVRO_STRING and event.key is not None:
+                event.wire_key = self._serializer.frame_key(event.topic, event.key, profile)
+                event.partition = self._partition_for(event.topic, event.wire_key, profile)
+        self._ready.add((event.signal, event.topic, profile))
         event.headers = event.cloudevent_headers(serialized.dataschema)
         event.value = serialized.value
+
+    def _partition_for(self, topic: str, key: bytes, profile: WireProfile) -> int:
+        """The partition ``profile``'s partitioner picks for ``key`` (-1: librdkafka's own
+        choice). ``consistent_random`` is librdkafka's default, which edx-event-bus-kafka
+        keeps: CRC-32 of the key bytes modulo the partition count (counted once a topic)."""
+        if profile.partitioner != "consistent_random":
+            return -1
+        count = self._partition_counts.get(topic)
+        if count is None:
+            metadata = self._producer.list_topics(topic, timeout=10).topics.get(topic)
+            if metadata is None or metadata.error is not None or not metadata.partitions:
+                return -1  # librdkafka creates or reports the topic as it would for any event
+            count = self._partition_counts[topic] = len(metadata.partitions)
+        return zlib.crc32(key) % count
 
     def _wait_for_schema(self, event: PreparedEvent) -> None:
         if self._pending.put(event):
@@ -308,7 +344,8 @@ class EventProducer:
                 self._producer.produce(
                     event.topic,
                     value=event.value,
-                    key=event.key,
+                    key=event.wire_key,
+                    partition=event.partition,
                     headers=event.headers,
                     on_delivery=on_delivery,
                 )

@@ -6,11 +6,13 @@
         {"topic": "workflow-events", "key_path": "work_item.case_id", "enabled": true}
     ]}
 
-``key_path`` defaults to the signal's own key path; ``enabled`` to true; ``sink``
+``key_path`` defaults to the signal's own key path; ``enabled`` to true; ``wire`` (a wire
+profile of :mod:`flowbus.wire`: ``flowbus`` or ``openedx``) to the signal's; ``sink``
 (``direct``, ``on_commit`` or ``outbox``, see :mod:`flowbus.producer.sinks`) to
 ``FLOWBUS_PRODUCER_SINK`` (itself ``direct`` by default). The whole configuration is
 validated when forwarding starts: an unknown event type, a key path that cannot exist in
-the signal's data or a sink that is not available is an error naming the entry. Events a
+the signal's data, a wire profile that cannot carry the signal's data (naming the field
+and why) or a sink that is not available is an error naming the entry. Events a
 consumer re-sent (``from_event_bus=True``) are never forwarded again.
 
 A failed write of an ``outbox`` or ``on_commit`` route (nothing bound, the table missing,
@@ -30,9 +32,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flowbus.errors import ConfigurationError
+from flowbus.errors import ConfigurationError, SignalDefinitionError
 from flowbus.metadata import EventMetadata
 from flowbus.signals import WorkflowSignal, sender_name
+from flowbus.wire import get_profile
 
 from .event_producer import EventProducer
 from .sinks import EventSink, SinkName, resolve_sink
@@ -50,6 +53,8 @@ class Route(BaseModel):
     enabled: bool = True
     #: The sink of this route; ``None``: ``FLOWBUS_PRODUCER_SINK``.
     sink: SinkName | None = None
+    #: The wire profile of this route (:mod:`flowbus.wire`); ``None``: the signal's.
+    wire: str | None = None
 
 
 ForwardingConfig = dict[str, list[Route]]
@@ -86,9 +91,18 @@ def parse_forwarding_config(raw: str | Mapping[str, Any]) -> ForwardingConfig:
                     signal.validate_key_path(key_path)
                 except ConfigurationError as exc:
                     raise ConfigurationError(f"{entry}: key_path {key_path!r}: {exc}") from exc
+            if parsed_route.wire is not None:
+                _check_wire(entry, signal, parsed_route.wire)
             parsed.append(parsed_route)
         config[event_type] = parsed
     return config
+
+
+def _check_wire(entry: str, signal: WorkflowSignal, wire: str) -> None:
+    try:
+        get_profile(wire).check_data(signal.event_type, signal.data, signal.doc)
+    except (ConfigurationError, SignalDefinitionError) as exc:
+        raise ConfigurationError(f"{entry}: wire {wire!r}: {exc}") from exc
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -120,6 +134,8 @@ class RouteReceiver:
             return 0
         name = sender_name(sender)
         for route, sink in routes:
+            # ``wire`` only for a route that names one: custom sinks may not take it.
+            extra = {} if route.wire is None else {"wire": route.wire}
             sink.send(
                 signal,
                 metadata,
@@ -127,6 +143,7 @@ class RouteReceiver:
                 topic=route.topic,
                 key=signal.resolve_key(data, route.key_path),
                 sender=name,
+                **extra,
             )
         return len(routes)
 

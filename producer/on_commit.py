@@ -79,9 +79,12 @@ class OnCommitSink:
         topic: str,
         key: str | None = None,
         sender: str | None = None,
+        wire: str | None = None,
     ) -> None:
         """Check and encode the event now; produce it once the transaction commits."""
-        event = self.producer.prepare(signal, metadata, data, topic=topic, key=key, sender=sender)
+        event = self.producer.prepare(
+            signal, metadata, data, topic=topic, key=key, sender=sender, wire=wire
+        )
         self.transactions.defer(lambda: self._produce(event))
 
     def _produce(self, event: PreparedEvent) -> None:

@@ -8,6 +8,10 @@ call): the caller's data errors raise here, in the caller's thread and transacti
 registry or broker trouble can. The framing header (registry id or fingerprint) and the
 ``ce_dataschema`` header come later, from the sink: the producer when the writer schema is
 resolved, the outbox relay when it publishes the row.
+
+The event's wire profile (:mod:`flowbus.wire`: the route's, else the signal's) decides the
+body's schema and the header style here, and the key's framing and the partition where the
+producer frames the event.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowbus import cloudevents
+from flowbus.wire import FLOWBUS, HeaderStyle, WireProfile, get_profile
 
 if TYPE_CHECKING:
     from flowbus.avro.serializer import EventSerializer
@@ -47,6 +52,12 @@ class PreparedEvent:
     body: bytes
     value: bytes | None = None
     headers: cloudevents.KafkaHeaders | None = None
+    #: The wire profile of the event.
+    profile: WireProfile = FLOWBUS
+    #: The Kafka key as written (the profile's key format); ``key`` itself until framed.
+    wire_key: str | bytes | None = None
+    #: The partition chosen for the profile's partitioner; -1: librdkafka's own choice.
+    partition: int = -1
 
     def cloudevent_headers(self, dataschema: str | None = None) -> cloudevents.KafkaHeaders:
         """The event's binary-mode headers (``ce_dataschema`` only when given)."""
@@ -56,6 +67,7 @@ class PreparedEvent:
             sender=self.sender,
             dataschema=dataschema,
             traceparent=self.traceparent,
+            openedx=self.profile.headers is HeaderStyle.OPENEDX,
         )
 
 
@@ -69,9 +81,17 @@ def prepare_event(
     topic: str,
     key: str | None,
     sender: str | None,
+    wire: str | None = None,
 ) -> PreparedEvent:
     """Encode ``data`` (raises :class:`~flowbus.errors.EncodeError` when it does not fit
-    the schema) and name the event; nothing is framed or sent yet."""
+    the schema) and name the event; nothing is framed or sent yet. ``wire``: the route's
+    wire profile (default: the signal's)."""
+    if wire is None and signal.wire == FLOWBUS.name:
+        profile = FLOWBUS
+        body = serializer.encode_body(signal, data)
+    else:
+        profile = get_profile(wire or signal.wire)
+        body = serializer.encode_body(signal, data, profile)
     return PreparedEvent(
         signal,
         metadata,
@@ -80,5 +100,7 @@ def prepare_event(
         key,
         sender,
         cloudevents.current_traceparent(),
-        serializer.encode_body(signal, data),
+        body,
+        profile=profile,
+        wire_key=key,
     )

@@ -38,6 +38,8 @@ class EventSink(Protocol):
     """Takes one event of a signal for one topic; what happens next is the sink's contract.
 
     ``data`` is the signal's validated data; errors of the caller's data raise here.
+    ``wire``: the route's wire profile (:mod:`flowbus.wire`; default: the signal's). The
+    forwarder passes it only for routes that name one.
     """
 
     def send(
@@ -49,6 +51,7 @@ class EventSink(Protocol):
         topic: str,
         key: str | None = None,
         sender: str | None = None,
+        wire: str | None = None,
     ) -> object: ...
 
 

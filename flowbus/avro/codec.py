@@ -50,6 +50,7 @@ from flowbus.avro.schema import (
     PrimitiveType,
     TypeNode,
     UnionType,
+    parse_isotime,
     to_avro,
 )
 from flowbus.avro.schema import EnumType as EnumNode
@@ -141,6 +142,10 @@ def _aware(value: Any) -> Any:
     return value
 
 
+def _iso_text(value: Any) -> Any:
+    return _aware(value).isoformat()
+
+
 def _enum_value(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
@@ -201,7 +206,7 @@ class _EncoderCompiler(_Compiler):
 
     def _leaf(self, node: TypeNode) -> Converter | None:
         if isinstance(node, PrimitiveType):
-            return _aware if node.kind == "timestamp" else None
+            return {"timestamp": _aware, "isotime": _iso_text}.get(node.kind)
         if isinstance(node, JsonType):
             return _json_text
         if isinstance(node, EnumNode):
@@ -269,6 +274,8 @@ class _DecoderCompiler(_Compiler):
     """Converters from fastavro datums back to data-type values."""
 
     def _leaf(self, node: TypeNode) -> Converter | None:
+        if isinstance(node, PrimitiveType) and node.kind == "isotime":
+            return parse_isotime
         if isinstance(node, JsonType):
             return json.loads
         if isinstance(node, EnumNode):

@@ -65,6 +65,7 @@ from flowbus.avro.schema import (
     TypeNode,
     UnionType,
     has_validators,
+    parse_isotime,
 )
 from flowbus.prebuilt import FILLABLE, fill, uuid_from_text
 from flowbus.signals import DecodedData
@@ -305,6 +306,11 @@ class _EncoderSource(_Source):
                 # A naive datetime cannot be subtracted from the aware epoch: it falls back.
                 _check(self, value, dt.datetime, depth)
                 self.line(depth, f"buf += _long(({value} - _EPOCH) // _MICROSECOND)")
+            case "isotime":
+                _check(self, value, dt.datetime, depth)
+                self.line(depth, f"if {value}.utcoffset() is None:")
+                self.line(depth + 1, "raise _Unhandled")  # the reference path names the error
+                self.text(f"{value}.isoformat()", depth)
             case "date":
                 _check(self, value, dt.date, depth)
                 self.line(depth, f"buf += _long({value}.toordinal() - _EPOCH_DAY)")
@@ -372,6 +378,7 @@ class _DecoderSource(_Source):
             _int_from_bytes=int.from_bytes,
             _json_value=TypeAdapter(JsonValue).validate_python,
             _fill=fill,
+            _isotime=parse_isotime,
         )
 
     def event(self, event: EventType) -> Decoder:
@@ -492,6 +499,9 @@ class _DecoderSource(_Source):
             case "timestamp":
                 self.line(depth, f"{target}, pos = _read_long(body, pos)")
                 self.line(depth, f"{target} = _EPOCH + _MICROSECOND * {target}")
+            case "isotime":
+                self.text(target, depth)
+                self.line(depth, f"{target} = _isotime({target})")
             case "date":
                 self.line(depth, f"{target}, pos = _read_long(body, pos)")
                 self.line(depth, f"{target} = _date({target} + _EPOCH_DAY)")

@@ -46,6 +46,14 @@ flowbus decoder also requires the writer's record full name to be the reader's.
 An enum may declare the symbol readers fall back to for symbols they do not know (Avro's
 enum default, needed to add symbols under forward compatibility) as a class attribute:
 ``__avro_default__ = "UNKNOWN"``.
+
+Naming and the datetime encoding are a strategy, :class:`AvroNaming`, given to
+:func:`analyze_data` by the wire profile (:mod:`flowbus.wire`): :data:`FLOWBUS_NAMING` (the
+table above) or :data:`OPENEDX_NAMING`, openedx-events' ``schema_from_signal`` layout: the
+record ``<event type>.CloudEvent``, models named by their class name in the event type's
+namespace, datetimes as ISO 8601 strings (``"isotime"``, read back as aware UTC
+datetimes; a string without an offset is read as UTC), and only the types Open edX can
+carry (refused otherwise, naming the field and the reason).
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ import re
 import types
 import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, TypeAlias
@@ -72,7 +80,10 @@ from typing_extensions import TypeAliasType
 from flowbus.errors import UnsupportedDataTypeError
 
 __all__ = [
+    "FLOWBUS_NAMING",
+    "OPENEDX_NAMING",
     "ArrayType",
+    "AvroNaming",
     "DecimalType",
     "EnumType",
     "EventType",
@@ -87,6 +98,7 @@ __all__ = [
     "analyze_data",
     "avro_name",
     "derive_record_schema",
+    "parse_isotime",
     "record_name_for_event_type",
     "to_avro",
 ]
@@ -103,7 +115,8 @@ class PrimitiveType:
     """string, long, double, boolean, bytes, or a logical type on one of them.
 
     ``kind`` is one of: string, long, double, boolean, bytes, timestamp, date, uuid,
-    literal (a string restricted by ``Literal``).
+    literal (a string restricted by ``Literal``), isotime (an aware datetime as its ISO
+    8601 text, the :data:`OPENEDX_NAMING` encoding).
     """
 
     kind: str
@@ -225,6 +238,24 @@ class EventType:
     fields: tuple[FieldSpec, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AvroNaming:
+    """How one wire profile names Avro types, writes datetimes, and what it can carry.
+
+    ``record_name(event_type)``: the top-level record's full name.
+    ``type_name(event_type, cls)``: the full name of a model's record or an enum.
+    ``datetimes``: the primitive kind of an aware datetime (``"timestamp"`` or ``"isotime"``).
+    ``check(node, path, top_level)``: raises :class:`~flowbus.errors.UnsupportedDataTypeError`
+    for a type the profile's peers cannot carry (``None``: everything flowbus carries).
+    """
+
+    name: str
+    record_name: Callable[[str], str]
+    type_name: Callable[[str, type], str]
+    datetimes: str = "timestamp"
+    check: Callable[[TypeNode, str, bool], None] | None = None
+
+
 def avro_name(part: str) -> str:
     """``part`` as a valid Avro name component (invalid characters become ``_``)."""
     name = _NOT_NAME_CHAR.sub("_", part) or "_"
@@ -241,6 +272,70 @@ def _class_fullname(cls: type) -> str:
     return ".".join(avro_name(part.strip("<>") if part == "<locals>" else part) for part in parts)
 
 
+def _flowbus_type_name(event_type: str, cls: type) -> str:
+    return _class_fullname(cls)
+
+
+def _openedx_record_name(event_type: str) -> str:
+    return f"{record_name_for_event_type(event_type)}.CloudEvent"
+
+
+def _openedx_type_name(event_type: str, cls: type) -> str:
+    # openedx-events names a record by the class name; it inherits the event's namespace.
+    return f"{record_name_for_event_type(event_type)}.{avro_name(cls.__name__)}"
+
+
+_OPENEDX_SIMPLE = frozenset({"string", "long", "double", "boolean", "bytes"})
+
+
+def _openedx_check(node: TypeNode, path: str, top_level: bool) -> None:
+    """Refuse what openedx-events' ``schema_from_signal`` cannot express."""
+    why: str | None = None
+    if isinstance(node, PrimitiveType) and node.kind not in (*_OPENEDX_SIMPLE, "isotime"):
+        why = {
+            "date": "date has no Open edX type (use a datetime or a str)",
+            "uuid": "UUID travels as a plain string in Open edX (declare it str)",
+            "literal": "Literal has no Open edX type (declare it str)",
+        }.get(node.kind, f"{node.kind} has no Open edX type")
+    elif isinstance(node, DecimalType):
+        why = "Decimal has no Open edX type"
+    elif isinstance(node, JsonType):
+        why = "JsonValue has no Open edX type (send the JSON text as a str)"
+    elif isinstance(node, EnumType):
+        why = "enums have no Open edX type (declare a str)"
+    elif isinstance(node, ArrayType | MapType):
+        inner = node.items if isinstance(node, ArrayType) else node.values
+        if not (isinstance(inner, PrimitiveType) and inner.kind in _OPENEDX_SIMPLE):
+            why = "Open edX lists and dicts hold only str, int, float, bool or bytes"
+    elif isinstance(node, UnionType):
+        others = [member for member in node.members if not isinstance(member, NullType)]
+        if len(others) > 1:
+            why = "unions of models have no Open edX type"
+        elif top_level:
+            why = "a top-level argument cannot be None in Open edX (it refuses falsy arguments)"
+        else:
+            _openedx_check(others[0], path, False)
+    if why is not None:
+        raise UnsupportedDataTypeError(path, f"the openedx wire profile cannot carry it: {why}")
+
+
+def _openedx_optional_field(node: TypeNode, default: Any, path: str) -> None:
+    """Open edX writes ``["null", T]`` only for an attrs field whose default is None."""
+    if isinstance(node, UnionType) and default is not None:
+        raise UnsupportedDataTypeError(
+            path,
+            "the openedx wire profile cannot carry it: an optional field needs the default None",
+        )
+
+
+#: flowbus's own names and encodings (see the module docstring).
+FLOWBUS_NAMING = AvroNaming("flowbus", record_name_for_event_type, _flowbus_type_name)
+#: openedx-events' ``schema_from_signal`` layout (see the module docstring).
+OPENEDX_NAMING = AvroNaming(
+    "openedx", _openedx_record_name, _openedx_type_name, "isotime", _openedx_check
+)
+
+
 def _own_doc(cls: type) -> str | None:
     doc = cls.__dict__.get("__doc__")
     return inspect.cleandoc(doc) if isinstance(doc, str) and doc.strip() else None
@@ -253,7 +348,9 @@ def _is_json_value(tp: Any) -> bool:
 class _Analyzer:
     """One derivation run; remembers the named types it has seen (for reuse and recursion)."""
 
-    def __init__(self) -> None:
+    def __init__(self, event_type: str = "", naming: AvroNaming | None = None) -> None:
+        self.event_type = event_type
+        self.naming = naming or FLOWBUS_NAMING
         self.named: dict[str, object] = {}
         self.models: dict[type[BaseModel], ModelType] = {}
         self.enums: dict[type[enum.Enum], EnumType] = {}
@@ -306,15 +403,14 @@ class _Analyzer:
             return self._enum(tp, path)
         if issubclass(tp, BaseModel):
             return self._model(tp, path)
-        if tp is pydantic.AwareDatetime:
-            return PrimitiveType("timestamp")
+        if tp is pydantic.AwareDatetime or tp is dt.datetime:
+            return PrimitiveType(self.naming.datetimes)
         simple = {
             bool: "boolean",
             str: "string",
             int: "long",
             float: "double",
             bytes: "bytes",
-            dt.datetime: "timestamp",
             dt.date: "date",
             uuid.UUID: "uuid",
         }
@@ -376,7 +472,8 @@ class _Analyzer:
             raise UnsupportedDataTypeError(
                 path, f"enum {cls.__qualname__} __avro_default__ {default!r} is not a value"
             )
-        node = EnumType(cls, _class_fullname(cls), symbols, _own_doc(cls), default)
+        name = self.naming.type_name(self.event_type, cls)
+        node = EnumType(cls, name, symbols, _own_doc(cls), default)
         self._claim_name(node.fullname, cls, path)
         self.enums[cls] = node
         return node
@@ -391,7 +488,7 @@ class _Analyzer:
                 raise UnsupportedDataTypeError(
                     path, f"model {cls.__qualname__} is not fully defined: {exc}"
                 ) from exc
-        node = ModelType(cls, _class_fullname(cls), _own_doc(cls))
+        node = ModelType(cls, self.naming.type_name(self.event_type, cls), _own_doc(cls))
         self._claim_name(node.fullname, cls, path)
         self.models[cls] = node
         node.fields.extend(
@@ -401,12 +498,22 @@ class _Analyzer:
         node.constructible = _plain_model(cls) and all(spec.exact for spec in node.fields)
         return node
 
-    def field(self, name: str, annotation: Any, info: FieldInfo | None, path: str) -> FieldSpec:
+    def field(
+        self,
+        name: str,
+        annotation: Any,
+        info: FieldInfo | None,
+        path: str,
+        *,
+        top_level: bool = False,
+    ) -> FieldSpec:
         """The spec of one record field; ``info`` carries description and default."""
         if not _NAME.match(name):
             raise UnsupportedDataTypeError(path, f"'{name}' is not a valid Avro field name")
         constraints = tuple(info.metadata) if info is not None else ()
         node = self.node(annotation, path, constraints)
+        if self.naming.check is not None:
+            self.naming.check(node, path, top_level)
         default: Any = NO_DEFAULT
         if info is not None and info.default is not PydanticUndefined:
             default = info.default
@@ -414,6 +521,8 @@ class _Analyzer:
             default = info.default_factory()
         elif isinstance(node, UnionType) and isinstance(node.members[0], NullType):
             default = None
+        if self.naming is OPENEDX_NAMING and not top_level:
+            _openedx_optional_field(node, default, path)
         if default is not NO_DEFAULT:
             node = _put_default_branch_first(node, default, path)
             default = _avro_default(node, default, path)
@@ -547,6 +656,14 @@ def _put_default_branch_first(node: TypeNode, value: Any, path: str) -> TypeNode
     raise UnsupportedDataTypeError(path, f"default {value!r} matches no branch of the union")
 
 
+def parse_isotime(text: str) -> dt.datetime:
+    """The ``isotime`` kind read back: an aware UTC datetime (text without an offset: UTC)."""
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
 def _decimal_bytes(value: Decimal, scale: int) -> bytes:
     unscaled = int(value.scaleb(scale))
     length = max(1, (unscaled.bit_length() + 8) // 8)
@@ -612,20 +729,29 @@ def _primitive_default(kind: str, value: Any, bad: UnsupportedDataTypeError) -> 
         return str(uuid.UUID(str(value)))
     if kind == "timestamp" and isinstance(value, dt.datetime) and value.tzinfo is not None:
         return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    if kind == "isotime" and isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.isoformat()
     if kind == "date" and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return (value - dt.date(1970, 1, 1)).days
     raise bad
 
 
-def analyze_data(event_type: str, data: Mapping[str, Any], *, doc: str | None = None) -> EventType:
+def analyze_data(
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    doc: str | None = None,
+    naming: AvroNaming | None = None,
+) -> EventType:
     """Analyse a signal's data (argument name -> type) into the event's type tree.
 
     A type may be ``Annotated[T, Field(description=..., default=...)]`` to give the
-    field a doc and a default. Raises :class:`~flowbus.errors.UnsupportedDataTypeError`
+    field a doc and a default. ``naming``: the wire profile's strategy (default
+    :data:`FLOWBUS_NAMING`). Raises :class:`~flowbus.errors.UnsupportedDataTypeError`
     naming the first field whose type cannot be carried.
     """
-    analyzer = _Analyzer()
-    fullname = record_name_for_event_type(event_type)
+    analyzer = _Analyzer(event_type, naming)
+    fullname = analyzer.naming.record_name(event_type)
     analyzer._claim_name(fullname, event_type, event_type)
     fields = []
     for name, annotation in data.items():
@@ -633,7 +759,7 @@ def analyze_data(event_type: str, data: Mapping[str, Any], *, doc: str | None = 
         if typing.get_origin(annotation) is typing.Annotated:
             infos = [m for m in typing.get_args(annotation)[1:] if isinstance(m, FieldInfo)]
             info = FieldInfo.merge_field_infos(*infos) if infos else None
-        fields.append(analyzer.field(name, annotation, info, name))
+        fields.append(analyzer.field(name, annotation, info, name, top_level=True))
     return EventType(event_type, fullname, doc, tuple(fields))
 
 
@@ -708,15 +834,20 @@ _PRIMITIVE_SCHEMAS: dict[str, Any] = {
     "timestamp": {"type": "long", "logicalType": "timestamp-micros"},
     "date": {"type": "int", "logicalType": "date"},
     "uuid": {"type": "string", "logicalType": "uuid"},
+    "isotime": "string",
 }
 
 
 def derive_record_schema(
-    event_type: str, data: Mapping[str, Any], *, doc: str | None = None
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    doc: str | None = None,
+    naming: AvroNaming | None = None,
 ) -> dict[str, Any]:
     """The Avro record schema of an event type's data (argument name -> type).
 
     Raises :class:`~flowbus.errors.UnsupportedDataTypeError` (with ``field`` and
     ``reason``) when a type cannot be carried.
     """
-    return to_avro(analyze_data(event_type, data, doc=doc))
+    return to_avro(analyze_data(event_type, data, doc=doc, naming=naming))

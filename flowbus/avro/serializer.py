@@ -9,6 +9,12 @@ The transactional outbox splits ``serialize`` in two: :meth:`EventSerializer.enc
 (no registry call, inside the caller's transaction) and :meth:`EventSerializer.frame`
 (when the record is relayed), so a registry outage never fails a business transaction.
 
+Wire profiles (:mod:`flowbus.wire`) are given to the methods that write: each profile of a
+signal has its own codec (record name, type names, datetime encoding), and
+:meth:`EventSerializer.frame_key` writes the ``openedx`` profile's Avro-string keys. The
+deserializer needs no profile: it picks the signal's codec whose record name the writer
+schema has, so one worker reads both.
+
 Hot path: a dict lookup for the prepared writer (codec, header, parsed schema), the datum
 conversion, and fastavro; no schema is parsed per message.
 """
@@ -23,11 +29,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowbus.avro.catalog import SchemaCatalog
-from flowbus.avro.codec import EventCodec, ParsedSchema
+from flowbus.avro.codec import EventCodec, ParsedSchema, parse_schema
+from flowbus.avro.compiled import _long_bytes
 from flowbus.avro.framing import Framing, read_frame, single_object_header
 from flowbus.avro.registry import SchemaRegistry, subject_name
 from flowbus.avro.schema import analyze_data
-from flowbus.errors import UnknownSchemaError
+from flowbus.errors import ConfigurationError, UnknownSchemaError
+from flowbus.wire import FLOWBUS, PROFILES, WireProfile
 
 if TYPE_CHECKING:
     from flowbus.settings import FlowbusSettings
@@ -37,20 +45,34 @@ __all__ = ["EventDeserializer", "EventSerializer", "SerializedEvent", "codec_for
 
 log = logging.getLogger(__name__)
 
-_codecs: dict[WorkflowSignal, EventCodec] = {}
+#: Bound of the deserializer's writer-schema cache (writer schemas come from the wire).
+_WRITER_CODECS_MAX = 4096
+
+#: Keyed by the signal for the flowbus profile, by (signal, profile name) for the others.
+_codecs: dict[Any, EventCodec] = {}
 _codecs_lock = threading.Lock()
+#: The Avro schema of an ``openedx`` profile key.
+_STRING_SCHEMA = parse_schema('"string"')
 
 
-def codec_for(signal: WorkflowSignal) -> EventCodec:
-    """The codec of ``signal``'s data (built on first use, then shared)."""
-    codec = _codecs.get(signal)
+def codec_for(signal: WorkflowSignal, profile: WireProfile | None = None) -> EventCodec:
+    """The codec of ``signal``'s data in ``profile`` (default: ``flowbus``); built on first
+    use, then shared. Raises :class:`~flowbus.errors.UnsupportedDataTypeError` when the
+    profile cannot carry the data."""
+    key: Any = signal if profile is None or profile is FLOWBUS else (signal, profile.name)
+    codec = _codecs.get(key)
     if codec is None:
         with _codecs_lock:
-            codec = _codecs.get(signal)
+            codec = _codecs.get(key)
             if codec is None:
-                event = analyze_data(signal.event_type, signal.data, doc=signal.doc)
-                codec = _codecs[signal] = EventCodec(event)
+                naming = (profile or FLOWBUS).naming
+                event = analyze_data(signal.event_type, signal.data, doc=signal.doc, naming=naming)
+                codec = _codecs[key] = EventCodec(event)
     return codec
+
+
+def _writer_key(signal: WorkflowSignal, topic: str, profile: WireProfile | None) -> Any:
+    return (signal, topic) if profile is None or profile is FLOWBUS else (signal, topic, profile)
 
 
 class SerializedEvent(NamedTuple):
@@ -98,8 +120,9 @@ class EventSerializer:
         self.auto_register = auto_register
         self.use_latest_version = use_latest_version
         self._catalog = catalog
-        self._writers: dict[tuple[WorkflowSignal, str], _Writer] = {}
+        self._writers: dict[Any, _Writer] = {}
         self._framers: dict[tuple[str, bytes], _Framer] = {}
+        self._key_headers: dict[str, bytes] = {}
 
     @classmethod
     def from_settings(cls, settings: FlowbusSettings) -> EventSerializer:
@@ -126,33 +149,46 @@ class EventSerializer:
         return self._catalog
 
     def serialize(
-        self, signal: WorkflowSignal, data: Mapping[str, Any], topic: str
+        self,
+        signal: WorkflowSignal,
+        data: Mapping[str, Any],
+        topic: str,
+        profile: WireProfile | None = None,
     ) -> SerializedEvent:
         """Encode ``signal``'s validated ``data`` for ``topic``: :meth:`encode_body` and
-        :meth:`frame` in one step (with the writer schema the settings choose).
+        :meth:`frame` in one step (with the writer schema the settings choose) in
+        ``profile`` (default: ``flowbus``).
 
         Raises :class:`~flowbus.errors.EncodeError` when the data does not fit the schema
         and :class:`~flowbus.errors.SchemaRegistryError` when the writer schema cannot be
         resolved (only possible before its id is known).
         """
-        writer = self._writers.get((signal, topic))
+        writer = self._writers.get(_writer_key(signal, topic, profile))
         if writer is None:
-            writer = self._prepare(signal, topic)
+            writer = self._prepare(signal, topic, profile)
         value = _write(writer.header, writer.codec, data, writer.schema)
         return SerializedEvent(value, writer.dataschema)
 
-    def encode_body(self, signal: WorkflowSignal, data: Mapping[str, Any]) -> bytes:
-        """The schemaless Avro body of ``data``, written with the signal's own schema.
+    def encode_body(
+        self, signal: WorkflowSignal, data: Mapping[str, Any], profile: WireProfile | None = None
+    ) -> bytes:
+        """The schemaless Avro body of ``data``, written with the signal's own schema in
+        ``profile`` (default: ``flowbus``).
 
         Needs no registry: the transactional outbox stores this at write time, and
         :meth:`frame` puts the header in front of it when the record is relayed. Raises
         :class:`~flowbus.errors.EncodeError` when the data does not fit the schema.
         """
-        codec = codec_for(signal)
+        codec = codec_for(signal, profile)
         return _write(b"", codec, data, codec.schema)
 
     def frame_body(
-        self, signal: WorkflowSignal, body: bytes, data: Mapping[str, Any], topic: str
+        self,
+        signal: WorkflowSignal,
+        body: bytes,
+        data: Mapping[str, Any],
+        topic: str,
+        profile: WireProfile | None = None,
     ) -> SerializedEvent:
         """:meth:`serialize` of an event whose :meth:`encode_body` is ``body``.
 
@@ -160,9 +196,9 @@ class EventSerializer:
         without ``use_latest_version``); ``data`` is written again only when the registry's
         latest version is another schema. Raises as :meth:`serialize` does.
         """
-        writer = self._writers.get((signal, topic))
+        writer = self._writers.get(_writer_key(signal, topic, profile))
         if writer is None:
-            writer = self._prepare(signal, topic)
+            writer = self._prepare(signal, topic, profile)
         if writer.own_schema:
             return SerializedEvent(writer.header + body, writer.dataschema)
         value = _write(writer.header, writer.codec, data, writer.schema)
@@ -184,12 +220,39 @@ class EventSerializer:
             framer = self._framers[key] = self._framer(event_type, schema, topic, False)
         return SerializedEvent(framer.header + body, framer.dataschema)
 
-    def _prepare(self, signal: WorkflowSignal, topic: str) -> _Writer:
-        codec = codec_for(signal)
+    def frame_key(self, topic: str, key: str, profile: WireProfile) -> bytes:
+        """``key`` as an Avro ``"string"`` in Confluent framing, the schema registered (or,
+        without ``auto_register``, looked up) under ``profile.key_subject(topic)``, as
+        edx-event-bus-kafka writes keys.
+
+        Raises :class:`~flowbus.errors.ConfigurationError` without a registry and
+        :class:`~flowbus.errors.SchemaRegistryError` while the id cannot be resolved.
+        """
+        header = self._key_headers.get(topic)
+        if header is None:
+            if self.registry is None:
+                raise ConfigurationError(
+                    f"the {profile.name} wire profile writes Confluent-framed keys: "
+                    "set SCHEMA_REGISTRY_URL"
+                )
+            registered = self.registry.writer(
+                profile.key_subject(topic),
+                _STRING_SCHEMA,
+                auto_register=self.auto_register,
+                use_latest_version=False,
+            )
+            header = self._key_headers[topic] = registered.header
+        text = key.encode()
+        return header + bytes(_long_bytes(len(text))) + text
+
+    def _prepare(
+        self, signal: WorkflowSignal, topic: str, profile: WireProfile | None = None
+    ) -> _Writer:
+        codec = codec_for(signal, profile)
         framer = self._framer(signal.event_type, codec.schema, topic, self.use_latest_version)
         own = framer.schema.fingerprint == codec.schema.fingerprint
         writer = _Writer(codec, framer.header, framer.schema, framer.dataschema, own)
-        self._writers[(signal, topic)] = writer
+        self._writers[_writer_key(signal, topic, profile)] = writer
         return writer
 
     def _framer(
@@ -243,6 +306,8 @@ class EventDeserializer:
     ) -> None:
         self.registry = SchemaRegistry(registry_url, registry_config) if registry_url else None
         self._catalog = catalog
+        #: (signal, writer schema) -> the codec of the signal's profile with its record name.
+        self._writer_codecs: dict[tuple[WorkflowSignal, ParsedSchema], EventCodec] = {}
 
     @classmethod
     def from_settings(cls, settings: FlowbusSettings) -> EventDeserializer:
@@ -263,7 +328,8 @@ class EventDeserializer:
     def deserialize(self, signal: WorkflowSignal, value: bytes, topic: str) -> dict[str, Any]:
         """Decode ``value`` into keyword arguments of ``signal``'s data types.
 
-        The writer schema is resolved to the signal's schema. Raises a
+        The writer schema is resolved to the signal's schema in the wire profile whose
+        record name it has (``flowbus`` or ``openedx``), so either profile reads. Raises a
         :class:`~flowbus.errors.DecodeError` subclass (never a partial result), or
         :class:`~flowbus.errors.SchemaRegistryError` when the registry is needed but
         unreachable (worth retrying, unlike a decode error).
@@ -271,7 +337,7 @@ class EventDeserializer:
         frame = read_frame(value)
         codec = codec_for(signal)
         if frame.framing is Framing.SINGLE_OBJECT:
-            writer = self._by_fingerprint(codec, frame.fingerprint or b"", topic)
+            writer = self._by_fingerprint(signal, codec, frame.fingerprint or b"", topic)
         else:
             if self.registry is None:
                 raise UnknownSchemaError(
@@ -280,11 +346,33 @@ class EventDeserializer:
                     schema_id=frame.schema_id,
                 )
             writer = self.registry.schema_by_id(frame.schema_id or 0)
+        if writer is not codec.schema:
+            codec = self._writer_codecs.get((signal, writer)) or self._codec_of(signal, writer)
         return codec.decode(frame.body, writer)
 
-    def _by_fingerprint(self, codec: EventCodec, fingerprint: bytes, topic: str) -> ParsedSchema:
+    def _codec_of(self, signal: WorkflowSignal, writer: ParsedSchema) -> EventCodec:
+        """The codec of ``signal`` in the profile whose record name ``writer`` has (the
+        flowbus one when none has: its decoder then names the mismatch)."""
+        parsed = writer.parsed
+        name = parsed.get("name") if isinstance(parsed, dict) else None
+        codec = codec_for(signal)
+        for profile in PROFILES.values():
+            if profile is not FLOWBUS and name == profile.naming.record_name(signal.event_type):
+                codec = codec_for(signal, profile)
+        if len(self._writer_codecs) < _WRITER_CODECS_MAX:
+            self._writer_codecs[(signal, writer)] = codec
+        return codec
+
+    def _by_fingerprint(
+        self, signal: WorkflowSignal, codec: EventCodec, fingerprint: bytes, topic: str
+    ) -> ParsedSchema:
         if fingerprint == codec.schema.fingerprint:
             return codec.schema
+        wire = getattr(signal, "wire", FLOWBUS.name)
+        if wire != FLOWBUS.name:
+            own = codec_for(signal, PROFILES[wire]).schema
+            if fingerprint == own.fingerprint:
+                return own
         entry = self.catalog.by_fingerprint(fingerprint)
         if entry is None:
             raise UnknownSchemaError(

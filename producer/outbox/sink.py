@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from flowbus.errors import OutboxNotBoundError
+from flowbus.errors import ConfigurationError, OutboxNotBoundError
 from flowbus.metadata import EventMetadata
 from flowbus.settings import FlowbusSettings, get_settings
 
@@ -115,12 +115,20 @@ class OutboxSink:
         topic: str,
         key: str | None = None,
         sender: str | None = None,
+        wire: str | None = None,
     ) -> None:
         """Write one event into the bound transaction; it is published after the commit.
 
         Raises :class:`OutboxNotBoundError` outside :func:`bind` (and without the Django
-        app), :class:`~flowbus.errors.EncodeError` for data that does not fit the schema.
+        app), :class:`~flowbus.errors.EncodeError` for data that does not fit the schema,
+        :class:`~flowbus.errors.ConfigurationError` for a wire profile other than
+        ``flowbus`` (the relay writes flowbus's keys and headers).
         """
+        if (wire or signal.wire) != "flowbus":
+            raise ConfigurationError(
+                f"{signal.event_type}: the outbox sink carries the flowbus wire profile only, "
+                f"not {wire or signal.wire!r}"
+            )
         target = bound()
         if target is None:
             raise OutboxNotBoundError(str(metadata.id), metadata.event_type)

@@ -112,21 +112,41 @@ def test_data_mapping_is_read_only() -> None:
 
 
 @pytest.mark.parametrize(
-    "event_type",
+    ("event_type", "reason"),
     [
-        "flowbus.test.thing.happened.v1",
-        "org.flowbus.test.thing.happened",
-        "org.flowbus.test.thing.happened.v0",
-        "org.flowbus.test.happened.v1",
-        "org.flowbus.test.thing.more.happened.v1",
-        "org.flowbus.Test.thing.happened.v1",
-        "org.flowbus.test.thing-x.happened.v1",
-        "",
+        ("org.flowbus.test.thing.happened", "is not v<major>"),
+        ("org.flowbus.test.thing.happened.v0", "is not v<major>"),
+        ("org.flowbus.happened.v1", "at least 5"),
+        ("org.flowbus.Test.thing.happened.v1", "part 'Test'"),
+        ("org.flowbus.test.thing-x.happened.v1", "part 'thing-x'"),
+        ("org.-flowbus.test.happened.v1", "prefix label '-flowbus'"),
+        ("org..test.thing.happened.v1", "prefix label ''"),
+        ("", "at least 5"),
     ],
 )
-def test_event_type_must_follow_the_scheme(event_type: str) -> None:
-    with pytest.raises(SignalDefinitionError, match=r"org\.flowbus\.<domain>"):
+def test_event_type_must_follow_the_scheme(event_type: str, reason: str) -> None:
+    with pytest.raises(SignalDefinitionError, match=r"<reverse-DNS prefix>\.<subject>") as raised:
         WorkflowSignal(event_type, {"x": int})
+    assert reason in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "com.acme.billing.invoice.paid.v1",
+        "org.openedx.learning.course.enrollment.created.v1",
+        "org.openedx.content_authoring.xblock.published.v2",
+        "ch.my-canton2.permits.permit.submitted.v10",
+        "org.flowbus.test.happened.v1",
+    ],
+)
+def test_event_types_of_any_organisation(event_type: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    parts = event_type.split(".")
+    unique = ".".join([*parts[:2], f"x{suffix}", *parts[2:]])  # one signal per event type
+    signal = WorkflowSignal(unique, {"x": int})
+    assert signal.event_type == unique
+    assert signal.major_version == int(parts[-1][1:])
 
 
 def test_major_version_comes_from_the_event_type() -> None:
