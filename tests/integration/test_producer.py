@@ -193,7 +193,7 @@ def test_record_carries_exactly_the_cloudevents_headers(kafka_stack, unique_topi
         "ce_source": metadata.source,
         "ce_type": "org.flowbus.caluma.work_item.post_complete.v1",
         "content-type": "application/avro",
-        "ce_minorversion": "0",
+        "ce_minorversion": str(metadata.minorversion),
         "ce_sourcehost": metadata.sourcehost,
         "ce_sourcelib": ".".join(map(str, metadata.sourcelib)),
         "ce_partitionkey": str(case_id),
