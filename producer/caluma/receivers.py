@@ -67,19 +67,9 @@ def _start(settings: CalumaSettings) -> Forwarder:
     producer = EventProducer()
     sinks: dict[str, EventSink] = {}
     if settings.sink == "outbox":
-        from django.db import connections
+        from ..outbox.django import bind_django_connection
 
-        from ..outbox import bind_by_default
-
-        def caluma_connection() -> Any:
-            # The calling thread's psycopg connection: the one Caluma's atomic() blocks
-            # use. Bound as the DB-API connection because Caluma's database backend is
-            # psqlextra's DatabaseWrapper, not one of django.db's.
-            wrapper = connections[alias]
-            wrapper.ensure_connection()
-            return wrapper.connection
-
-        bind_by_default(caluma_connection)
+        bind_django_connection(alias)
     elif settings.sink == "on_commit":
         from ..on_commit import DjangoTransactions, OnCommitSink
 

@@ -69,11 +69,13 @@ def bound() -> Any | None:
 def dbapi_connection(bound_object: Any) -> Any:
     """The DB-API connection behind a bound connection, SQLAlchemy Session or Connection,
     or Django connection."""
-    package = type(bound_object).__module__.split(".")[0]
-    if package == "django":
+    # By the classes' packages, not the object's own: backends subclass Django's wrapper
+    # (Caluma's comes from psqlextra).
+    packages = {cls.__module__.split(".")[0] for cls in type(bound_object).__mro__}
+    if "django" in packages:
         bound_object.ensure_connection()
         return bound_object.connection
-    if package != "sqlalchemy":
+    if "sqlalchemy" not in packages:
         return bound_object
     connection = bound_object.connection() if callable(bound_object.connection) else bound_object
     return connection.connection.dbapi_connection

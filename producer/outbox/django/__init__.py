@@ -31,7 +31,7 @@ from urllib.parse import quote, urlencode
 
 from flowbus.settings import FlowbusSettings
 
-__all__ = ["database_url", "flowbus_settings", "outbox_alias"]
+__all__ = ["bind_django_connection", "database_url", "flowbus_settings", "outbox_alias"]
 
 
 def outbox_alias() -> str:
@@ -42,6 +42,19 @@ def outbox_alias() -> str:
         "FLOWBUS_OUTBOX_USING", "default"
     )
     return str(alias)
+
+
+def bind_django_connection(alias: str | None = None) -> None:
+    """Write outbox rows through Django's connection ``alias`` (default:
+    :func:`outbox_alias`) unless :func:`~flowbus.producer.outbox.bind` says otherwise:
+    ``connections[alias]`` is the calling thread's connection, the one its ``atomic()``
+    blocks use, so the rows commit and roll back with them."""
+    from django.db import connections
+
+    from ..sink import bind_by_default
+
+    chosen = alias or outbox_alias()
+    bind_by_default(lambda: connections[chosen])
 
 
 def flowbus_settings() -> FlowbusSettings:

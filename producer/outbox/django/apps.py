@@ -14,11 +14,6 @@ class FlowbusOutboxConfig(AppConfig):  # type: ignore[misc]  # Django has no typ
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db import connections
+        from . import bind_django_connection
 
-        from ..sink import bind_by_default
-        from . import outbox_alias
-
-        alias = outbox_alias()
-        # connections[alias] is the calling thread's connection: the one its atomic() uses.
-        bind_by_default(lambda: connections[alias])
+        bind_django_connection()
