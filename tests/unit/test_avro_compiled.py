@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-import flowbus.catalog  # noqa: F401  (registers the catalog's signals)
+import flowbus.catalog
 from flowbus.avro.codec import EventCodec
 from flowbus.avro.compiled import (
     Decoder,
@@ -423,8 +423,6 @@ class Compiled:
 def build_catalog() -> list[Compiled]:
     # The catalog's own signals: other test modules define signals of their own (the Open
     # edX sample), and which of them a run has imported depends on the tests selected.
-    import flowbus.catalog
-
     signals = [getattr(flowbus.catalog, name) for name in flowbus.catalog.__all__]
     return [
         Compiled(analyze_data(s.event_type, s.data, doc=s.doc), dict(s.data))
