@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sample_events
-from broker_helpers import drop_torn_tail
+from broker_helpers import drop_torn_tail, read_to_end
 from confluent_kafka import Consumer, TopicPartition
 
 from flowbus.catalog import caluma
@@ -31,7 +31,15 @@ def produce_events(topic: str, count: int) -> list[str]:
             producer.send(signal_, metadata, data, topic=topic, key=signal_.resolve_key(data))
             ids.append(str(metadata.id))
         assert producer.flush(30) == 0
-    return ids
+    # Offset order: the asynchronous producer keeps each key's order, not the order across
+    # keys (an event waiting for its schema id lets other keys' events pass), and every
+    # event here has a key of its own.
+    on_topic = [
+        dict(message.headers())["ce_id"].decode()
+        for message in sorted(read_to_end(topic), key=lambda message: message.offset())
+    ][-count:]  # what this call produced: it follows what earlier calls flushed
+    assert sorted(on_topic) == sorted(ids)
+    return on_topic
 
 
 def start_worker(kafka_stack, topic: str, group: str, events_file: Path, **env: str):
