@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from flowbus import devstack
 from flowbus.settings import get_settings
@@ -52,3 +60,96 @@ eval "$({flowbus} dev up)"   # a second `up` reuses the running stack
     assert stack.running_pids() == []
     after = subprocess.run([flowbus, "dev", "status"], env=env, capture_output=True, timeout=60)
     assert after.returncode == 1
+
+
+def _register(url: str, subject: str, schema: dict[str, Any]) -> int:
+    response = httpx.post(
+        f"{url}/subjects/{subject}/versions", json={"schema": json.dumps(schema)}, timeout=30
+    )
+    response.raise_for_status()
+    return int(response.json()["id"])
+
+
+def _schema(name: str, *fields: str) -> dict[str, Any]:
+    return {"type": "record", "name": name, "fields": [{"name": f, "type": "int"} for f in fields]}
+
+
+def _topics(bootstrap: str) -> set[str]:
+    return set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics)
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):  # our child (the stack was started here)
+        os.waitpid(pid, 0)
+
+
+def _dev_up(state_dir: Path) -> subprocess.CompletedProcess[str]:
+    flowbus = shutil.which("flowbus") or str(Path(sys.executable).parent / "flowbus")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL")
+    }
+    env |= {"FLOWBUS_STATE_DIR": str(state_dir), "FLOWBUS_CACHE_DIR": str(get_settings().cache_dir)}
+    run = subprocess.run(
+        [flowbus, "dev", "up"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+def test_dev_up_restarts_only_what_died_and_keeps_topics_and_schema_ids(tmp_path):
+    """A dedicated stack: its registry killed (SIGKILL), then `flowbus dev up`; then its
+    broker killed, then `dev up` again. Each time the survivor keeps its pid and port, the
+    dead one comes back on its port and its data: the topics are still there, a schema
+    registered before keeps its id, and a new schema gets a new id."""
+    state_dir = tmp_path / "state"
+    stack = devstack.LocalStack(state_dir, get_settings().cache_dir, die_with_parent=True)
+    try:
+        first = stack.up()
+        topics = [f"keep-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+        admin = AdminClient({"bootstrap.servers": first.bootstrap_servers})
+        for future in admin.create_topics([NewTopic(t, num_partitions=1) for t in topics]).values():
+            future.result(timeout=30)
+        registry = first.schema_registry_url
+        ids = {
+            "keep-a-value": _register(registry, "keep-a-value", _schema("A", "a")),
+            "keep-b-value": _register(registry, "keep-b-value", _schema("B", "b1", "b2")),
+        }
+
+        _kill(first.registry.pid)
+        run = _dev_up(state_dir)
+        second = stack.info()
+        assert second is not None
+        assert (second.kafka.pid, second.kafka.port) == (first.kafka.pid, first.kafka.port)
+        assert stack.running(second.kafka)
+        assert second.registry.port == first.registry.port
+        assert second.registry.pid != first.registry.pid
+        assert "Kafka 4.1.1 already running" in run.stderr
+        assert "Apicurio Registry 3.3.3 restarted on its data" in run.stderr
+        assert set(topics) <= _topics(second.bootstrap_servers)
+        # Registering the same schema again answers the id it had before the restart.
+        assert _register(registry, "keep-a-value", _schema("A", "a")) == ids["keep-a-value"]
+        assert _register(registry, "keep-b-value", _schema("B", "b1", "b2")) == ids["keep-b-value"]
+        new_id = _register(registry, "keep-c-value", _schema("C", "c1", "c2", "c3"))
+        assert new_id not in ids.values()
+
+        _kill(second.kafka.pid)
+        run = _dev_up(state_dir)
+        third = stack.info()
+        assert third is not None
+        assert (third.registry.pid, third.registry.port) == (
+            second.registry.pid,
+            first.registry.port,
+        )
+        assert third.kafka.port == first.kafka.port
+        assert third.kafka.pid != first.kafka.pid
+        assert "Kafka 4.1.1 restarted on its data" in run.stderr
+        assert "Apicurio Registry 3.3.3 already running" in run.stderr
+        assert set(topics) <= _topics(third.bootstrap_servers)
+        assert _register(registry, "keep-c-value", _schema("C", "c1", "c2", "c3")) == new_id
+    finally:
+        stack.down()
+    assert stack.running_pids() == []
+    assert not stack.kafka_data.exists() and not stack.registry_data.exists()
