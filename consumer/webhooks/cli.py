@@ -612,8 +612,9 @@ def serve(
 
     Each consumed event is matched against the enabled subscriptions and its deliveries are
     stored before the offset is; attempts, retries and re-drives run alongside. Exits 0
-    after SIGTERM/SIGINT (attempts in flight finish, pending retries stay in the database),
-    2 when the configuration is invalid.
+    after SIGTERM/SIGINT (attempts in flight finish, pending retries stay in the database;
+    a second signal abandons the attempts to their leases), 2 when the configuration is
+    invalid.
     """
     from flowbus.settings import get_settings
 
