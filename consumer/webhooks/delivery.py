@@ -12,8 +12,9 @@ the Kafka offset. Everything after that runs in the engine's own threads:
 * an attempt checks the URL against the SSRF policy, signs the CloudEvent body (Standard
   Webhooks), posts it over the pinned, pooled client and records the outcome;
 * failures retry with exponential backoff and jitter (``Retry-After`` is a minimum wait,
-  counted up to the subscription's maximum backoff) until the retry budget is spent; the schedule lives
-  in the store, so a restarted engine picks up pending retries where the last one stopped.
+  counted up to the subscription's maximum backoff) until the retry budget is spent; the
+  schedule lives in the store, so a restarted engine picks up pending retries where the
+  last one stopped.
 
 Retried: 5xx, 408, 425, 429, timeouts, connection errors and DNS failures. Not retried:
 other statuses outside 2xx (redirects are never followed), and SSRF-blocked targets
