@@ -559,7 +559,10 @@ class Worker:
                 k: v
                 for k, v in self._dlq_producer_config.items()
                 if k not in ("enable.idempotence", "acks", "linger.ms")
-            }
+            },
+            # Through logging, like the other clients: unlogged, librdkafka printed
+            # "%6|...|BGQUEUE|... Purging 1 unserved events" to stderr when it went away.
+            logger=_librdkafka_log,
         )
         wanted = {dead_letter_topic(t, self.dead_letter_suffix) for t in self.topics}
         existing = set(admin.list_topics(timeout=30).topics)
