@@ -465,13 +465,19 @@ def _republish(records: list[DeadLetterRecord], timeout: float) -> None:
     if not records:
         return
     with Republisher(republisher_config(get_settings()), timeout=timeout) as republisher:
-        for pointer_or_record in records:
+        for index, pointer_or_record in enumerate(records, 1):
             record = _with_original(pointer_or_record, timeout)
             landed = republisher.republish(record)
             click.echo(
-                f"replayed {_describe(record)}{_pointer_note(pointer_or_record)} -> "
+                f"{_counter(index, records)}replayed {_describe(record)}"
+                f"{_pointer_note(pointer_or_record)} -> "
                 f"{landed.topic}[{landed.partition}]@{landed.offset}"
             )
+
+
+def _counter(index: int, records: list[DeadLetterRecord]) -> str:
+    """How far the replay is, at the start of each record's line: ``[12/450] ``."""
+    return f"[{index}/{len(records)}] "
 
 
 #: How long ``replay --locally`` keeps trying one record (infrastructure failures retry).
@@ -498,7 +504,8 @@ def _handle_locally(
 
     import_receiver_modules([*get_settings().receiver_modules, *receiver_modules])
     failed = 0
-    for pointer_or_record in records:
+    for index, pointer_or_record in enumerate(records, 1):
+        counter = _counter(index, records)
         record = _with_original(pointer_or_record, timeout)
         name = group or record.group or "flowbus-dlq-replay"
         chain = default_middlewares(retry=RetryPolicy(), receiver_timeout=None)
@@ -516,20 +523,20 @@ def _handle_locally(
             engine.close()
         if not done:
             failed += 1
-            click.echo(f"NOT HANDLED {_describe(record)}: {'; '.join(engine.degraded())}")
+            click.echo(f"{counter}NOT HANDLED {_describe(record)}: {'; '.join(engine.degraded())}")
             continue
         [context] = finished.contexts
         letter = context.dead_letter
         if letter is None:
             click.echo(
-                f"handled {_describe(record)}{_pointer_note(pointer_or_record)} "
+                f"{counter}handled {_describe(record)}{_pointer_note(pointer_or_record)} "
                 f"({context.attempts} attempt(s))"
             )
             continue
         failed += 1
         error = str(letter.error).splitlines()[0] if str(letter.error) else ""
         click.echo(
-            f"FAILED {_describe(record)}: {letter.reason.value}: "
+            f"{counter}FAILED {_describe(record)}: {letter.reason.value}: "
             f"{type(letter.error).__name__}: {error[:200]}"
         )
     return failed

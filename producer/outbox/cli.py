@@ -101,8 +101,10 @@ def run_relay(
     relay`` and the Django app's ``flowbus_outbox_relay`` command. Exits 1 on a
     configuration or database error, naming it."""
     import flowbus.catalog  # noqa: F401  (registers the catalog's signals)
+    from flowbus.progress import Progress
     from flowbus.receivers import import_receiver_modules
 
+    from . import status as read_status
     from .relay import OutboxRelay
 
     try:
@@ -119,6 +121,7 @@ def run_relay(
         if metrics_port is not None:
             port = runner.metrics.serve(metrics_port)
             click.echo(f"metrics on :{port}/metrics", err=True)
+        backlog = read_status(database_url).pending
     except (FlowbusError, SettingsError) as exc:
         _fail(exc)
 
@@ -127,8 +130,15 @@ def run_relay(
 
     for signum in (signals.SIGTERM, signals.SIGINT):
         signals.signal(signum, on_signal)
-    click.echo(f"outbox relay {runner.name} running", err=True)
-    runner.run(drain=drain)
+    click.echo(
+        f"outbox relay {runner.name} running"
+        + (f"; catching up with {backlog} pending event(s)" if backlog else ""),
+        err=True,
+    )
+    # What this relay published of the backlog it found; other relays may share it.
+    progress = Progress(f"outbox relay {runner.name}: published", backlog)
+    runner.run(drain=drain, on_published=progress.advance)
+    progress.finish()
     runner.metrics.close()
     if drain:
         click.echo(f"outbox relay {runner.name}: drained", err=True)

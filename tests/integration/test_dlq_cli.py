@@ -261,6 +261,8 @@ def test_replay_republishes_original_records_without_dlq_headers(three_letters):
         assert message.headers() == list(dead.headers)
         assert not [name for name, _ in message.headers() if name.startswith(PREFIX)]
     assert f"-> {topic}[0]@" in result.stdout
+    replayed = [line for line in result.stdout.splitlines() if " replayed " in line]
+    assert [line.split()[0] for line in replayed] == ["[1/2]", "[2/2]"]  # how far it is
 
 
 def test_replay_dry_run_writes_nothing(three_letters):
