@@ -19,16 +19,26 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from flowbus import devstack
 from flowbus.settings import get_settings
 
+FLOWBUS = shutil.which("flowbus") or str(Path(sys.executable).parent / "flowbus")
 
-def test_up_status_down_leaves_no_process(tmp_path):
-    state_dir = tmp_path / "state"
-    flowbus = shutil.which("flowbus") or str(Path(sys.executable).parent / "flowbus")
+
+def stack_env(state_dir: Path) -> dict[str, str]:
+    """The environment of `flowbus dev` commands on the stack in ``state_dir``."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL")
     }
-    env |= {"FLOWBUS_STATE_DIR": str(state_dir), "FLOWBUS_CACHE_DIR": str(get_settings().cache_dir)}
+    return env | {
+        "FLOWBUS_STATE_DIR": str(state_dir),
+        "FLOWBUS_CACHE_DIR": str(get_settings().cache_dir),
+    }
+
+
+def test_up_status_down_leaves_no_process(tmp_path):
+    state_dir = tmp_path / "state"
+    flowbus = FLOWBUS
+    env = stack_env(state_dir)
     script = f"""
 set -e
 eval "$({flowbus} dev up)"
@@ -85,16 +95,10 @@ def _kill(pid: int) -> None:
 
 
 def _dev_up(state_dir: Path) -> subprocess.CompletedProcess[str]:
-    flowbus = shutil.which("flowbus") or str(Path(sys.executable).parent / "flowbus")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL")
-    }
-    env |= {"FLOWBUS_STATE_DIR": str(state_dir), "FLOWBUS_CACHE_DIR": str(get_settings().cache_dir)}
     run = subprocess.run(
-        [flowbus, "dev", "up"], env=env, capture_output=True, text=True, timeout=300
-    )
+        [FLOWBUS, "dev", "up"], env=stack_env(state_dir), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr
     return run
 

@@ -534,18 +534,23 @@ def test_client_errors_and_redirects_are_not_retried_or_followed(
     assert elsewhere.requests == []
 
 
-def test_retry_after_is_honoured_up_to_the_maximum_backoff(
-    store: WebhookStore, receivers: Callable[..., Receiver]
-) -> None:
-    receiver = receivers(plan=[Reply(429, {"retry-after": "3600"})])
-    add(store, receiver.url(), retry=RetryPolicy(initial_backoff=0.05, max_backoff=120.0))
+def first_retry_wait(store: WebhookStore, receiver: Receiver, retry: RetryPolicy) -> float:
+    """Seconds between the first attempt's record and the retry it scheduled."""
+    add(store, receiver.url(), retry=retry)
     with DeliveryEngine(store, policy=loopback_policy(receiver)) as engine:
         (delivery,) = engine.submit(event())
         wait_until(lambda: store.get_delivery(delivery.id).attempts == 1, "the first attempt")
     pending = store.get_delivery(delivery.id)
     assert pending.status is DeliveryStatus.PENDING
     assert pending.next_attempt_at is not None
-    wait = (pending.next_attempt_at - pending.updated_at).total_seconds()
+    return (pending.next_attempt_at - pending.updated_at).total_seconds()
+
+
+def test_retry_after_is_honoured_up_to_the_maximum_backoff(
+    store: WebhookStore, receivers: Callable[..., Receiver]
+) -> None:
+    receiver = receivers(plan=[Reply(429, {"retry-after": "3600"})])
+    wait = first_retry_wait(store, receiver, RetryPolicy(initial_backoff=0.05, max_backoff=120.0))
     assert 100 <= wait <= 121  # the receiver's hour, capped at max_backoff (120 s)
 
 
@@ -555,14 +560,7 @@ def test_a_shorter_retry_after_never_shortens_the_backoff(
     """``Retry-After`` is a minimum wait: asking for 1 s after a 503 leaves the first
     retry's backoff (60 s, +-20 % jitter) in place."""
     receiver = receivers(plan=[Reply(503, {"retry-after": "1"})])
-    add(store, receiver.url(), retry=RetryPolicy(initial_backoff=60.0, max_backoff=600.0))
-    with DeliveryEngine(store, policy=loopback_policy(receiver)) as engine:
-        (delivery,) = engine.submit(event())
-        wait_until(lambda: store.get_delivery(delivery.id).attempts == 1, "the first attempt")
-    pending = store.get_delivery(delivery.id)
-    assert pending.status is DeliveryStatus.PENDING
-    assert pending.next_attempt_at is not None
-    wait = (pending.next_attempt_at - pending.updated_at).total_seconds()
+    wait = first_retry_wait(store, receiver, RetryPolicy(initial_backoff=60.0, max_backoff=600.0))
     assert 47 <= wait <= 73
 
 
