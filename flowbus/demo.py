@@ -1,7 +1,8 @@
 """``flowbus demo``: show events travelling through a real broker and registry.
 
-Uses the broker and registry from the environment when set; otherwise starts the local
-stack for the demo and stops it afterwards (``--keep-stack`` leaves it running).
+Uses the broker and registry from the environment when set; otherwise the local stack:
+one that exists is started where it is not running and left running with its data; one the
+demo creates is removed afterwards (``--keep-stack`` leaves it running).
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ def demo_stack(keep: bool) -> Iterator[tuple[str, str]]:
         yield settings.kafka_bootstrap_servers, settings.schema_registry_url
         return
     stack = devstack.LocalStack(settings.state_dir, settings.cache_dir)
-    already_running = stack.info() is not None and all(stack.health().values())
-    click.echo("starting the local Kafka broker and schema registry ..." if not already_running
-               else "reusing the running local stack")  # fmt: skip
+    # A stack that was there before is the user's, with their data: the demo starts what of
+    # it is not running and leaves it all running. Only one it created goes down after it.
+    existed = stack.info() is not None
+    if not existed:
+        click.echo("starting the local Kafka broker and schema registry ...")
+    elif all(stack.health().values()):
+        click.echo("reusing the running local stack")
+    else:
+        click.echo("starting what is not running of the local stack ...")
     info = stack.up()
     click.echo(
         f"Kafka {info.kafka_version} at {info.bootstrap_servers}, "
@@ -44,7 +51,7 @@ def demo_stack(keep: bool) -> Iterator[tuple[str, str]]:
     try:
         yield info.bootstrap_servers, info.schema_registry_url
     finally:
-        if not keep and not already_running:
+        if not keep and not existed:
             stack.down()
             click.echo("stopped the local stack (use --keep-stack to leave it running)")
 
