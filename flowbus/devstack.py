@@ -712,9 +712,13 @@ class LocalStack:
             f"-Dquarkus.management.port={management_port}",
             # Apicurio's SQL storage on an H2 database in a file, instead of its default
             # in-memory one: schemas and their ids survive a restart, as in a real
-            # registry. (Why not KafkaSQL: README, "A local broker and registry".)
+            # registry. (Why not KafkaSQL: README, "A local broker and registry".) H2 keeps
+            # no log and writes committed changes within WRITE_DELAY (500 ms by default): a
+            # registry killed meanwhile lost the schema it had just registered. 0 writes
+            # them at commit.
             "-Dapicurio.storage.kind=sql", "-Dapicurio.storage.sql.kind=h2",
-            f"-Dapicurio.datasource.url=jdbc:h2:file:{self.registry_data / 'registry'}",
+            "-Dapicurio.datasource.url=jdbc:h2:file:"
+            f"{self.registry_data / 'registry'};WRITE_DELAY=0",
             self.marker,
             "-jar", str(artifacts.registry_jar),
         ]  # fmt: skip

@@ -688,8 +688,8 @@ def _finish_attempts(engine: DeliveryEngine, abandon: threading.Event) -> None:
         return
     latest = max(a.times_out_at for a in running)
     click.echo(
-        f"waiting for {len(running)} webhook attempt(s) in flight, at most until "
-        f"{_time(latest)} (their timeouts); SIGTERM/SIGINT again abandons them:",
+        f"waiting for {len(running)} webhook attempt(s) in flight (their timeouts end "
+        f"them by about {_time(latest)}); SIGTERM/SIGINT again abandons them:",
         err=True,
     )
     for attempt in running:
