@@ -197,7 +197,7 @@ def test_show_prints_headers_error_and_size_but_not_the_payload(unique_topic):
     produce_letters(dlq, [(0, dead, T0)])
 
     result = run("show", "--source", topic, "0")
-    with_data = run("show", "--source", topic, "0:0", "--data")
+    with_data = run("show", "--source", topic, "0:0", "--hex")
 
     assert result.exit_code == 0, result.output
     out = result.output
@@ -462,7 +462,7 @@ def test_list_and_show_mark_a_pointer_record(pointed_at):
     assert f"Original size: {len(BIG_VALUE)} bytes" in out
     assert f"SHA-256:       {hashlib.sha256(BIG_VALUE).hexdigest()}" in out
     assert f"  {PREFIX}pointer: true" in out
-    assert "Value:\n  null (a pointer record" in out
+    assert "Event:\n  null (a pointer record" in out
 
 
 def test_list_does_not_mark_ordinary_records(three_letters):
