@@ -36,7 +36,7 @@ from .record_view import view_record
 __all__ = ["TopicTail", "tail"]
 
 #: Seconds the broker has to answer the topic's metadata request.
-BROKER_TIMEOUT_S = 10.0
+BROKER_TIMEOUT_S = 5.0
 
 
 class TopicTail:
@@ -58,7 +58,7 @@ class TopicTail:
         except KafkaException as exc:
             raise TopicReadError(
                 f"no answer from the broker at KAFKA_BOOTSTRAP_SERVERS={self._bootstrap} "
-                f"within {BROKER_TIMEOUT_S:.0f}s ({exc.args[0]}); is it running? "
+                f"within {BROKER_TIMEOUT_S:.0f}s ({_kafka_error_text(exc)}); is it running? "
                 "(`flowbus dev status`)"
             ) from exc
         found = metadata.topics.get(self.topic)
@@ -89,6 +89,11 @@ class TopicTail:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def _kafka_error_text(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
 
 
 def _record(message: Message) -> tuple[ConsumedRecord, int | None]:
