@@ -172,3 +172,20 @@ def test_tail_against_a_closed_port_fails_naming_the_setting(monkeypatch):
     said = f"{result.output} {result.exception}"
     assert isinstance(result.exception, TopicReadError | SystemExit), result.exception
     assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1" in said
+
+
+def test_a_signals_example_produces_and_tails_back_unchanged(unique_topic):
+    topic = unique_topic()
+    example = run("signals", "example", WORK_ITEM_DONE)
+    assert example.exit_code == 0, example.output
+
+    sent = run("produce", WORK_ITEM_DONE, "--data", example.stdout, "--topic", topic, "--json")
+    tailed = run("tail", topic, "--json", "--from-beginning", "--max", "1", "--timeout", "20")
+
+    assert sent.exit_code == 0, sent.output
+    report = json.loads(sent.stdout)
+    assert set(report) == {"topic", "partition", "offset", "event_id", "event_type", "key"}
+    assert (report["topic"], report["event_type"]) == (topic, WORK_ITEM_DONE)
+    shown = json.loads(tailed.stdout)
+    assert shown["id"] == report["event_id"]
+    assert shown["data"] == json.loads(example.stdout)
