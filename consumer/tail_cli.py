@@ -19,7 +19,6 @@ from confluent_kafka import (
     OFFSET_END,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     TopicPartition,
 )
@@ -29,7 +28,7 @@ from flowbus.errors import TopicNotFoundError, TopicReadError
 from flowbus.json_output import BYTES_ENCODING, echo_json
 from flowbus.settings import FlowbusSettings, get_settings
 
-from .kafka_clients import reader_config
+from .kafka_clients import reader_config, topic_partitions
 from .middleware import ConsumedRecord
 from .record_view import view_record
 
@@ -53,22 +52,9 @@ class TopicTail:
         self._bootstrap = settings.kafka_bootstrap_servers
 
     def _partitions(self) -> list[int]:
-        try:
-            metadata = self._consumer.list_topics(self.topic, timeout=BROKER_TIMEOUT_S)
-        except KafkaException as exc:
-            raise TopicReadError(
-                f"no answer from the broker at KAFKA_BOOTSTRAP_SERVERS={self._bootstrap} "
-                f"within {BROKER_TIMEOUT_S:.0f}s ({_kafka_error_text(exc)}); is it running? "
-                "(`flowbus dev status`)"
-            ) from exc
-        found = metadata.topics.get(self.topic)
-        if found is None or (
-            found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-        ):
-            raise TopicNotFoundError(self.topic)
-        if found.error is not None:
-            raise TopicReadError(f"cannot read metadata of '{self.topic}': {found.error}")
-        return sorted(found.partitions)
+        return topic_partitions(
+            self._consumer, self.topic, BROKER_TIMEOUT_S, TopicReadError, self._bootstrap
+        )
 
     def messages(self, idle_timeout: float | None = None) -> Iterator[Message]:
         """Records as they are read; ends after ``idle_timeout`` seconds without one."""
@@ -89,11 +75,6 @@ class TopicTail:
 
     def close(self) -> None:
         self._consumer.close()
-
-
-def _kafka_error_text(exc: KafkaException) -> str:
-    error = exc.args[0] if exc.args else None
-    return error.str() if isinstance(error, KafkaError) else str(exc)
 
 
 def _record(message: Message) -> tuple[ConsumedRecord, int | None]:
