@@ -70,8 +70,8 @@ def topic_partitions(
     except KafkaException as exc:
         raise error(
             f"cannot read metadata of '{topic}' within {timeout:.0f}s ({kafka_error_text(exc)}): "
-            f"is the broker at KAFKA_BOOTSTRAP_SERVERS={bootstrap or '?'} running? "
-            "(`flowbus dev status`)"
+            f"is the broker at KAFKA_BOOTSTRAP_SERVERS{f'={bootstrap}' if bootstrap else ''} "
+            "running? (`flowbus dev status`)"
         ) from exc
     found = metadata.topics.get(topic)
     if found is None or (

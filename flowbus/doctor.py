@@ -154,6 +154,8 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
+    from flowbus.consumer.kafka_clients import kafka_error_text  # type: ignore[import-not-found]
+
     bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
     if not bootstrap:
         return Check(
@@ -175,7 +177,7 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
             "broker",
             Status.FAIL,
             f"no answer from KAFKA_BOOTSTRAP_SERVERS={bootstrap} within {timeout:.0f}s "
-            f"({exc.args[0].str() if exc.args else exc})",
+            f"({kafka_error_text(exc)})",
             f"check the address; {_STACK_HINT}",
         )
     version = _local_kafka_version(settings, bootstrap)
