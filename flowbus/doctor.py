@@ -154,7 +154,10 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from flowbus.consumer.kafka_clients import kafka_error_text  # type: ignore[import-not-found]
+    from flowbus.consumer.kafka_clients import (  # type: ignore[import-not-found]
+        admin_config,
+        kafka_error_text,
+    )
 
     bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
     if not bootstrap:
@@ -164,12 +167,8 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
             "KAFKA_BOOTSTRAP_SERVERS is not set",
             'set it to the broker addresses (`eval "$(flowbus dev up)"` for a local one)',
         )
-    config = {
-        "bootstrap.servers": bootstrap,
-        **settings.kafka_config,
-        "allow.auto.create.topics": False,
-        "log_level": 0,  # its connection errors would repeat; the verdict says it once
-    }
+    # librdkafka's connection errors would repeat every few milliseconds; the verdict says it once.
+    config = {**admin_config(settings), "log_level": 0}
     try:
         metadata = AdminClient(config).list_topics(timeout=timeout)
     except KafkaException as exc:
