@@ -177,3 +177,16 @@ def _run_doctor(
         timeout=timeout,
         cwd=Path(__file__).parent,
     )
+
+
+def test_a_postgresql_webhook_database_is_read_without_writing(postgres_url, monkeypatch):
+    monkeypatch.setenv("FLOWBUS_WEBHOOKS_DATABASE_URL", postgres_url)
+    empty = json.loads(doctor("--json").stdout)["checks"]
+    WebhookStore.open(postgres_url).close()
+
+    created = json.loads(doctor("--json").stdout)["checks"]
+
+    [before] = [c for c in empty if c["name"] == "webhook database"]
+    assert before["status"] == "warn" and "holds no webhook tables" in before["detail"]
+    [after] = [c for c in created if c["name"] == "webhook database"]
+    assert after["status"] == "ok" and "schema version 1, 0 subscription(s)" in after["detail"]
