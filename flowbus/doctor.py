@@ -30,7 +30,7 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from flowbus.errors import FlowbusError
+from flowbus.errors import ConfigurationError, FlowbusError
 from flowbus.json_output import echo_json
 from flowbus.settings import FlowbusSettings, env_var_name
 
@@ -105,12 +105,13 @@ def load_settings() -> tuple[FlowbusSettings, dict[str, str]]:
                 fields = {match.group(1): str(exc.__cause__ or exc)}
             except ValidationError as exc:
                 fields = {_field_of(e["loc"]): e["msg"] for e in exc.errors()}
-            if not fields or set(fields) <= set(broken):
-                raise RuntimeError(f"settings do not load: {fields}")
+            unknown = set(fields) - set(FlowbusSettings.model_fields)
+            if not fields or unknown or set(fields) <= set(broken):
+                raise ConfigurationError(f"the settings do not load: {fields}")
             broken.update(fields)
             for field in fields:
                 removed.update(_pop_env(field))
-        raise RuntimeError("settings do not load")
+        raise ConfigurationError(f"the settings do not load: {broken}")
     finally:
         os.environ.update(removed)
 
@@ -386,7 +387,6 @@ def check_receivers(settings: FlowbusSettings) -> Check:
 
 def check_ssrf_allowlist(settings: FlowbusSettings) -> Check:
     from flowbus.consumer.webhooks.ssrf import SSRFPolicy  # type: ignore[import-not-found]
-    from flowbus.errors import ConfigurationError
 
     try:
         policy = SSRFPolicy.from_allowlist(
