@@ -16,7 +16,7 @@ from flowbus import cloudevents
 from flowbus.json_output import dumps, to_json_value
 
 from .decoding import DecodeFailed, decode_record
-from .failures import Failure
+from .failures import Failure, FailureKind
 from .middleware import ConsumedRecord
 
 if TYPE_CHECKING:
@@ -63,21 +63,25 @@ class RecordView:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The same keys for every record; ``data`` or ``failure`` is ``null``."""
-        return {
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-            "timestamp": self.timestamp,
-            "key": self.key_text,
-            "event_type": self.event_type,
-            "id": self.event_id,
-            "time": self.time,
-            "source": self.source,
-            "sender": self.sender,
-            "data": to_json_value(self.data),
-            "failure": self.failure_json(),
-        }
+        """The same keys for every record (JSON values only); ``data`` or ``failure`` is
+        ``null``."""
+        shown: dict[str, Any] = to_json_value(
+            {
+                "topic": self.topic,
+                "partition": self.partition,
+                "offset": self.offset,
+                "timestamp": self.timestamp,
+                "key": self.key_text,
+                "event_type": self.event_type,
+                "id": self.event_id,
+                "time": self.time,
+                "source": self.source,
+                "sender": self.sender,
+                "data": self.data,
+                "failure": self.failure_json(),
+            }
+        )
+        return shown
 
     def text_lines(self) -> list[str]:
         """A heading line, then the data (compact JSON) or the failure, indented."""
@@ -94,9 +98,12 @@ class RecordView:
         if self.failure is None:
             return [heading, f"    {dumps(self.data)}"]
         failure = self.failure_json() or {}
+        # A data failure is for good (the worker dead-letters it); an infrastructure one
+        # (the registry unreachable) says nothing about the record.
+        label = "POISON" if self.failure.kind is FailureKind.DATA else "NOT DECODED"
         return [
             heading,
-            f"    POISON {failure['reason']} ({failure['kind']} failure): "
+            f"    {label} {failure['reason']} ({failure['kind']} failure): "
             f"{failure['error_type']}: {failure['message']}",
         ]
 
