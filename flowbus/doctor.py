@@ -5,8 +5,8 @@ subjects of the forwarding routes (registered; without a registry, their schemas
 ``schemas/`` catalog), the webhook database (opened read-only, never created), the
 receiver modules (they import) and the webhook SSRF allowlist (it parses). A setting that
 does not parse fails the check that reads it; the others still run. Every network check
-waits at most :data:`NETWORK_TIMEOUT_S`, so against a closed port the whole run ends in
-seconds. Nothing is written anywhere.
+waits at most :data:`NETWORK_TIMEOUT_S`, and they run side by side, so against closed
+ports the whole run ends in seconds. Nothing is written anywhere.
 
 The producer and consumer sides are imported inside the checks that need them, as the
 ``flowbus`` CLI does (they install as ``flowbus.producer`` / ``flowbus.consumer``, a
@@ -22,6 +22,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -411,20 +412,28 @@ def check_ssrf_allowlist(settings: FlowbusSettings) -> Check:
 def run_checks(timeout: float = NETWORK_TIMEOUT_S) -> list[Check]:
     """Every check, in the order shown."""
     settings, broken = load_settings()
-    checks: list[Check] = []
-
-    def run(name: str, check: Callable[[], Check]) -> Check:
-        result = _broken_setting(name, broken) or check()
-        checks.append(result)
-        return result
-
-    run("broker", lambda: check_broker(settings, timeout))
     registry = registry_client(settings, timeout)
-    verdict = run("registry", lambda: check_registry(registry))
-    run("subjects", lambda: check_subjects(settings, registry, verdict.status is Status.OK))
-    run("webhook database", lambda: check_webhook_database(settings, timeout))
-    run("receiver modules", lambda: check_receivers(settings))
-    run("ssrf allowlist", lambda: check_ssrf_allowlist(settings))
+
+    def checked(name: str, check: Callable[[], Check]) -> Check:
+        return _broken_setting(name, broken) or check()
+
+    def registry_and_subjects() -> list[Check]:
+        verdict = checked("registry", lambda: check_registry(registry))
+        answers = verdict.status is Status.OK
+        return [verdict, checked("subjects", lambda: check_subjects(settings, registry, answers))]
+
+    # First: receiver modules may define the signals that routes name.
+    receivers = checked("receiver modules", lambda: check_receivers(settings))
+    # The network checks wait side by side: two silent hosts cost one timeout, not two.
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="flowbus-doctor") as pool:
+        broker = pool.submit(checked, "broker", lambda: check_broker(settings, timeout))
+        registry_checks = pool.submit(registry_and_subjects)
+        database = pool.submit(
+            checked, "webhook database", lambda: check_webhook_database(settings, timeout)
+        )
+        checks = [broker.result(), *registry_checks.result(), database.result()]
+    checks.append(receivers)
+    checks.append(checked("ssrf allowlist", lambda: check_ssrf_allowlist(settings)))
     owned = {field for fields in _FIELDS.values() for field in fields}
     for field, reason in broken.items():
         if field not in owned:

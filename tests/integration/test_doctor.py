@@ -190,3 +190,35 @@ def test_a_postgresql_webhook_database_is_read_without_writing(postgres_url, mon
     assert before["status"] == "warn" and "holds no webhook tables" in before["detail"]
     [after] = [c for c in created if c["name"] == "webhook database"]
     assert after["status"] == "ok" and "schema version 1, 0 subscription(s)" in after["detail"]
+
+
+def test_routes_may_name_signals_a_receiver_module_defines(unique_topic, monkeypatch, tmp_path):
+    event_type = f"org.flowbus.test.doctor{uuid.uuid4().hex[:8]}.thing.done.v1"
+    module = f"doctor_signals_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        f"from flowbus import WorkflowSignal\nDONE = WorkflowSignal({event_type!r}, {{'n': int}})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("FLOWBUS_RECEIVER_MODULES", json.dumps([module]))
+    monkeypatch.setenv("FLOWBUS_PRODUCER_CONFIG", json.dumps({event_type: [{"topic": "t"}]}))
+
+    result = doctor()
+
+    subjects = lines_by_check(result.stdout)["subjects"]
+    assert subjects.startswith("warn "), subjects  # known, not registered yet (auto-register)
+    assert f"t-{event_type}" in subjects
+
+
+def test_a_closed_registry_port_fails_the_registry_and_its_subjects(monkeypatch):
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", "http://127.0.0.1:1/apis/ccompat/v7")
+    monkeypatch.setenv("FLOWBUS_PRODUCER_CONFIG", route_to("caluma-events"))
+    started = time.monotonic()
+
+    result = doctor()
+
+    assert time.monotonic() - started < 15
+    assert result.exit_code == 1
+    found = lines_by_check(result.stdout)
+    assert found["registry"].startswith("fail ") and "SCHEMA_REGISTRY_URL=" in found["registry"]
+    assert found["subjects"] == "fail not checked: the registry does not answer"
+    assert found["broker"].startswith("ok ")
