@@ -1,0 +1,221 @@
+"""Every code sample of README.md and docs/*.md runs, from examples/, as a newcomer would.
+
+**Adding a sample:** create the file under ``examples/`` and put
+``<!-- example: examples/FILE -->`` on the line before its fenced block in the Markdown (the
+block must equal the file: ``tests/unit/test_doc_examples.py``). This test then runs it, in
+the document's order, in a working directory per document holding a copy of ``examples/``:
+
+* ``*.sh`` with bash (``set -eo pipefail``, ``flowbus`` on PATH); the variables it exports
+  stay set for the samples after it, as in one terminal;
+* ``test_*.py`` with pytest, other ``*.py`` with this venv's python;
+* ``*.json`` are payloads (parsed here, read by the samples); ``*.sql`` is run on a fresh
+  PostgreSQL database and must create what ``flowbus outbox migrate`` creates.
+
+Marker options: ``background`` (one long-running command: stopped with SIGTERM once its
+output appeared, exit 0 expected), ``exit=N`` (the exit status it must end with),
+``module`` (a Python module the samples after it import), ``not-run="why"``. An ``<!-- output: examples/FILE -->`` ```` ```text ```` block after a
+sample lists lines it must print (``…`` for any text). Samples run against the session's
+broker and registry, with a topic prefix of their own (removed from what they print before
+it is compared), a state directory and a copy of the schema catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from doc_examples import DOCUMENTS, EXAMPLES_DIR, ROOT, Block, blocks, missing_output
+
+VENV_BIN = Path(sys.executable).parent
+RUN_TIMEOUT = 120.0  # seconds: an upper bound, the samples take a few seconds each
+
+
+class Session:
+    """One document's samples: a working directory and the environment they share."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], prefix: str) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.prefix = prefix
+        self.python = sys.executable
+        self.extra_site: str | None = None  # site-packages added after the venv's own
+
+    def shown(self, printed: str) -> str:
+        """What the user would have seen: the test's topic prefix taken out."""
+        return printed.replace(self.prefix, "")
+
+    def python_command(self, name: str) -> list[str]:
+        if name.startswith("test_"):
+            return [self.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", name]
+        if self.extra_site:
+            code = (
+                "import runpy, site, sys; site.addsitedir(sys.argv.pop(1)); "
+                "sys.path.insert(0, ''); runpy.run_path(sys.argv[1], run_name='__main__')"
+            )
+            return [self.python, "-c", code, self.extra_site, name]
+        return [self.python, name]
+
+    def run(self, block: Block) -> str:
+        """Run one sample to its end; return what it printed (stdout and stderr)."""
+        name = str(Path(block.path).relative_to("examples"))
+        expected_exit = int(block.option("exit") or 0)
+        env_file = self.workdir / ".env-after"
+        if name.endswith(".sh"):
+            script = f'set -eo pipefail\nsource "{name}"\nenv -0 > "{env_file}"\n'
+            command = ["bash", "-c", script]
+        elif name.endswith(".py"):
+            command = self.python_command(name)
+        else:
+            raise AssertionError(f"{block.where}: no runner for {name}")
+        done = subprocess.run(
+            command, cwd=self.workdir, env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT,
+        )  # fmt: skip
+        printed = self.shown(done.stdout)
+        assert done.returncode == expected_exit, (
+            f"{block.where}: {name} exited {done.returncode}\n{printed[-4000:]}"
+        )
+        if name.endswith(".sh") and env_file.exists():
+            exported = env_file.read_text().split("\0")
+            self.env = dict(item.split("=", 1) for item in exported if "=" in item)
+            env_file.unlink()
+        return printed
+
+    def run_in_background(self, block: Block, expected: str) -> str:
+        """Start a long-running sample, wait for its expected lines, SIGTERM it."""
+        text = (ROOT / block.path).read_text()
+        process = subprocess.Popen(
+            ["bash", "-c", f"exec {text}"], cwd=self.workdir, env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout or ()), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        try:
+            while missing_output(expected, self.shown("".join(lines))):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        reader.join(timeout=10)
+        printed = self.shown("".join(lines))
+        assert process.returncode == 0, f"{block.where}: exited {process.returncode}\n{printed}"
+        return printed
+
+
+def _environment(workdir: Path, prefix: str, kafka_stack) -> dict[str, str]:
+    inherited = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith("FLOWBUS_") and key != "PYTHONPATH"
+    }  # fmt: skip
+    return {
+        **inherited,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_stack.bootstrap_servers,
+        "SCHEMA_REGISTRY_URL": kafka_stack.schema_registry_url,
+        "FLOWBUS_TOPIC_PREFIX": prefix,
+        "FLOWBUS_STATE_DIR": str(workdir / ".state"),
+        "FLOWBUS_SCHEMAS_DIR": str(workdir / "schemas"),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",  # lines show at once, as on a terminal
+    }
+
+
+@contextlib.contextmanager
+def session(tmp_path: Path, kafka_stack) -> Iterator[Session]:
+    workdir = tmp_path / "work"
+    shutil.copytree(EXAMPLES_DIR, workdir)
+    shutil.copytree(ROOT / "schemas", workdir / "schemas")
+    prefix = f"examples-{uuid.uuid4().hex[:8]}-"
+    yield Session(workdir, _environment(workdir, prefix, kafka_stack), prefix)
+
+
+def run_document(document: Path, current: Session, request: pytest.FixtureRequest) -> list[str]:
+    """Run the document's samples in order; return the names of those not run."""
+    document_blocks = blocks(document)
+    outputs: dict[str, list[str]] = {}
+    for block in document_blocks:
+        if block.kind == "output":
+            outputs.setdefault(block.path or "", []).append(block.text)
+    not_run = []
+    for block in document_blocks:
+        if block.kind != "example":
+            continue
+        expected = "".join(outputs.get(block.path or "", []))
+        started = time.monotonic()
+        if block.not_run:
+            not_run.append(f"{block.path}: {block.not_run}")
+        elif block.module:
+            continue  # imported by the samples after it
+        elif block.path.endswith(".json"):
+            json.loads((ROOT / block.path).read_text())
+        elif block.path.endswith(".sql"):
+            check_outbox_table(ROOT / block.path, request.getfixturevalue("postgres_admin_url"))
+        elif block.background:
+            printed = current.run_in_background(block, expected)
+            assert not missing_output(expected, printed), f"{block.where}: missing output"
+        else:
+            printed = current.run(block)
+            missing = missing_output(expected, printed)
+            assert not missing, f"{block.where}: missing {missing} in\n{printed[-4000:]}"
+        print(f"{block.where} {block.path}: {time.monotonic() - started:.1f} s")
+    return not_run
+
+
+def check_outbox_table(sql: Path, admin_url: str) -> None:
+    """The documented DDL creates the table and indexes ``flowbus outbox migrate`` does."""
+    import psycopg
+
+    def database() -> str:
+        name = f"flowbus_examples_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        return f"{admin_url.rpartition('/')[0]}/{name}"
+
+    def shape(url: str) -> tuple[list[tuple], list[str]]:
+        with psycopg.connect(url) as conn:
+            columns = conn.execute(
+                "SELECT column_name, data_type, is_nullable, column_default, is_identity "
+                "FROM information_schema.columns WHERE table_name = 'flowbus_outbox' "
+                "ORDER BY ordinal_position"
+            ).fetchall()
+            indexes = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = 'flowbus_outbox' "
+                "ORDER BY indexname"
+            ).fetchall()
+        return columns, [row[0] for row in indexes]
+
+    documented, migrated = database(), database()
+    with psycopg.connect(documented, autocommit=True) as conn:
+        conn.execute(sql.read_text())
+    migrate = subprocess.run(
+        [str(VENV_BIN / "flowbus"), "outbox", "migrate", "--database", migrated],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr
+    documented_shape = shape(documented)
+    assert documented_shape[0], "the documented SQL creates no flowbus_outbox"
+    assert documented_shape == shape(migrated)
+
+
+@pytest.mark.parametrize(
+    "document", [d for d in DOCUMENTS if d.name == "README.md"], ids=lambda d: d.name
+)
+def test_readme_samples_run(document, kafka_stack, tmp_path, request):
+    with session(tmp_path, kafka_stack) as current:
+        run_document(document, current, request)
