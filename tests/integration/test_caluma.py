@@ -78,12 +78,21 @@ def caluma_python() -> Path:
     return Path(built.stdout.strip().splitlines()[-1])
 
 
+def documented_settings() -> dict[str, str]:
+    """The lines docs/caluma.md tells an operator to add (``examples/caluma/caluma.env``)."""
+    lines = (ROOT / "examples" / "caluma" / "caluma.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
 def service_env(kafka_env: dict[str, str], database_url: str, topic: str) -> dict[str, str]:
-    """The Caluma service's environment: Caluma's own settings plus the documented lines."""
+    """The Caluma service's environment: Caluma's own settings plus the documented lines
+    (with this test's broker, registry and topic)."""
     from urllib.parse import urlsplit
 
     db = urlsplit(database_url)
+    documented = documented_settings()
     return {
+        **documented,
         **kafka_env,
         "PYTHONPATH": str(SERVICE),
         "ENV": "development",
@@ -93,8 +102,8 @@ def service_env(kafka_env: dict[str, str], database_url: str, topic: str) -> dic
         "DATABASE_USER": db.username or "",
         "DATABASE_PASSWORD": db.password or "",
         "DATABASE_NAME": db.path.lstrip("/"),
-        # The documented configuration (docs/caluma.md), plus the test service's own veto.
-        "EVENT_RECEIVER_MODULES": "flowbus.producer.caluma.receivers,veto",
+        # The documented receiver module, plus the test service's own veto.
+        "EVENT_RECEIVER_MODULES": f"{documented['EVENT_RECEIVER_MODULES']},veto",
         "FLOWBUS_CALUMA_TOPIC": topic,
         "FLOWBUS_SCHEMA_AUTO_REGISTER": "true",
         "FLOWBUS_SERVICE_NAME": f"caluma-{uuid.uuid4().hex[:6]}",
