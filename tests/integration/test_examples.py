@@ -13,10 +13,11 @@ the document's order, in a working directory per document holding a copy of ``ex
 
 Marker options: ``background`` (one long-running command: stopped with SIGTERM once its
 output appeared, exit 0 expected), ``exit=N`` (the exit status it must end with),
-``module`` (a Python module the samples after it import), ``not-run="why"``. An ``<!-- output: examples/FILE -->`` ```` ```text ```` block after a
-sample lists lines it must print (``…`` for any text). Samples run against the session's
-broker and registry, with a topic prefix of their own (removed from what they print before
-it is compared), a state directory and a copy of the schema catalog.
+``module`` (a Python module the samples after it import), ``not-run="why"``. An
+``<!-- output: examples/FILE -->`` ```` ```text ```` block after a sample lists lines it
+must print (``…`` for any text). Samples run against the session's broker and registry,
+with a topic prefix of their own (removed from what they print before it is compared), a
+state directory and a copy of the schema catalog.
 """
 
 from __future__ import annotations
