@@ -3,7 +3,8 @@
 **Adding a sample:** create the file under ``examples/`` and put
 ``<!-- example: examples/FILE -->`` on the line before its fenced block in the Markdown (the
 block must equal the file: ``tests/unit/test_doc_examples.py``). This test then runs it, in
-the document's order, in a working directory per document holding a copy of ``examples/``:
+the document's order, in a working directory per document holding a copy of ``examples/``
+(and of ``schemas/`` beside it):
 
 * ``*.sh`` with bash (``set -eo pipefail``, ``flowbus`` on PATH); the variables it exports
   stay set for the samples after it, as in one terminal;
@@ -131,7 +132,7 @@ def _environment(workdir: Path, prefix: str, kafka_stack) -> dict[str, str]:
         "SCHEMA_REGISTRY_URL": kafka_stack.schema_registry_url,
         "FLOWBUS_TOPIC_PREFIX": prefix,
         "FLOWBUS_STATE_DIR": str(workdir / ".state"),
-        "FLOWBUS_SCHEMAS_DIR": str(workdir / "schemas"),
+        "FLOWBUS_SCHEMAS_DIR": str(workdir.parent / "schemas"),
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",  # lines show at once, as on a terminal
     }
@@ -139,9 +140,9 @@ def _environment(workdir: Path, prefix: str, kafka_stack) -> dict[str, str]:
 
 @contextlib.contextmanager
 def session(tmp_path: Path, kafka_stack) -> Iterator[Session]:
-    workdir = tmp_path / "work"
+    workdir = tmp_path / "checkout" / "examples"  # beside a copy of the catalog, as in git
     shutil.copytree(EXAMPLES_DIR, workdir)
-    shutil.copytree(ROOT / "schemas", workdir / "schemas")
+    shutil.copytree(ROOT / "schemas", workdir.parent / "schemas")
     prefix = f"examples-{uuid.uuid4().hex[:8]}-"
     yield Session(workdir, _environment(workdir, prefix, kafka_stack), prefix)
 
