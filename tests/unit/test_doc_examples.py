@@ -40,11 +40,18 @@ def test_output_blocks_follow_their_example():
                 assert block.path in shown, f"{block.where}: {block.path} is not shown before"
 
 
-def test_background_examples_say_what_they_wait_for():
+def test_background_examples_are_one_command_with_an_output():
     outputs = {block.path for block in BLOCKS if block.kind == "output"}
     for block in EXAMPLES:
         if block.background:
             assert block.path in outputs, f"{block.where}: a background example needs an output"
+            lines = block.text.rstrip("\n").split("\n")
+            assert all(line.endswith("\\") for line in lines[:-1]), f"{block.where}: one command"
+
+
+def test_exit_options_are_numbers():
+    for block in EXAMPLES:
+        assert (block.option("exit") or "0").isdigit(), block.where
 
 
 def test_modules_are_imported_by_a_later_sample():
