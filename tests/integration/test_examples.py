@@ -23,7 +23,6 @@ state directory and a copy of the schema catalog.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -33,7 +32,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -138,33 +136,27 @@ def _environment(workdir: Path, prefix: str, kafka_stack) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def session(tmp_path: Path, kafka_stack) -> Iterator[Session]:
+def new_session(tmp_path: Path, kafka_stack) -> Session:
     workdir = tmp_path / "checkout" / "examples"  # beside a copy of the catalog, as in git
     shutil.copytree(EXAMPLES_DIR, workdir)
     shutil.copytree(ROOT / "schemas", workdir.parent / "schemas")
     prefix = f"examples-{uuid.uuid4().hex[:8]}-"
-    yield Session(workdir, _environment(workdir, prefix, kafka_stack), prefix)
+    return Session(workdir, _environment(workdir, prefix, kafka_stack), prefix)
 
 
-def run_document(document: Path, current: Session, request: pytest.FixtureRequest) -> list[str]:
-    """Run the document's samples in order; return the names of those not run."""
+def run_document(document: Path, current: Session, request: pytest.FixtureRequest) -> None:
+    """Run the document's samples in order (``-s`` shows how long each took)."""
     document_blocks = blocks(document)
     outputs: dict[str, list[str]] = {}
     for block in document_blocks:
         if block.kind == "output":
             outputs.setdefault(block.path or "", []).append(block.text)
-    not_run = []
     for block in document_blocks:
-        if block.kind != "example":
-            continue
+        if block.kind != "example" or block.not_run or block.module:
+            continue  # a module runs in the samples that import it
         expected = "".join(outputs.get(block.path or "", []))
         started = time.monotonic()
-        if block.not_run:
-            not_run.append(f"{block.path}: {block.not_run}")
-        elif block.module:
-            continue  # imported by the samples after it
-        elif block.path.endswith(".json"):
+        if block.path.endswith(".json"):
             json.loads((ROOT / block.path).read_text())
         elif block.path.endswith(".sql"):
             check_outbox_table(ROOT / block.path, request.getfixturevalue("postgres_admin_url"))
@@ -176,7 +168,6 @@ def run_document(document: Path, current: Session, request: pytest.FixtureReques
             missing = missing_output(expected, printed)
             assert not missing, f"{block.where}: missing {missing} in\n{printed[-4000:]}"
         print(f"{block.where} {block.path}: {time.monotonic() - started:.1f} s")
-    return not_run
 
 
 def check_outbox_table(sql: Path, admin_url: str) -> None:
@@ -223,8 +214,7 @@ SPECIAL = {"openedx.md"}
     "document", [d for d in DOCUMENTS if d.name not in SPECIAL], ids=lambda d: d.name
 )
 def test_document_samples_run(document, kafka_stack, tmp_path, request):
-    with session(tmp_path, kafka_stack) as current:
-        run_document(document, current, request)
+    run_document(document, new_session(tmp_path, kafka_stack), request)
 
 
 def test_openedx_samples_run(kafka_stack, tmp_path, request):
@@ -233,6 +223,6 @@ def test_openedx_samples_run(kafka_stack, tmp_path, request):
 
     python = openedx_venv_python("pinned")
     [site_packages] = python.parent.parent.glob("lib/python*/site-packages")
-    with session(tmp_path, kafka_stack) as current:
-        current.extra_site = str(site_packages)
-        run_document(ROOT / "docs" / "openedx.md", current, request)
+    current = new_session(tmp_path, kafka_stack)
+    current.extra_site = str(site_packages)
+    run_document(ROOT / "docs" / "openedx.md", current, request)
