@@ -9,6 +9,8 @@ the document's order, in a working directory per document holding a copy of ``ex
 * ``*.sh`` with bash (``set -eo pipefail``, ``flowbus`` on PATH); the variables it exports
   stay set for the samples after it, as in one terminal;
 * ``test_*.py`` with pytest, other ``*.py`` with this venv's python;
+* ``*.env`` are settings: set for the samples after them (but for the broker and registry,
+  which stay the test's);
 * ``*.json`` are payloads (parsed here, read by the samples); ``*.sql`` is run on a fresh
   PostgreSQL database and must create what ``flowbus outbox migrate`` creates.
 
@@ -36,8 +38,12 @@ from pathlib import Path
 
 import pytest
 from doc_examples import DOCUMENTS, EXAMPLES_DIR, ROOT, Block, blocks, missing_output
+from test_caluma import caluma_python, caluma_settings  # noqa: F401 (the venv fixture)
+from test_openedx_bus import openedx_venv_python
 
 VENV_BIN = Path(sys.executable).parent
+#: A settings file's variables that stay the test's own: it names a deployment's hosts.
+KEPT = {"KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL"}
 RUN_TIMEOUT = 90.0  # seconds: an upper bound, the samples take a few seconds each
 
 
@@ -76,6 +82,9 @@ class Session:
             command = ["bash", "-c", script]
         elif name.endswith(".py"):
             command = self.python_command(name)
+        elif name.endswith(".env"):
+            self.env |= {k: v for k, v in settings_file(ROOT / block.path).items() if k not in KEPT}
+            return ""
         else:
             raise AssertionError(f"{block.where}: no runner for {name}")
         done = subprocess.run(
@@ -134,6 +143,12 @@ def _environment(workdir: Path, prefix: str, kafka_stack) -> dict[str, str]:
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",  # lines show at once, as on a terminal
     }
+
+
+def settings_file(path: Path) -> dict[str, str]:
+    """The ``NAME=value`` lines of an environment file (``#`` lines are comments)."""
+    lines = [line for line in path.read_text().splitlines() if line and line[0] != "#"]
+    return dict(line.split("=", 1) for line in lines)
 
 
 def new_session(tmp_path: Path, kafka_stack) -> Session:
@@ -207,7 +222,7 @@ def check_outbox_table(sql: Path, admin_url: str) -> None:
 
 
 #: Documents whose samples need more than the broker and registry: their own tests below.
-SPECIAL = {"openedx.md"}
+SPECIAL = {"caluma.md", "openedx.md"}
 
 
 @pytest.mark.parametrize(
@@ -219,10 +234,19 @@ def test_document_samples_run(document, kafka_stack, tmp_path, request):
 
 def test_openedx_samples_run(kafka_stack, tmp_path, request):
     """With openedx-events from the Open edX test venv (same Python) after flowbus's own."""
-    from test_openedx_bus import openedx_venv_python
-
     python = openedx_venv_python("pinned")
     [site_packages] = python.parent.parent.glob("lib/python*/site-packages")
     current = new_session(tmp_path, kafka_stack)
     current.extra_site = str(site_packages)
     run_document(ROOT / "docs" / "openedx.md", current, request)
+
+
+def test_caluma_samples_run(kafka_stack, tmp_path, request, postgres_url):
+    """In the Caluma service's venv (its ``python`` and ``flowbus`` first on PATH), with
+    Caluma's own settings for a fresh database, as in the Caluma image."""
+    python: Path = request.getfixturevalue("caluma_python")  # skips without Python 3.12
+    current = new_session(tmp_path, kafka_stack)
+    current.env |= caluma_settings(postgres_url)
+    current.env["PATH"] = f"{python.parent}{os.pathsep}{current.env['PATH']}"
+    current.python = str(python)
+    run_document(ROOT / "docs" / "caluma.md", current, request)
