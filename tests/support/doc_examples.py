@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = ROOT / "examples"
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
-_MARKER = re.compile(r"^<!-- (example|output): (examples/\S+)(.*?) -->$")
-_FENCE = re.compile(r"^(```+|~~~+)(.*)$")
+_MARKER = re.compile(r"^\s*<!-- (example|output): (examples/\S+)(.*?) -->$")
+_FENCE = re.compile(r"^(\s*)(```+|~~~+)(.*)$")  # indented too: a block inside a list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +77,11 @@ def blocks(document: Path) -> list[Block]:
         if not opening:
             index += 1
             continue
-        fence, info = opening.group(1), opening.group(2).strip()
+        indent, fence, info = opening.group(1), opening.group(2), opening.group(3).strip()
         end = index + 1
-        while end < len(lines) and not lines[end].startswith(fence):
+        while end < len(lines) and lines[end].strip() != fence:
             end += 1
-        text = "".join(line + "\n" for line in lines[index + 1 : end])
+        text = "".join(line.removeprefix(indent) + "\n" for line in lines[index + 1 : end])
         marker = _MARKER.match(lines[index - 1]) if index else None
         if marker:
             block = Block(

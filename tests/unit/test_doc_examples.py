@@ -78,3 +78,19 @@ def test_output_lines_match_in_order_with_wildcards():
     assert missing_output("caluma-events[…]@… id=… key=case-1\ndone\n", printed) == []
     assert missing_output("done\ncaluma-events[…]@…", printed) == ["caluma-events[…]@…"]
     assert missing_output("caluma-events", printed) == ["caluma-events"]  # whole lines only
+
+
+def test_blocks_are_found_inside_lists_too(tmp_path):
+    document = tmp_path / "doc.md"
+    document.write_text(
+        "- a step:\n\n  <!-- example: examples/x.sh exit=1 -->\n  ```sh\n  false\n  ```\n"
+        "- another:\n  ```\n  unmarked\n  ```\n"
+    )
+    marked, unmarked = blocks(document)
+    assert (marked.kind, marked.path, marked.text, marked.option("exit")) == (
+        "example",
+        "examples/x.sh",
+        "false\n",
+        "1",
+    )
+    assert (unmarked.kind, unmarked.text) == (None, "unmarked\n")
