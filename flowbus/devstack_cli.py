@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flowbus import devstack
+from flowbus.json_output import echo_json
 from flowbus.settings import get_settings
 
 
@@ -96,7 +97,13 @@ def down(compose_file: Path | None) -> None:
 
 
 @dev.command()
-def status() -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object: {"kafka": {"address", "up"}, "registry": {"address", "up"}}.',
+)
+def status(as_json: bool) -> None:
     """Exit 0 only when the broker and the registry both answer."""
     settings = get_settings()
     stack = _stack()
@@ -113,8 +120,16 @@ def status() -> None:
     else:
         click.echo('no stack: run `eval "$(flowbus dev up)"`', err=True)
         sys.exit(1)
-    click.echo(f"kafka     {bootstrap:45} {'up' if health['kafka'] else 'DOWN'}")
-    click.echo(f"registry  {registry:45} {'up' if health['registry'] else 'DOWN'}")
+    if as_json:
+        echo_json(
+            {
+                "kafka": {"address": bootstrap, "up": health["kafka"]},
+                "registry": {"address": registry, "up": health["registry"]},
+            }
+        )
+    else:
+        click.echo(f"kafka     {bootstrap:45} {'up' if health['kafka'] else 'DOWN'}")
+        click.echo(f"registry  {registry:45} {'up' if health['registry'] else 'DOWN'}")
     sys.exit(0 if all(health.values()) else 1)
 
 

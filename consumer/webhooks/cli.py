@@ -16,6 +16,7 @@ from flowbus.errors import (
     ReceiversAbandonedError,
     URLResolutionError,
 )
+from flowbus.json_output import echo_json
 
 from ..cli_params import EXIT_RECEIVERS_ABANDONED, metrics_options
 from .matching import filters_to_json
@@ -56,7 +57,7 @@ def _time(value: datetime | None) -> str:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
+    echo_json(value, indent=2)
 
 
 def subscription_dict(sub: Subscription, *, show_secret: bool = False) -> dict[str, Any]:

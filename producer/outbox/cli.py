@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal as signals
 import sys
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ import click
 from pydantic_settings import SettingsError
 
 from flowbus.errors import FlowbusError
+from flowbus.json_output import echo_json
 from flowbus.settings import FlowbusSettings
 
 DATABASE = click.option(
@@ -54,7 +54,7 @@ def status(database_url: str, as_json: bool) -> None:
     except FlowbusError as exc:
         _fail(exc)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(found)))
+        echo_json(dataclasses.asdict(found))
         return
     age = "-" if found.oldest_age_seconds is None else f"{found.oldest_age_seconds:.1f}s"
     click.echo(f"pending {found.pending}  oldest {age}  sent (kept) {found.sent_kept}")

@@ -15,16 +15,17 @@ the document's order, in a working directory per document holding a copy of ``ex
   PostgreSQL database and must create what ``flowbus outbox migrate`` creates.
 
 Marker options: ``background`` (one long-running command: stopped with SIGTERM once its
-output appeared, exit 0 expected), ``exit=N`` (the exit status it must end with),
-``module`` (a Python module the samples after it import), ``not-run="why"``. An
-``<!-- output: examples/FILE -->`` ```` ```text ```` block after a sample lists lines it
-must print (``…`` for any text). Samples run against the session's broker and registry,
-with a topic prefix of their own (removed from what they print before it is compared), a
-state directory and a copy of the schema catalog.
+output appeared and it handles SIGTERM, exit 0 expected), ``exit=N`` (the exit status it
+must end with), ``module`` (a Python module the samples after it import),
+``not-run="why"``. An ``<!-- output: examples/FILE -->`` ```` ```text ```` block after a
+sample lists lines it must print (``…`` for any text). Samples run against the session's
+broker and registry, with a topic prefix of their own (removed from what they print before
+it is compared), a state directory and a copy of the schema catalog.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -113,7 +114,10 @@ class Session:
         reader.start()
         deadline = time.monotonic() + RUN_TIMEOUT
         try:
-            while missing_output(expected, self.shown("".join(lines))):
+            # Its lines printed, and its SIGTERM handler in place (the start line may come first).
+            while missing_output(expected, self.shown("".join(lines))) or not handles_sigterm(
+                process.pid
+            ):
                 if process.poll() is not None or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
@@ -143,6 +147,15 @@ def _environment(workdir: Path, prefix: str, kafka_stack) -> dict[str, str]:
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",  # lines show at once, as on a terminal
     }
+
+
+def handles_sigterm(pid: int) -> bool:
+    """Whether the process has installed a SIGTERM handler (Linux: ``SigCgt`` in /proc)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
 
 
 def settings_file(path: Path) -> dict[str, str]:
