@@ -112,12 +112,14 @@ def consume(
     except ConfigurationError as exc:
         click.echo(f"flowbus consume: {exc}", err=True)
         sys.exit(2)
-    click.echo(
-        f"consuming {', '.join(worker.topics)} as group {group} (concurrency {concurrency})",
-        err=True,
-    )
     try:
-        stats = worker.run(max_messages=max_messages)
+        with worker.stopped_by_signals():  # a signal right after the line below stops it too
+            click.echo(
+                f"consuming {', '.join(worker.topics)} as group {group} "
+                f"(concurrency {concurrency})",
+                err=True,
+            )
+            stats = worker.run(max_messages=max_messages, install_signal_handlers=False)
     except ReceiversAbandonedError as exc:
         click.echo(f"flowbus consume: {exc}", err=True)
         sys.exit(EXIT_RECEIVERS_ABANDONED)

@@ -235,11 +235,25 @@ class Worker:
         Raises :class:`~flowbus.errors.ReceiversAbandonedError` (after committing) when
         more than ``max_abandoned`` receivers are stuck past their deadline.
         """
-        with _collector_for_batches():
-            return self._run(max_messages, install_signal_handlers)
+        signalled = self.stopped_by_signals() if install_signal_handlers else None
+        with signalled or contextlib.nullcontext(), _collector_for_batches():
+            return self._run(max_messages)
 
-    def _run(self, max_messages: int | None, install_signal_handlers: bool) -> WorkerStats:
-        previous = self._install_signal_handlers() if install_signal_handlers else {}
+    @contextlib.contextmanager
+    def stopped_by_signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT stop this worker while the block runs (main thread only).
+
+        For a command that announces the worker before :meth:`run` (then called with
+        ``install_signal_handlers=False``): a signal in between stops it as well.
+        """
+        previous = self._install_signal_handlers()
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signals.signal(signum, handler)
+
+    def _run(self, max_messages: int | None) -> WorkerStats:
         self._consumer = Consumer(self._consumer_config, logger=_librdkafka_log)
         self._producer = Producer(self._dlq_producer_config, logger=_librdkafka_log)
         engine = self.engine = Engine(
@@ -275,8 +289,6 @@ class Worker:
             engine.fetch = None
             with self._poll_lock:  # a poll of the handler thread ends first
                 self._shutdown(engine)
-            for signum, handler in previous.items():
-                signals.signal(signum, handler)
         if self._fetch_error is not None:
             raise self._fetch_error
         if engine.fatal is not None:

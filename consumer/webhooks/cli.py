@@ -649,25 +649,26 @@ def serve(
     forwarder = WebhookForwarder(engine)
     engine.start()
     forwarder.connect()
-    click.echo(
-        f"delivering webhooks for {', '.join(worker.topics)} as group {group} "
-        f"(database {store.display_url})",
-        err=True,
-    )
-    # The worker handles the first SIGTERM/SIGINT while it runs; a signal after it
-    # returned (while attempts finish) lands here.
-    abandon = threading.Event()
-    previous = {
-        signum: signal.signal(signum, lambda *_: abandon.set())
-        for signum in (signal.SIGTERM, signal.SIGINT)
-    }
     try:
-        stats = worker.run()
+        # The first SIGTERM/SIGINT stops the worker, also one right after the line below.
+        with worker.stopped_by_signals():
+            click.echo(
+                f"delivering webhooks for {', '.join(worker.topics)} as group {group} "
+                f"(database {store.display_url})",
+                err=True,
+            )
+            stats = worker.run(install_signal_handlers=False)
     except ReceiversAbandonedError as exc:
         click.echo(f"flowbus webhooks serve: {exc}", err=True)
         raise SystemExit(EXIT_RECEIVERS_ABANDONED) from None
     finally:
         forwarder.disconnect()
+        # A signal once the worker returned (while attempts finish) abandons them.
+        abandon = threading.Event()
+        previous = {
+            signum: signal.signal(signum, lambda *_: abandon.set())
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
         _finish_attempts(engine, abandon)
         for signum, handler in previous.items():
             signal.signal(signum, handler)

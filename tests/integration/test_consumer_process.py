@@ -139,3 +139,39 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_only_the_uncommitted(
     # At-least-once: exactly the handled-but-uncommitted window is delivered again.
     assert duplicates == handled_before_kill - committed
     assert handled[handled_before_kill:] == ids[committed:]
+
+
+@pytest.mark.parametrize(
+    ("command", "announced"),
+    [
+        (["consume", "--receivers", "recording_receivers"], "consuming "),
+        (["webhooks", "serve"], "delivering webhooks for "),
+    ],
+    ids=["consume", "webhooks serve"],
+)
+def test_a_sigterm_right_after_the_start_line_stops_the_worker_cleanly(
+    kafka_stack, unique_topic, unique_group, tmp_path, command, announced
+):
+    # The start line is the operator's (and a supervisor's) sign that the command runs:
+    # from then on SIGTERM must stop it, although the worker's loop may not run yet.
+    topic = unique_topic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowbus", *command, "--topic", topic, "--group", unique_group],
+        env={
+            **kafka_stack.env,
+            "FLOWBUS_TEST_EVENTS_FILE": str(tmp_path / "events.jsonl"),
+            "FLOWBUS_WEBHOOKS_DATABASE_URL": f"sqlite:///{tmp_path / 'webhooks.db'}",
+        },
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith(announced):
+            break
+    else:
+        raise AssertionError(f"no start line; exit {process.wait()}")
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 0, rest
+    assert "stopped:" in rest

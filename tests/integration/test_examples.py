@@ -122,7 +122,13 @@ class Session:
                     break
                 time.sleep(0.1)
             process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(
+                    f"{block.path} still runs 60 s after SIGTERM; it printed:\n"
+                    + "".join(lines)[-3000:]
+                ) from None
         finally:
             if process.poll() is None:
                 process.kill()
