@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 import click
 
-from flowbus.errors import ConfigurationError, ReceiversAbandonedError
+from flowbus.errors import ConfigurationError
+from flowbus.user_modules import import_user_module
 
-from .cli_params import EXIT_RECEIVERS_ABANDONED, metrics_options
+from .cli_params import metrics_options
 from .deadletter import DEFAULT_SUFFIX
 from .retry import RetryPolicy
 from .worker import DEFAULT_RECEIVER_TIMEOUT
@@ -18,9 +16,10 @@ from .worker import DEFAULT_RECEIVER_TIMEOUT
 def _exception_type(dotted: str) -> type[BaseException]:
     module_name, _, name = dotted.rpartition(".")
     try:  # a bare name is a built-in exception (TimeoutError)
-        found = getattr(importlib.import_module(module_name or "builtins"), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"cannot import exception type {dotted!r}: {exc}") from exc
+        found = getattr(import_user_module(module_name or "builtins"), name)
+    except (ConfigurationError, AttributeError) as exc:
+        reason = exc.__cause__ or exc
+        raise ConfigurationError(f"cannot import exception type {dotted!r}: {reason}") from exc
     if not (isinstance(found, type) and issubclass(found, BaseException)):
         raise ConfigurationError(f"{dotted!r} is not an exception type (module.ClassName)")
     return found
@@ -47,7 +46,7 @@ def _exception_type(dotted: str) -> type[BaseException]:
 @click.option("--retry-delay", type=click.FloatRange(0), default=0.2, show_default=True,
               help="First backoff delay in seconds (doubles per retry, up to 5 s).")  # fmt: skip
 @click.option("--max-abandoned", type=click.IntRange(1), default=16, show_default=True,
-              help="Receivers stuck past their deadline before exiting (status 3).")  # fmt: skip
+              help="Receivers stuck past their deadline before exiting (status 1).")  # fmt: skip
 @click.option("--infrastructure-error", "infrastructure_errors", multiple=True, metavar="CLASS",
               help="Receiver exception (module.Class) that pauses the partition and retries "
                    "instead of dead-lettering (repeatable).")  # fmt: skip
@@ -78,23 +77,25 @@ def consume(
     """Consume event topics and re-send each event's signal here.
 
     Exits 0 after SIGTERM/SIGINT (running receivers given --shutdown-timeout, finished
-    work committed), 2 when the configuration is invalid (e.g. a receiver module fails to
-    import), 3 when more than --max-abandoned receivers hung past their deadline.
+    work committed); 2 when the configuration is invalid (e.g. a receiver module fails to
+    import); 1 when the broker does not answer at start, or when more than
+    --max-abandoned receivers hung past their deadline (for a supervisor to restart it).
+    A broker lost while running pauses the worker, it does not end it.
     """
     from .failures import FailureClassifier
     from .worker import Worker
 
     metrics = None
-    try:
-        classifier = FailureClassifier(
-            infrastructure=[_exception_type(name) for name in infrastructure_errors],
-            data=[_exception_type(name) for name in data_errors],
-        )
-        if metrics_port is not None:
-            from .metrics import WorkerMetrics
+    classifier = FailureClassifier(
+        infrastructure=[_exception_type(name) for name in infrastructure_errors],
+        data=[_exception_type(name) for name in data_errors],
+    )
+    if metrics_port is not None:
+        from .metrics import WorkerMetrics
 
-            metrics = WorkerMetrics()
-            metrics.serve(metrics_port, health_timeout=health_timeout)
+        metrics = WorkerMetrics()
+        metrics.serve(metrics_port, health_timeout=health_timeout)
+    try:
         worker = Worker(
             topics,
             group,
@@ -109,10 +110,6 @@ def consume(
             max_abandoned=max_abandoned,
             classifier=classifier,
         )
-    except ConfigurationError as exc:
-        click.echo(f"flowbus consume: {exc}", err=True)
-        sys.exit(2)
-    try:
         with worker.stopped_by_signals():  # a signal right after the line below stops it too
             click.echo(
                 f"consuming {', '.join(worker.topics)} as group {group} "
@@ -120,9 +117,6 @@ def consume(
                 err=True,
             )
             stats = worker.run(max_messages=max_messages, install_signal_handlers=False)
-    except ReceiversAbandonedError as exc:
-        click.echo(f"flowbus consume: {exc}", err=True)
-        sys.exit(EXIT_RECEIVERS_ABANDONED)
     finally:
         if metrics is not None:
             metrics.close()

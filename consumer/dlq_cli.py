@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from flowbus import cloudevents
-from flowbus.errors import DeadLetterRecordNotFoundError, FlowbusError, TopicNotFoundError
+from flowbus.exit_codes import ExitCode
 from flowbus.json_output import BYTES_ENCODING, echo_json
 from flowbus.settings import FlowbusSettings, get_settings
 
@@ -38,16 +38,13 @@ from .dlq_records import (
 from .kafka_clients import reader_config, republisher_config
 from .record_view import RecordView, view_record
 
-EXIT_ERROR = 1
-EXIT_STILL_FAILING = 3
-
 EXIT_STATUS_HELP = """
 \b
-Exit status:
+Exit status (the table of `flowbus --help`):
   0  done (also when no record matches, and for --dry-run)
-  1  broker or configuration error, or a record could not be replayed
-  2  bad arguments: unknown topic, no such record, ...
-  3  replay --local: a record failed again (its reason is printed)
+  1  the broker is unreachable or failed, a record could not be replayed, or
+     (replay --local) a record failed again (its reason is printed)
+  2  bad arguments or configuration: unknown topic, no such record, ...
 """
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -157,14 +154,6 @@ def _selection(
     )
 
 
-def _fail(exc: FlowbusError) -> click.ClickException | click.exceptions.Exit:
-    """What to raise for ``exc``: bad input (unknown topic or record) exits 2, else 1."""
-    if isinstance(exc, TopicNotFoundError | DeadLetterRecordNotFoundError):
-        return click.UsageError(str(exc))
-    click.echo(f"Error: {exc}", err=True)
-    return click.exceptions.Exit(EXIT_ERROR)
-
-
 def _select(
     dlq_topic: TopicChoice, selection: DeadLetterFilter
 ) -> tuple[list[DeadLetterRecord], int, int]:
@@ -268,10 +257,7 @@ def list_records(
     """
     dlq_topic = _dlq_topic(source, dlq_name, dlq_suffix, timeout)
     selection = _selection(event_type, since, until, records)
-    try:
-        found, total, timeless = _select(dlq_topic, selection)
-    except FlowbusError as exc:
-        raise _fail(exc) from None
+    found, total, timeless = _select(dlq_topic, selection)
     if as_json:
         for record in found:
             echo_json(_row(record))
@@ -317,10 +303,7 @@ def show(
     original's size, SHA-256 and position are shown.
     """
     dlq_topic = _dlq_topic(source, dlq_name, dlq_suffix, timeout)
-    try:
-        record = dlq_topic.reader(get_settings()).record(position.partition, position.offset)
-    except FlowbusError as exc:
-        raise _fail(exc) from None
+    record = dlq_topic.reader(get_settings()).record(position.partition, position.offset)
     view = _decoded(record) if show_data else None
     if as_json:
         echo_json(_show_json(record, view, show_hex))
@@ -494,10 +477,7 @@ def replay(
         )
     if not local and (group is not None or receiver_modules):
         raise click.UsageError("--group and --receivers only go with --local")
-    try:
-        chosen, total, timeless = _select(dlq_topic, selection)
-    except FlowbusError as exc:
-        raise _fail(exc) from None
+    chosen, total, timeless = _select(dlq_topic, selection)
     _report_counts(dlq_topic, selection, len(chosen), total, timeless)
     unknown = [r.position for r in chosen if not r.original_topic]
     if unknown:
@@ -507,24 +487,21 @@ def replay(
             "--event-type, --since/--until) to replay the others",
             err=True,
         )
-        raise click.exceptions.Exit(EXIT_ERROR)
+        raise click.exceptions.Exit(ExitCode.FAILURE)
     if dry_run:
         for record in chosen:
             where = "here" if local else record.original_topic
             click.echo(f"would replay {_describe(record)}{_pointer_note(record)} -> {where}")
         click.echo(f"Dry run: {len(chosen)} record(s) would be replayed; nothing changed.")
         return
-    try:
-        if local:
-            failed = _handle_locally(chosen, group, receiver_modules, dlq_topic.timeout)
-        else:
-            _republish(chosen, dlq_topic.timeout)
-            failed = 0
-    except FlowbusError as exc:
-        raise _fail(exc) from None
+    if local:
+        failed = _handle_locally(chosen, group, receiver_modules, dlq_topic.timeout)
+    else:
+        _republish(chosen, dlq_topic.timeout)
+        failed = 0
     click.echo(f"Replayed {len(chosen) - failed} of {len(chosen)} record(s).")
     if failed:
-        raise click.exceptions.Exit(EXIT_STILL_FAILING)
+        raise click.exceptions.Exit(ExitCode.FAILURE)
 
 
 def _describe(record: DeadLetterRecord) -> str:

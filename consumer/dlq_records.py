@@ -221,11 +221,12 @@ class DeadLetterTopic:
         self.timeout = timeout
 
     def _consumer(self) -> Consumer:
-        return Consumer(self.config, logger=logging.getLogger("flowbus.librdkafka"))
+        return Consumer(self.config)
 
     def _partitions(self, consumer: Consumer) -> list[int]:
-        bootstrap = self.config.get("bootstrap.servers")
-        return topic_partitions(consumer, self.topic, self.timeout, DeadLetterQueueError, bootstrap)
+        return topic_partitions(
+            consumer, self.topic, self.timeout, DeadLetterQueueError, self.config
+        )
 
     def _watermarks(self, consumer: Consumer, partition: int) -> tuple[int, int]:
         try:
@@ -345,7 +346,7 @@ class Republisher:
 
     def __init__(self, config: Mapping[str, Any], *, timeout: float = 30.0) -> None:
         self.timeout = timeout
-        self._producer = Producer(dict(config), logger=logging.getLogger("flowbus.librdkafka"))
+        self._producer = Producer(dict(config))
         self._existing: set[str] = set()
 
     def check_topic(self, topic: str) -> None:

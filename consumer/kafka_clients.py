@@ -2,16 +2,19 @@
 
 Built from the settings like the producer's: the broker address, then the user's
 librdkafka properties (``FLOWBUS_KAFKA_CONFIG``: SASL/SSL...), then what the command needs.
-These clients never create topics: a mistyped name is an error, not a new topic.
+These clients never create topics: a mistyped name is an error, not a new topic. Their
+``logger`` is a :class:`~flowbus.broker.BrokerLog`: an unreachable broker is one line.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
+from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, kafka_error_text, probe_broker
 from flowbus.errors import ConfigurationError, FlowbusError, TopicNotFoundError
 from flowbus.settings import FlowbusSettings
 
@@ -28,6 +31,7 @@ def base_config(settings: FlowbusSettings) -> dict[str, Any]:
         # Asking for a topic's metadata must never create it (brokers default to
         # auto.create.topics.enable=true, and producer-type clients to asking for it).
         "allow.auto.create.topics": False,
+        **BrokerLog().client_config(),
     }
 
 
@@ -57,21 +61,22 @@ def republisher_config(settings: FlowbusSettings) -> dict[str, Any]:
 
 
 def topic_partitions(
-    client: Any, topic: str, timeout: float, error: type[FlowbusError], bootstrap: Any = None
+    client: Any, topic: str, timeout: float, error: type[FlowbusError], config: Mapping[str, Any]
 ) -> list[int]:
-    """The partitions of ``topic`` by asking ``client`` (a consumer, producer or admin)
-    connected to ``bootstrap`` (named in the error when it does not answer).
+    """The partitions of ``topic`` by asking ``client`` (a consumer, producer or admin) built
+    from ``config``.
 
-    Raises :class:`TopicNotFoundError` when the topic does not exist, and ``error`` when
-    the broker does not answer within ``timeout`` seconds or the metadata is unusable.
+    Raises :class:`~flowbus.errors.BrokerUnreachableError` (naming KAFKA_BOOTSTRAP_SERVERS)
+    when the broker does not answer within ``PROBE_TIMEOUT_S`` (or ``timeout``, if shorter),
+    :class:`TopicNotFoundError` when the topic does not exist, and ``error`` when the
+    metadata is unusable.
     """
+    probe_broker(client, config, timeout=min(timeout, PROBE_TIMEOUT_S))
     try:
         metadata = client.list_topics(topic, timeout=timeout)
-    except KafkaException as exc:
+    except KafkaException as exc:  # it answered the probe, then stopped answering
         raise error(
-            f"cannot read metadata of '{topic}' within {timeout:.0f}s ({kafka_error_text(exc)}): "
-            f"is the broker at KAFKA_BOOTSTRAP_SERVERS{f'={bootstrap}' if bootstrap else ''} "
-            "running? (`flowbus dev status`)"
+            f"cannot read metadata of '{topic}' within {timeout:.0f}s ({kafka_error_text(exc)})"
         ) from exc
     found = metadata.topics.get(topic)
     if found is None or (
@@ -81,9 +86,3 @@ def topic_partitions(
     if found.error is not None:
         raise error(f"cannot read metadata of '{topic}': {found.error}")
     return sorted(found.partitions)
-
-
-def kafka_error_text(exc: KafkaException) -> str:
-    """The readable part of a librdkafka error (not its ``KafkaError{code=...}`` form)."""
-    error = exc.args[0] if exc.args else None
-    return error.str() if isinstance(error, KafkaError) else str(exc)

@@ -189,15 +189,20 @@ def resolve_offset(
 class ConsumerGroupOffsets:
     """Reads and moves a consumer group's committed offsets through the Kafka admin API."""
 
-    def __init__(self, admin: AdminClient, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, admin: AdminClient, *, timeout: float = 30.0, config: Mapping[str, Any] = {}
+    ) -> None:
         self.admin = admin
         self.timeout = timeout
+        #: The admin client's configuration: names the broker when it does not answer.
+        self.config = config
 
     @classmethod
     def from_settings(
         cls, settings: FlowbusSettings | None = None, *, timeout: float = 30.0
     ) -> ConsumerGroupOffsets:
-        return cls(AdminClient(admin_config(settings or get_settings())), timeout=timeout)
+        config = admin_config(settings or get_settings())
+        return cls(AdminClient(config), timeout=timeout, config=config)
 
     @staticmethod
     def topic_name(topic: str, settings: FlowbusSettings | None = None) -> str:
@@ -215,7 +220,7 @@ class ConsumerGroupOffsets:
             ) from exc
 
     def partitions(self, topic: str) -> list[int]:
-        return topic_partitions(self.admin, topic, self.timeout, OffsetReplayError)
+        return topic_partitions(self.admin, topic, self.timeout, OffsetReplayError, self.config)
 
     def _list_offsets(self, topic: str, specs: Mapping[int, OffsetSpec]) -> dict[int, int]:
         request = {TopicPartition(topic, p): spec for p, spec in specs.items()}

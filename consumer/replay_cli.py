@@ -7,12 +7,6 @@ from typing import Any
 
 import click
 
-from flowbus.errors import (
-    ConsumerGroupActiveError,
-    FlowbusError,
-    InvalidReplayTargetError,
-    TopicNotFoundError,
-)
 from flowbus.json_output import echo_json
 from flowbus.settings import get_settings
 
@@ -26,9 +20,6 @@ from .replay import (
     ToOffsets,
     ToTime,
 )
-
-EXIT_GROUP_ACTIVE = 3
-EXIT_KAFKA_ERROR = 1
 
 
 def _target(
@@ -148,23 +139,17 @@ def replay(
     again afterwards; they continue from the new offsets.
 
     \b
-    Exit status:
+    Exit status (the table of `flowbus --help`):
       0  offsets committed (or nothing to change, or --dry-run)
-      1  broker or configuration error
-      2  bad arguments: unknown topic or partition, offset out of range, ...
+      1  the broker is unreachable or failed
+      2  bad arguments or configuration: unknown topic or partition, offset out of range, ...
       3  refused: the group has active members
     """
     target = _target(to_time, to_earliest, to_latest, to_offset)
     settings = get_settings()
     full_topic = ConsumerGroupOffsets.topic_name(topic, settings)
-    try:
-        offsets = ConsumerGroupOffsets.from_settings(settings, timeout=timeout)
-        plan = offsets.plan(group, full_topic, target)
-    except (TopicNotFoundError, InvalidReplayTargetError) as exc:
-        raise click.UsageError(str(exc)) from None
-    except FlowbusError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(EXIT_KAFKA_ERROR) from None
+    offsets = ConsumerGroupOffsets.from_settings(settings, timeout=timeout)
+    plan = offsets.plan(group, full_topic, target)
     if not as_json:
         _show(plan)
     if dry_run:
@@ -178,14 +163,7 @@ def replay(
             )
         click.echo("Dry run: nothing changed.")
         return
-    try:
-        changed = offsets.commit(plan)
-    except ConsumerGroupActiveError as exc:
-        click.echo(f"Error: refused: {exc}", err=True)
-        raise SystemExit(EXIT_GROUP_ACTIVE) from None
-    except FlowbusError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(EXIT_KAFKA_ERROR) from None
+    changed = offsets.commit(plan)  # refused (exit 3) while the group has active members
     if as_json:
         echo_json(_plan_json(plan, len(changed)))
     elif changed:

@@ -9,7 +9,6 @@ with its dead-letter reason, not skipped.
 from __future__ import annotations
 
 import fnmatch
-import logging
 import time
 from collections.abc import Iterator
 
@@ -46,14 +45,12 @@ class TopicTail:
     ) -> None:
         self.topic = topic
         self.from_beginning = from_beginning
-        self._consumer = Consumer(
-            reader_config(settings), logger=logging.getLogger("flowbus.librdkafka")
-        )
-        self._bootstrap = settings.kafka_bootstrap_servers
+        self._config = reader_config(settings)
+        self._consumer = Consumer(self._config)
 
     def _partitions(self) -> list[int]:
         return topic_partitions(
-            self._consumer, self.topic, BROKER_TIMEOUT_S, TopicReadError, self._bootstrap
+            self._consumer, self.topic, BROKER_TIMEOUT_S, TopicReadError, self._config
         )
 
     def messages(self, idle_timeout: float | None = None) -> Iterator[Message]:

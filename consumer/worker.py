@@ -37,6 +37,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, probe_broker
 from flowbus.errors import ConfigurationError
 from flowbus.receivers import import_receiver_modules
 from flowbus.settings import FlowbusSettings, get_settings
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_RECEIVER_TIMEOUT", "Worker", "WorkerStats"]
 
 log = logging.getLogger(__name__)
-_librdkafka_log = logging.getLogger("flowbus.librdkafka")
 
 DEFAULT_CONSUMER_CONFIG: dict[str, Any] = {
     "partition.assignment.strategy": "cooperative-sticky",
@@ -185,6 +185,10 @@ class Worker:
         self.handler = MessageHandler(
             group, deserializer, middlewares=middlewares, classifier=classifier
         )
+        # One log for the worker's clients: a broker that goes away is one line, not
+        # thousands (see flowbus.broker).
+        self.broker_log = BrokerLog()
+        common |= self.broker_log.client_config()
         self._consumer_config = {
             **DEFAULT_CONSUMER_CONFIG,
             **common,
@@ -254,8 +258,8 @@ class Worker:
                 signals.signal(signum, handler)
 
     def _run(self, max_messages: int | None) -> WorkerStats:
-        self._consumer = Consumer(self._consumer_config, logger=_librdkafka_log)
-        self._producer = Producer(self._dlq_producer_config, logger=_librdkafka_log)
+        self._consumer = Consumer(self._consumer_config)
+        self._producer = Producer(self._dlq_producer_config)
         engine = self.engine = Engine(
             self.handler,
             KafkaDeadLetterSink(self._producer),
@@ -547,12 +551,16 @@ class Worker:
         metrics, consumer = self.metrics, self._consumer
         assert metrics is not None and consumer is not None
         metrics.poll_succeeded()
+        broker_trouble = self.broker_log.recent_failure()
         metrics.set_state(
             in_flight=engine.busy(),
             buffered=engine.buffered,
             paused_partitions=len(engine.paused()),
             abandoned=engine.abandoned_now,
-            degraded=engine.degraded(),
+            degraded=[
+                *engine.degraded(),
+                *([f"Kafka broker connection failing: {broker_trouble}"] if broker_trouble else []),
+            ],
         )
         if now - self._last_lag < LAG_INTERVAL_S:
             return
@@ -567,17 +575,25 @@ class Worker:
                 metrics.set_lag(position.topic, position.partition, high - position.offset)
 
     def _ensure_dead_letter_topics(self) -> None:
-        """Create missing dead-letter topics (brokers may not auto-create topics)."""
-        admin = AdminClient(
-            {
-                k: v
-                for k, v in self._dlq_producer_config.items()
-                if k not in ("enable.idempotence", "acks", "linger.ms")
-            },
-            # Through logging, like the other clients: unlogged, librdkafka printed
-            # "%6|...|BGQUEUE|... Purging 1 unserved events" to stderr when it went away.
-            logger=_librdkafka_log,
-        )
+        """Create missing dead-letter topics (brokers may not auto-create topics).
+
+        The first contact with the broker: one that does not answer within
+        ``PROBE_TIMEOUT_S`` raises :class:`~flowbus.errors.BrokerUnreachableError`, so a
+        worker started against a wrong address ends at once, saying so.
+        """
+        admin_config = {
+            k: v
+            for k, v in self._dlq_producer_config.items()
+            if k not in ("enable.idempotence", "acks", "linger.ms")
+        }
+        admin = AdminClient(admin_config)
+        if self.metrics is not None:
+            bootstrap = admin_config.get("bootstrap.servers")
+            self.metrics.set_state(
+                in_flight=0, buffered=0, paused_partitions=0, abandoned=0,
+                degraded=[f"waiting for the Kafka broker at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"],
+            )  # fmt: skip
+        probe_broker(admin, admin_config, timeout=PROBE_TIMEOUT_S)
         wanted = {dead_letter_topic(t, self.dead_letter_suffix) for t in self.topics}
         existing = set(admin.list_topics(timeout=30).topics)
         missing = [NewTopic(t, num_partitions=1) for t in sorted(wanted - existing)]

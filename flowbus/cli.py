@@ -3,6 +3,10 @@
 Subcommands are registered by dotted name and imported only when invoked, so the
 core never imports the producer or consumer side at module level and ``flowbus
 --help`` starts fast.
+
+Errors are reported here, for every command: a flowbus error (configuration, input,
+an unreachable broker or registry...) becomes one ``Error: ...`` line and the exit status
+of :mod:`flowbus.exit_codes`, with no traceback unless ``-vv`` asks for it.
 """
 
 from __future__ import annotations
@@ -10,8 +14,12 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import traceback
+from typing import Any
 
 import click
+
+from flowbus.exit_codes import EXIT_CODES_HELP, exit_code_for
 
 #: name -> ("module:attribute", one-line help shown without importing the module)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,6 +64,20 @@ class LazyGroup(click.Group):
             return command
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.ClickException:
+            raise
+        except Exception as exc:
+            code = exit_code_for(exc)
+            if code is None:  # not an error flowbus knows: a bug, shown with its traceback
+                raise
+            if ctx.params.get("verbose", 0) >= 2:
+                click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
+            click.echo(f"Error: {exc}", err=True)
+            raise click.exceptions.Exit(code) from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, LAZY_COMMANDS[name][1]) for name in sorted(LAZY_COMMANDS)]
         if rows:
@@ -63,8 +85,10 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup)
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP)
+@click.option(
+    "-v", "--verbose", count=True, help="More log output (-vv: debug, and error tracebacks)."
+)
 @click.version_option(package_name="flowbus")
 def main(verbose: int) -> None:
     """flowbus: workflow signals over Kafka."""

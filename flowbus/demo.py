@@ -18,6 +18,7 @@ import click
 from confluent_kafka.schema_registry import topic_subject_name_strategy
 
 from flowbus import devstack
+from flowbus.exit_codes import ExitCode
 from flowbus.settings import get_settings
 
 # Name the subject strategy: the default asks the registry for topic associations,
@@ -123,4 +124,4 @@ def demo(keep_stack: bool) -> None:
             run_webhooks_demo(bootstrap, registry_url)
     except devstack.DevStackError as exc:
         click.echo(f"flowbus demo: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.BAD_INPUT)  # as `flowbus dev up`: the stack cannot run here

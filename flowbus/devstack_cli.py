@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flowbus import devstack
+from flowbus.exit_codes import ExitCode
 from flowbus.json_output import echo_json
 from flowbus.settings import get_settings
 
@@ -19,8 +20,10 @@ def _stack() -> devstack.LocalStack:
 
 
 def _fail(exc: Exception) -> None:
+    # The stack cannot run here as asked (a port taken, no Java, no Docker engine...):
+    # the options or the machine need fixing first.
     click.echo(f"flowbus dev: {exc}", err=True)
-    sys.exit(2)
+    sys.exit(ExitCode.BAD_INPUT)
 
 
 _compose_option = click.option(
@@ -151,7 +154,7 @@ def status(as_json: bool) -> None:
         }
     else:
         click.echo('no stack: run `eval "$(flowbus dev up)"`', err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.FAILURE)
     if as_json:
         echo_json(
             {
@@ -162,7 +165,7 @@ def status(as_json: bool) -> None:
     else:
         click.echo(f"kafka     {bootstrap:45} {'up' if health['kafka'] else 'DOWN'}")
         click.echo(f"registry  {registry:45} {'up' if health['registry'] else 'DOWN'}")
-    sys.exit(0 if all(health.values()) else 1)
+    sys.exit(ExitCode.SUCCESS if all(health.values()) else ExitCode.FAILURE)
 
 
 @dev.command()
@@ -171,7 +174,7 @@ def env() -> None:
     info = _stack().info()
     if info is None:
         click.echo('no stack: run `eval "$(flowbus dev up)"`', err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.FAILURE)
     for line in info.env_lines():
         click.echo(line)
 

@@ -11,6 +11,10 @@ class ConfigurationError(FlowbusError):
     """Settings or a configuration file are invalid; the message names the entry."""
 
 
+class InputError(FlowbusError):
+    """A value or file given on the command line cannot be read or parsed; names the option."""
+
+
 class SignalDefinitionError(FlowbusError):
     """A ``WorkflowSignal`` definition is invalid (event type, data, key path...)."""
 
@@ -33,14 +37,38 @@ class DuplicateEventTypeError(SignalDefinitionError):
 
 
 class SenderValidationError(FlowbusError):
-    """``send_event`` got arguments that do not match the signal's data; names the argument."""
+    """``send_event`` got arguments that do not match the signal's data; names each argument.
 
-    def __init__(self, event_type: str, argument: str | None, reason: str) -> None:
-        where = f"argument '{argument}'" if argument else "arguments"
-        super().__init__(f"cannot send '{event_type}': {where}: {reason}")
+    ``problems`` holds every bad argument with its reason; ``argument`` and ``reason`` are
+    the first of them.
+    """
+
+    def __init__(
+        self,
+        event_type: str,
+        argument: str | None,
+        reason: str,
+        *,
+        problems: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        if not problems and argument:
+            problems = ((argument, reason),)
+        if len(problems) > 1:
+            where = "; ".join(f"argument '{name}': {why}" for name, why in problems)
+            super().__init__(f"cannot send '{event_type}': {len(problems)} problems: {where}")
+        else:
+            where = f"argument '{argument}'" if argument else "arguments"
+            super().__init__(f"cannot send '{event_type}': {where}: {reason}")
         self.event_type = event_type
         self.argument = argument
         self.reason = reason
+        self.problems = problems
+
+    @classmethod
+    def of(cls, event_type: str, problems: list[tuple[str, str]]) -> SenderValidationError:
+        """The error for one or more ``(argument, reason)`` problems."""
+        argument, reason = problems[0]
+        return cls(event_type, argument, reason, problems=tuple(problems))
 
 
 class KeyPathError(ConfigurationError):
@@ -140,6 +168,19 @@ class SchemaRegistryError(SchemaError):
         self.message = message
 
 
+class RegistryUnreachableError(SchemaRegistryError):
+    """No answer from the schema registry at ``url`` (the ``SCHEMA_REGISTRY_URL`` setting)."""
+
+    def __init__(self, url: str, reason: str, *, subject: str | None = None) -> None:
+        super().__init__(
+            f"schema registry unreachable at {url} (SCHEMA_REGISTRY_URL): {reason}; "
+            "is it running? `flowbus dev status` checks the local stack",
+            subject=subject,
+        )
+        self.url = url
+        self.reason = reason
+
+
 class EncodeError(FlowbusError):
     """An event's data could not be encoded with its schema; ``reason`` says why."""
 
@@ -210,6 +251,18 @@ class MissingHeaderError(EventHeaderError):
 
 class MalformedHeaderError(EventHeaderError):
     """A CloudEvents header is present but its value is not valid."""
+
+
+class BrokerUnreachableError(FlowbusError):
+    """The Kafka broker at ``bootstrap_servers`` (``KAFKA_BOOTSTRAP_SERVERS``) did not answer."""
+
+    def __init__(self, bootstrap_servers: str, reason: str) -> None:
+        super().__init__(
+            f"Kafka broker unreachable at {bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS): "
+            f"{reason}; is it running? `flowbus dev status` checks the local stack"
+        )
+        self.bootstrap_servers = bootstrap_servers
+        self.reason = reason
 
 
 class ProducerError(FlowbusError):

@@ -14,16 +14,13 @@ it::
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any, TypeVar
 
-from flowbus.errors import ConfigurationError
 from flowbus.settings import get_settings
 from flowbus.signals import WorkflowSignal
+from flowbus.user_modules import import_user_module
 
 __all__ = ["connect", "import_receiver_modules", "on"]
 
@@ -71,18 +68,11 @@ def on(
 def import_receiver_modules(modules: Iterable[str] | None = None) -> list[ModuleType]:
     """Import the modules whose ``@on`` receivers should be connected.
 
-    Defaults to the ``FLOWBUS_RECEIVER_MODULES`` setting. Any failure while importing one
-    (missing module, error inside it) raises :class:`~flowbus.errors.ConfigurationError`
-    naming the module, so a worker never starts without its receivers. Modules of the
-    current directory are found, as with ``python -m`` (installed ones come first).
+    Defaults to the ``FLOWBUS_RECEIVER_MODULES`` setting. Modules of the current directory
+    are found, as with ``python -m`` (installed ones come first). Any failure while
+    importing one (missing module, error inside it) raises
+    :class:`~flowbus.errors.ConfigurationError` naming the module, so a worker never starts
+    without its receivers.
     """
     names = list(get_settings().receiver_modules if modules is None else modules)
-    if names and "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    imported = []
-    for name in names:
-        try:
-            imported.append(importlib.import_module(name))
-        except Exception as exc:
-            raise ConfigurationError(f"could not import receiver module '{name}': {exc}") from exc
-    return imported
+    return [import_user_module(name, "receiver module") for name in names]

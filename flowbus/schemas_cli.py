@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,8 +12,15 @@ import click
 
 from flowbus.avro.catalog import DEFAULT_MODE, SchemaCatalog, default_schemas_dir
 from flowbus.avro.compat import CompatibilityMode, check_compatibility
-from flowbus.errors import FlowbusError, InvalidSchemaError, SchemaRegistryError
+from flowbus.errors import (
+    ConfigurationError,
+    FlowbusError,
+    InvalidSchemaError,
+    SchemaRegistryError,
+)
+from flowbus.exit_codes import ExitCode
 from flowbus.json_output import echo_json
+from flowbus.user_modules import import_user_module
 
 DEFAULT_SIGNAL_MODULES = ("flowbus.catalog",)
 
@@ -37,9 +43,9 @@ def _catalog(directory: Path | None) -> SchemaCatalog:
 def _signals(modules: Iterable[str]) -> list[Any]:
     for module in (*DEFAULT_SIGNAL_MODULES, *modules):
         try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise click.UsageError(f"cannot import signal module {module!r}: {exc}") from exc
+            import_user_module(module, "signal module")
+        except ConfigurationError as exc:
+            raise click.UsageError(str(exc)) from exc
     from flowbus.signals import WorkflowSignal
 
     return WorkflowSignal.all_signals()
@@ -134,13 +140,13 @@ def check(directory: Path | None, modules: tuple[str, ...], mode: str, as_json: 
             }
         )
         if problems:
-            raise SystemExit(1)
+            raise SystemExit(ExitCode.FAILURE)
         return
     if problems:
         for problem in problems:
             click.echo(str(problem))
         click.echo(f"{len(problems)} problem(s) in {catalog.directory} (mode {mode})", err=True)
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILURE)
     click.echo(
         f"{catalog.directory}: {len(catalog.event_types())} event types, {versions} versions, "
         f"{len(signals)} signals up to date, {mode} compatible"
@@ -184,7 +190,7 @@ def compat(reader_path: Path, writer_path: Path) -> None:
     click.echo(f"incompatible: {reader_path} cannot read data written with {writer_path}")
     for problem in problems:
         click.echo(f"  {problem}")
-    raise SystemExit(1)
+    raise SystemExit(ExitCode.FAILURE)
 
 
 def _routed_topics(event_type: str) -> list[str]:
@@ -262,6 +268,6 @@ def register(
             registered += 1
             click.echo(f"{subject}: ok ({level.registry_level}) " + ", ".join(verdicts))
     if failed:
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILURE)
     if not registered:
         raise click.ClickException("nothing registered: no event type has a topic")

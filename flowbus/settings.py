@@ -8,12 +8,16 @@ configures every later command. Everything else is prefixed ``FLOWBUS_``.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from flowbus.errors import ConfigurationError
 
 #: Where the producer's forwarder hands an event (see ``flowbus.producer.sinks``).
 SinkName = Literal["direct", "on_commit", "outbox"]
@@ -95,5 +99,46 @@ def env_var_name(field: str) -> str:
 
 @functools.cache
 def get_settings() -> FlowbusSettings:
-    """The process-wide settings, read once. Tests call ``get_settings.cache_clear()``."""
-    return FlowbusSettings()
+    """The process-wide settings, read once. Tests call ``get_settings.cache_clear()``.
+
+    Raises :class:`~flowbus.errors.ConfigurationError` naming every invalid variable.
+    """
+    try:
+        return FlowbusSettings()
+    except (SettingsError, ValidationError) as exc:
+        raise ConfigurationError(describe_settings_error(exc)) from None
+
+
+def variable_name(field: str) -> str:
+    """The environment variable of a settings field (``receiver_modules`` ->
+    ``FLOWBUS_RECEIVER_MODULES``); an alias (``KAFKA_BOOTSTRAP_SERVERS``) stays as it is."""
+    info = FlowbusSettings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    if field.isupper():  # pydantic reports an alias by its name
+        return field
+    return f"FLOWBUS_{field.upper()}"
+
+
+_PARSE_ERROR_FIELD = re.compile(r'field "(\w+)"')
+
+
+def describe_settings_error(exc: SettingsError | ValidationError) -> str:
+    """One line naming each invalid variable and why (never its value: it may be a secret)."""
+    if isinstance(exc, ValidationError):
+        problems = [
+            f"{variable_name(str(error['loc'][0])) if error['loc'] else 'settings'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        return "invalid settings: " + "; ".join(problems)
+    found = _PARSE_ERROR_FIELD.search(str(exc))
+    if found is None:
+        return f"invalid settings: {exc}"
+    field = found.group(1)
+    cause = exc.__cause__
+    reason = f"not valid JSON ({cause})" if isinstance(cause, json.JSONDecodeError) else str(exc)
+    info = FlowbusSettings.model_fields.get(field)
+    origin = get_origin(info.annotation) if info is not None else None
+    expected = "a JSON list" if origin is list else "a JSON object" if origin is dict else None
+    return f"{variable_name(field)}: {reason}" + (f"; expected {expected}" if expected else "")

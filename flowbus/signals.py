@@ -468,53 +468,55 @@ class WorkflowSignal:
     def _validate(
         self, data: Mapping[str, Any], *, check_naive: bool, exact: frozenset[str] = frozenset()
     ) -> dict[str, Any]:
+        problems: list[tuple[str, str]] = []
         if data.keys() != self._data.keys():
+            problems = self._missing_or_undeclared(data)
             data = self._with_defaults(data)
         validated: dict[str, Any] = {}
         for name, adapter in self._adapters.items():
+            if name not in data:
+                continue  # missing: already a problem
             if name in exact:
                 validated[name] = data[name]
                 continue
             try:
                 value = adapter.validate_python(data[name])
             except ValidationError as exc:
-                raise SenderValidationError(
-                    self._event_type, name, _describe_validation_error(exc, self._data[name])
-                ) from None
+                problems.append((name, _describe_validation_error(exc, self._data[name])))
+                continue
             if check_naive and name in self._datetime_arguments:
                 naive_at = _find_naive_datetime(value, name)
                 if naive_at is not None:
-                    raise SenderValidationError(
-                        self._event_type,
-                        name,
-                        f"{naive_at}: naive datetime; use a timezone-aware datetime",
+                    problems.append(
+                        (name, f"{naive_at}: naive datetime; use a timezone-aware datetime")
                     )
+                    continue
             validated[name] = value
+        if problems:
+            raise SenderValidationError.of(self._event_type, problems)
         return validated
 
-    def _with_defaults(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """``data`` with the defaults of arguments not given; raises for a missing argument
-        without a default and for one the signal does not declare."""
+    def _missing_or_undeclared(self, data: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """A problem for each argument missing (without a default) or not declared."""
+        declared = ", ".join(self._data) or "none"
         missing = [name for name in self._data if name not in data and name not in self._optional]
+        undeclared = [name for name in data if name not in self._data]
+        problems = [(name, "missing") for name in missing]
         if missing:
-            raise SenderValidationError(
-                self._event_type,
-                missing[0],
-                f"missing (required: {', '.join(self._data)})",
-            )
-        unexpected = [name for name in data if name not in self._data]
-        if unexpected:
-            raise SenderValidationError(
-                self._event_type,
-                unexpected[0],
-                f"not declared by the signal (declared: {', '.join(self._data) or 'none'})",
-            )
+            problems[-1] = (missing[-1], f"missing (required: {', '.join(self._data)})")
+        problems += [(name, "not declared by the signal") for name in undeclared]
+        if undeclared:
+            problems[-1] = (undeclared[-1], f"not declared by the signal (declared: {declared})")
+        return problems
+
+    def _with_defaults(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The declared arguments of ``data``, with the defaults of those not given."""
         defaults = {
             name: info.get_default(call_default_factory=True)
             for name, info in self._optional.items()
             if name not in data
         }
-        return {**data, **defaults}
+        return {**{k: v for k, v in data.items() if k in self._data}, **defaults}
 
     def send_event(
         self,
@@ -671,10 +673,14 @@ def _type_name(tp: Any) -> str:
     return repr(tp).replace("typing.", "")
 
 
+#: The most problems one argument's message lists (then "and N more").
+_MAX_PROBLEMS = 10
+
+
 def _describe_validation_error(exc: ValidationError, tp: Any) -> str:
     # Only locations and messages: pydantic's own str() repeats the input, which may be PII.
     problems = []
-    for error in exc.errors(include_url=False, include_input=False)[:3]:
+    for error in exc.errors(include_url=False, include_input=False)[:_MAX_PROBLEMS]:
         location = ".".join(str(part) for part in error["loc"])
         problems.append(f"{location}: {error['msg']}" if location else error["msg"])
     more = exc.error_count() - len(problems)

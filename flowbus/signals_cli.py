@@ -7,7 +7,6 @@ define further signals.
 from __future__ import annotations
 
 import difflib
-import importlib
 import types
 from collections.abc import Iterable
 from enum import Enum
@@ -19,6 +18,7 @@ from pydantic import BaseModel, JsonValue
 from flowbus.errors import SenderValidationError
 from flowbus.json_output import echo_json
 from flowbus.signals import WorkflowSignal
+from flowbus.user_modules import import_user_module
 
 __all__ = ["describe_type", "signals"]
 
@@ -109,10 +109,7 @@ def _details(signal: WorkflowSignal) -> dict[str, Any]:
 
 def _load(modules: Iterable[str]) -> None:
     for name in ("flowbus.catalog", *modules):
-        try:
-            importlib.import_module(name)
-        except Exception as exc:
-            raise click.ClickException(f"could not import module '{name}': {exc}") from exc
+        import_user_module(name)
 
 
 def _echo_nested(nested: list[dict[str, Any]], indent: int) -> None:

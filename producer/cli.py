@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from pydantic_settings import SettingsError
 
-from flowbus.errors import FlowbusError
+from flowbus.errors import InputError
 from flowbus.json_output import echo_json
 from flowbus.settings import get_settings
 
 
 def _load_data(data: str) -> dict[str, Any]:
-    text = Path(data[1:]).read_text() if data.startswith("@") else data
+    """``--data``: a JSON object, or ``@file`` holding one."""
+    if data.startswith("@"):
+        try:
+            text = Path(data[1:]).read_text()
+        except OSError as exc:
+            raise InputError(
+                f"Invalid value for --data: cannot read {data[1:]!r}: {exc.strerror or exc}"
+            ) from None
+    else:
+        text = data
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from exc
+        raise InputError(f"Invalid value for --data: not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
-        raise click.BadParameter(
-            "must be a JSON object of the signal's arguments", param_hint="--data"
+        raise InputError(
+            "Invalid value for --data: must be a JSON object of the signal's arguments"
         )
     return parsed
 
@@ -56,63 +63,49 @@ def produce(
     from .event_producer import EventProducer
     from .forwarding import parse_forwarding_config
 
-    try:
-        import_receiver_modules()  # they may define signals of their own
-        settings = get_settings()
-    except (FlowbusError, SettingsError) as exc:
-        _fail(exc)
+    import_receiver_modules()  # they may define signals of their own
+    settings = get_settings()
     try:
         signal = WorkflowSignal.get_signal_by_type(event_type)
     except KeyError:
         raise click.BadParameter(
             f"unknown event type {event_type!r}", param_hint="EVENT_TYPE"
         ) from None
-    kwargs = _load_data(data)
-    try:
-        validated = signal.validate_data(**kwargs)
-        if topic:
-            routes = [(topic, key if key is not None else signal.resolve_key(validated))]
-        else:
-            config = parse_forwarding_config(settings.producer_config)
-            routes = [
-                (
-                    route.topic,
-                    key if key is not None else signal.resolve_key(validated, route.key_path),
+    validated = signal.validate_data(**_load_data(data))
+    if topic:
+        routes = [(topic, key if key is not None else signal.resolve_key(validated))]
+    else:
+        config = parse_forwarding_config(settings.producer_config)
+        routes = [
+            (route.topic, key if key is not None else signal.resolve_key(validated, route.key_path))
+            for route in config.get(event_type, [])
+            if route.enabled
+        ]
+        if not routes:
+            raise click.UsageError(
+                f"no topic: pass --topic or route {event_type} in FLOWBUS_PRODUCER_CONFIG"
+            )
+    metadata = signal.generate_signal_metadata()
+    with EventProducer(synchronous=True, install_exit_handlers=False) as producer:
+        producer.check_broker()
+        for route_topic, route_key in routes:
+            report = producer.send(
+                signal, metadata, validated, topic=route_topic, key=route_key, sender=sender
+            )
+            assert report is not None  # synchronous mode always reports
+            if as_json:
+                echo_json(
+                    {
+                        "topic": report.topic,
+                        "partition": report.partition,
+                        "offset": report.offset,
+                        "event_id": report.event_id,
+                        "event_type": event_type,
+                        "key": route_key,
+                    }
                 )
-                for route in config.get(event_type, [])
-                if route.enabled
-            ]
-            if not routes:
-                raise click.UsageError(
-                    f"no topic: pass --topic or route {event_type} in FLOWBUS_PRODUCER_CONFIG"
-                )
-        metadata = signal.generate_signal_metadata()
-        with EventProducer(synchronous=True, install_exit_handlers=False) as producer:
-            for route_topic, route_key in routes:
-                report = producer.send(
-                    signal, metadata, validated, topic=route_topic, key=route_key, sender=sender
-                )
-                assert report is not None  # synchronous mode always reports
-                if as_json:
-                    echo_json(
-                        {
-                            "topic": report.topic,
-                            "partition": report.partition,
-                            "offset": report.offset,
-                            "event_id": report.event_id,
-                            "event_type": event_type,
-                            "key": route_key,
-                        }
-                    )
-                    continue
-                click.echo(
-                    f"{report.topic}[{report.partition}]@{report.offset} "
-                    f"id={report.event_id} key={route_key}"
-                )
-    except FlowbusError as exc:
-        _fail(exc)
-
-
-def _fail(exc: Exception) -> NoReturn:
-    click.echo(f"flowbus produce: {exc}", err=True)
-    sys.exit(1)
+                continue
+            click.echo(
+                f"{report.topic}[{report.partition}]@{report.offset} "
+                f"id={report.event_id} key={route_key}"
+            )

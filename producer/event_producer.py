@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from flowbus.backoff import Backoff
+from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, probe_broker
 from flowbus.errors import (
     ConfigurationError,
     FlowbusError,
@@ -149,8 +150,9 @@ class EventProducer:
         self._partition_counts: dict[str, int] = {}
         self._pending = PendingEvents(max_pending)
         self._registry_backoff = registry_backoff or Backoff()
+        self._broker_log = BrokerLog()
         try:
-            self._producer = Producer(self.config, logger=logging.getLogger("flowbus.librdkafka"))
+            self._producer = Producer({**self.config, **self._broker_log.client_config()})
         except KafkaException as exc:  # librdkafka refused a property; its message names it
             error = exc.args[0] if exc.args else None
             reason = error.str() if isinstance(error, KafkaError) else str(exc)
@@ -170,6 +172,13 @@ class EventProducer:
         self._previous_handlers: dict[int, Any] = {}
         if install_exit_handlers:
             self._install_exit_handlers()
+
+    def check_broker(self, timeout: float = PROBE_TIMEOUT_S) -> None:
+        """Raise :class:`~flowbus.errors.BrokerUnreachableError` (naming the setting) when
+        the broker does not answer within ``timeout`` seconds; for commands, before sending."""
+        probe_broker(
+            self._producer, {**self.config, **self._broker_log.client_config()}, timeout=timeout
+        )
 
     # --- sending ---------------------------------------------------------------------
 

@@ -16,13 +16,12 @@ import click
 
 from flowbus.errors import (
     BlockedURLError,
-    FlowbusError,
-    ReceiversAbandonedError,
     URLResolutionError,
 )
+from flowbus.exit_codes import ExitCode
 from flowbus.json_output import echo_json
 
-from ..cli_params import EXIT_RECEIVERS_ABANDONED, metrics_options
+from ..cli_params import metrics_options
 from .matching import filters_to_json
 from .models import Attempt, Delivery, DeliveryStatus, RetryPolicy, Subscription, utc_now
 from .signing import generate_secret
@@ -41,25 +40,13 @@ MISTRAL_TASK_PATTERN = "org.flowbus.mistral.task_execution.*"
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn flowbus errors into a one-line ``Error: ...`` and exit status 1."""
-    try:
-        yield
-    except FlowbusError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@contextmanager
 def _store(ctx: click.Context, *, create: bool = False) -> Iterator[WebhookStore]:
     """The webhook store; only commands that add subscriptions ``create`` a database."""
-    with _errors():
-        store = WebhookStore.open(
-            ctx.find_root().meta.get("flowbus.webhooks.database"), create=create
-        )
-        try:
-            yield store
-        finally:
-            store.close()
+    store = WebhookStore.open(ctx.find_root().meta.get("flowbus.webhooks.database"), create=create)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _time(value: datetime | None) -> str:
@@ -257,23 +244,22 @@ def _build(
     disabled: bool,
     description: str,
 ) -> Subscription:
-    with _errors():
-        return Subscription.create(
-            event_pattern=event_pattern,
-            url=url,
-            filters=filters,
-            method=method,
-            headers=_parse_headers(headers),
-            secret=secret,
-            enabled=not disabled,
-            timeout=timeout,
-            retry=RetryPolicy(
-                max_attempts=max_attempts,
-                initial_backoff=initial_backoff,
-                max_backoff=max_backoff,
-            ),
-            description=description,
-        )
+    return Subscription.create(
+        event_pattern=event_pattern,
+        url=url,
+        filters=filters,
+        method=method,
+        headers=_parse_headers(headers),
+        secret=secret,
+        enabled=not disabled,
+        timeout=timeout,
+        retry=RetryPolicy(
+            max_attempts=max_attempts,
+            initial_backoff=initial_backoff,
+            max_backoff=max_backoff,
+        ),
+        description=description,
+    )
 
 
 # -- flowbus webhooks ------------------------------------------------------------------
@@ -378,7 +364,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, subscription_id: str, show_secret: bool, as_json: bool) -> None:
     """Show one subscription and how its deliveries stand."""
-    with _store(ctx) as store, _errors():
+    with _store(ctx) as store:
         sub = store.get_subscription(subscription_id)
         counts = store.count_deliveries(subscription_id)
     data = subscription_dict(sub, show_secret=show_secret)
@@ -392,7 +378,7 @@ def show(ctx: click.Context, subscription_id: str, show_secret: bool, as_json: b
 
 
 def _set_enabled(ctx: click.Context, subscription_id: str, enabled: bool) -> None:
-    with _store(ctx) as store, _errors():
+    with _store(ctx) as store:
         store.set_enabled(subscription_id, enabled)
     click.echo(f"{subscription_id} {'enabled' if enabled else 'disabled'}")
 
@@ -418,7 +404,7 @@ def enable(ctx: click.Context, subscription_id: str) -> None:
 @click.pass_context
 def remove(ctx: click.Context, subscription_id: str) -> None:
     """Delete a subscription with its deliveries and attempt log."""
-    with _store(ctx) as store, _errors():
+    with _store(ctx) as store:
         store.remove_subscription(subscription_id)
     click.echo(f"{subscription_id} removed")
 
@@ -436,7 +422,7 @@ def rotate_secret(
     ctx: click.Context, subscription_id: str, secret: str | None, finish: bool
 ) -> None:
     """Start signing with a new secret; the old one keeps signing until --finish."""
-    with _store(ctx) as store, _errors():
+    with _store(ctx) as store:
         sub = store.get_subscription(subscription_id)
         if finish:
             store.set_secrets(subscription_id, sub.secrets[:1])
@@ -520,7 +506,7 @@ def _schedule_text(delivery: Delivery, now: datetime) -> str:
 @click.pass_context
 def show_delivery(ctx: click.Context, delivery_id: str, show_body: bool, as_json: bool) -> None:
     """Show one delivery and its attempt log."""
-    with _store(ctx) as store, _errors():
+    with _store(ctx) as store:
         delivery = store.get_delivery(delivery_id)
         attempts = store.list_attempts(delivery_id)
     data = delivery_dict(delivery)
@@ -560,7 +546,7 @@ def redrive(
         raise click.UsageError("give delivery ids or --all-failed (not both)")
     if subscription_id and not all_failed:
         raise click.UsageError("--subscription goes with --all-failed")
-    with _store(ctx) as store, _errors():
+    with _store(ctx) as store:
         if all_failed:
             if subscription_id:
                 store.get_subscription(subscription_id)
@@ -576,14 +562,13 @@ def redrive(
 @click.argument("url")
 def check_url_command(url: str) -> None:
     """Print 'allowed' or 'blocked: <reason>' (exit 0 / 1): the worker's own check."""
-    with _errors():
-        policy = SSRFPolicy.from_settings()
+    policy = SSRFPolicy.from_settings()
     try:
         check_url(url, policy)
     except (BlockedURLError, URLResolutionError) as exc:
         reason = exc.reason if isinstance(exc, BlockedURLError) else str(exc)
         click.echo(f"blocked: {reason}")
-        raise SystemExit(1) from None
+        raise SystemExit(ExitCode.FAILURE) from None
     click.echo("allowed")
 
 
@@ -615,7 +600,8 @@ def serve(
     stored before the offset is; attempts, retries and re-drives run alongside. Exits 0
     after SIGTERM/SIGINT (attempts in flight finish, pending retries stay in the database;
     a second signal abandons the attempts to their leases), 2 when the configuration is
-    invalid.
+    invalid, 1 when the broker does not answer at start (a broker lost later pauses the
+    worker, it does not end it).
     """
     from flowbus.settings import get_settings
 
@@ -629,23 +615,19 @@ def serve(
     settings = get_settings()
     # Only webhooks receive events in this process, whatever FLOWBUS_RECEIVER_MODULES says.
     worker_settings = settings.model_copy(update={"receiver_modules": []})
-    try:
-        store = WebhookStore.open(ctx.find_root().meta.get("flowbus.webhooks.database"))
-        metrics = None if metrics_port is None else WorkerMetrics()
-        delivery_metrics = None if metrics is None else DeliveryMetrics(metrics.registry)
-        engine = DeliveryEngine.from_settings(store, settings, metrics=delivery_metrics)
-        worker = Worker(
-            topics,
-            group,
-            settings=worker_settings,
-            dead_letter_suffix=dlq_suffix or DEFAULT_SUFFIX,
-            metrics=metrics,
-        )
-        if metrics is not None and metrics_port is not None:  # once every metric is there
-            metrics.serve(metrics_port, health_timeout=health_timeout)
-    except FlowbusError as exc:
-        click.echo(f"flowbus webhooks serve: {exc}", err=True)
-        raise SystemExit(2) from None
+    store = WebhookStore.open(ctx.find_root().meta.get("flowbus.webhooks.database"))
+    metrics = None if metrics_port is None else WorkerMetrics()
+    delivery_metrics = None if metrics is None else DeliveryMetrics(metrics.registry)
+    engine = DeliveryEngine.from_settings(store, settings, metrics=delivery_metrics)
+    worker = Worker(
+        topics,
+        group,
+        settings=worker_settings,
+        dead_letter_suffix=dlq_suffix or DEFAULT_SUFFIX,
+        metrics=metrics,
+    )
+    if metrics is not None and metrics_port is not None:  # once every metric is there
+        metrics.serve(metrics_port, health_timeout=health_timeout)
     forwarder = WebhookForwarder(engine)
     engine.start()
     forwarder.connect()
@@ -658,9 +640,6 @@ def serve(
                 err=True,
             )
             stats = worker.run(install_signal_handlers=False)
-    except ReceiversAbandonedError as exc:
-        click.echo(f"flowbus webhooks serve: {exc}", err=True)
-        raise SystemExit(EXIT_RECEIVERS_ABANDONED) from None
     finally:
         forwarder.disconnect()
         # A signal once the worker returned (while attempts finish) abandons them.
@@ -724,7 +703,7 @@ def demo() -> None:
     from .demo import run_webhook_demo
 
     if not run_webhook_demo(click.echo):
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILURE)
 
 
 @webhooks.command("database-url")

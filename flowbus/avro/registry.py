@@ -24,7 +24,12 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientE
 from flowbus.avro.codec import ParsedSchema, parse_schema
 from flowbus.avro.compat import CompatibilityMode
 from flowbus.avro.framing import confluent_header
-from flowbus.errors import InvalidSchemaError, SchemaRegistryError, UnknownSchemaError
+from flowbus.errors import (
+    InvalidSchemaError,
+    RegistryUnreachableError,
+    SchemaRegistryError,
+    UnknownSchemaError,
+)
 
 __all__ = ["RegisteredWriter", "SchemaRegistry", "subject_name"]
 
@@ -136,7 +141,7 @@ class SchemaRegistry:
                 return None
             raise SchemaRegistryError(str(exc), subject=subject) from exc
         except Exception as exc:  # connection errors come from the HTTP client
-            raise SchemaRegistryError(f"registry unreachable: {exc}", subject=subject) from exc
+            raise RegistryUnreachableError(self.url, str(exc), subject=subject) from exc
         if found.schema_id is None:
             raise SchemaRegistryError("the registry answered without a schema id", subject=subject)
         self._by_id.setdefault(found.schema_id, schema)
@@ -172,7 +177,7 @@ class SchemaRegistry:
                 return None
             raise SchemaRegistryError(str(exc), subject=subject) from exc
         except Exception as exc:
-            raise SchemaRegistryError(f"registry unreachable: {exc}", subject=subject) from exc
+            raise RegistryUnreachableError(self.url, str(exc), subject=subject) from exc
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -191,8 +196,8 @@ class SchemaRegistry:
                 ) from exc
             raise SchemaRegistryError(f"schema id {schema_id}: {exc}") from exc
         except Exception as exc:
-            raise SchemaRegistryError(
-                f"registry unreachable while fetching schema id {schema_id}: {exc}"
+            raise RegistryUnreachableError(
+                self.url, f"fetching schema id {schema_id}: {exc}"
             ) from exc
         parsed = self._parse_registered(found.schema_str, schema_id)
         self._by_id[schema_id] = parsed
@@ -213,4 +218,4 @@ class SchemaRegistry:
         except ClientError as exc:
             raise SchemaRegistryError(str(exc), subject=subject) from exc
         except Exception as exc:  # connection errors come from the HTTP client
-            raise SchemaRegistryError(f"registry unreachable: {exc}", subject=subject) from exc
+            raise RegistryUnreachableError(self.url, str(exc), subject=subject) from exc

@@ -13,6 +13,7 @@ import click
 from pydantic_settings import SettingsError
 
 from flowbus.errors import FlowbusError
+from flowbus.exit_codes import ExitCode, exit_code_for
 from flowbus.json_output import echo_json
 from flowbus.settings import FlowbusSettings
 
@@ -98,8 +99,8 @@ def run_relay(
     drain: bool = False,
 ) -> None:
     """Run one relay in this process until SIGTERM/SIGINT (or drained): ``flowbus outbox
-    relay`` and the Django app's ``flowbus_outbox_relay`` command. Exits 1 on a
-    configuration or database error, naming it."""
+    relay`` and the Django app's ``flowbus_outbox_relay`` command. Exits 2 on a
+    configuration error, 1 on a database error, naming it."""
     import flowbus.catalog  # noqa: F401  (registers the catalog's signals)
     from flowbus.progress import Progress
     from flowbus.receivers import import_receiver_modules
@@ -145,5 +146,6 @@ def run_relay(
 
 
 def _fail(exc: Exception) -> NoReturn:
+    # Also run by the Django management command, outside the flowbus command line.
     click.echo(f"flowbus outbox: {exc}", err=True)
-    sys.exit(1)
+    sys.exit(exit_code_for(exc) or ExitCode.BAD_INPUT)  # SettingsError: Django's settings
