@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from flowbus.cli import main
 from flowbus.consumer.cli import _exception_type, consume
 from flowbus.errors import ConfigurationError
 
@@ -18,7 +19,7 @@ from flowbus.errors import ConfigurationError
     ],
 )
 def test_a_bad_exception_class_exits_2_naming_it(option, value, words):
-    result = CliRunner().invoke(consume, ["--topic", "t", "--group", "g", option, value])
+    result = CliRunner().invoke(main, ["consume", "--topic", "t", "--group", "g", option, value])
     assert result.exit_code == 2
     assert words in result.output and value in result.output
 

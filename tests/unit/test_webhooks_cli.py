@@ -125,7 +125,7 @@ def test_unknown_ids_are_errors(database: str) -> None:
     add_json("--event", "*", "--url", PUBLIC_URL)  # the database exists
     for command in ("show", "disable", "enable", "remove"):
         result = run("webhooks", command, "sub_nope")
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # bad input (the exit-code table)
         assert "no webhook subscription with id 'sub_nope'" in result.output
 
 
