@@ -55,7 +55,7 @@ class SenderValidationError(FlowbusError):
             problems = ((argument, reason),)
         if len(problems) > 1:
             where = "; ".join(f"argument '{name}': {why}" for name, why in problems)
-            super().__init__(f"cannot send '{event_type}': {len(problems)} problems: {where}")
+            super().__init__(f"cannot send '{event_type}': {where}")
         else:
             where = f"argument '{argument}'" if argument else "arguments"
             super().__init__(f"cannot send '{event_type}': {where}: {reason}")

@@ -673,7 +673,7 @@ def test_produce_command_without_topic_follows_the_forwarding_routes(kafka_stack
                 "--data",
                 json.dumps({"user": {"username": "a"}, "context": {}}),
             ],
-            1,
+            2,
             f"cannot send '{COMPLETED.event_type}': argument 'work_item': missing",
         ),
         (
@@ -682,7 +682,7 @@ def test_produce_command_without_topic_follows_the_forwarding_routes(kafka_stack
                 "--data",
                 '{"work_item": {"id": "nope"}, "user": {}, "context": {}}',
             ],
-            1,
+            2,
             f"cannot send '{COMPLETED.event_type}': "
             "argument 'work_item': expected WorkItemSnapshot",
         ),
@@ -708,21 +708,26 @@ def test_produce_command_rejects_bad_input(kafka_stack, unique_topic, arguments,
         (
             {"FLOWBUS_KAFKA_CONFIG": '{"lingerms": 5}'},
             True,
-            1,
+            2,
             "invalid Kafka configuration (FLOWBUS_KAFKA_CONFIG / kafka_config): "
             'No such configuration property: "lingerms"',
         ),
         (
             {"FLOWBUS_RECEIVER_MODULES": '["caluma_receivers_that_do_not_exist"]'},
             True,
-            1,
+            2,
             "could not import receiver module 'caluma_receivers_that_do_not_exist'",
         ),
-        ({"FLOWBUS_PRODUCER_CONFIG": "{not json"}, False, 1, 'field "producer_config"'),
+        (
+            {"FLOWBUS_PRODUCER_CONFIG": "{not json"},
+            False,
+            2,
+            "FLOWBUS_PRODUCER_CONFIG: not valid JSON",
+        ),
         (
             {"FLOWBUS_PRODUCER_CONFIG": json.dumps({COMPLETED.event_type: [{"topic": ""}]})},
             False,
-            1,
+            2,
             f"FLOWBUS_PRODUCER_CONFIG[{COMPLETED.event_type!r}][0]: topic: String should have",
         ),
         ({}, False, 2, f"no topic: pass --topic or route {COMPLETED.event_type}"),
