@@ -44,8 +44,15 @@ def subject_name(topic: str, record_fullname: str) -> str:
     return f"{topic}-{record_fullname}"
 
 
-#: The client waits forever by default; a registry that stops answering must be an error.
-REQUEST_TIMEOUT_S = 30
+#: The client waits forever by default; a registry that stops answering must be an error,
+#: within about ten seconds (a command says so; workers and producers retry with their own
+#: backoff). ``FLOWBUS_SCHEMA_REGISTRY_CONFIG`` may set other values.
+REQUEST_TIMEOUT_S = 5
+CLIENT_DEFAULTS: dict[str, Any] = {
+    "timeout": REQUEST_TIMEOUT_S,
+    "max.retries": 1,  # one more try for a blip (connection refused or reset, a 5xx)
+    "retries.wait.ms": 250,
+}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -80,7 +87,7 @@ class SchemaRegistry:
     ) -> None:
         self.url = url
         self._client = client or SchemaRegistryClient(
-            {"timeout": REQUEST_TIMEOUT_S, **(config or {}), "url": url}
+            {**CLIENT_DEFAULTS, **(config or {}), "url": url}
         )
         self._writers: dict[tuple[str, bytes, bool, bool], RegisteredWriter] = {}
         self._by_id: dict[int, ParsedSchema] = {}
