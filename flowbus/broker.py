@@ -36,6 +36,8 @@ RECENT_S = 15.0
 
 #: librdkafka's log facility of a failed connection (refused, unresolvable, TLS, SASL...).
 _FAILURE_FACILITY = "FAIL"
+#: In a FAIL line: the connection was established before it failed.
+_WAS_UP = "in state UP"
 #: Error events that repeat what a ``FAIL`` line already said (or sum them up).
 _CONNECTION_ERRORS = frozenset(
     {KafkaError._TRANSPORT, KafkaError._RESOLVE, KafkaError._ALL_BROKERS_DOWN}
@@ -97,11 +99,14 @@ class BrokerLog:
     def log(self, level: int, msg: str, *args: Any) -> None:
         """librdkafka's log line (``logger.log(level, "%s [%s] %s", fac, name, text)``)."""
         facility = args[0] if args else ""
-        # An idle connection the broker closed is a FAIL line too, below warning level.
-        if facility != _FAILURE_FACILITY or level < logging.WARNING:
+        text = str(args[-1]) if args else ""
+        # A connection that was up and closed (the broker reaped an idle one, or went away)
+        # is a FAIL line too, once per connection: logged as it is. What repeats are the
+        # attempts to connect again.
+        if facility != _FAILURE_FACILITY or level < logging.WARNING or _WAS_UP in text:
             self.logger.log(level, msg, *args)
             return
-        self._connection_failed(failure_reason(str(args[-1])))
+        self._connection_failed(failure_reason(text))
 
     def error(self, error: KafkaError) -> None:
         """librdkafka's error event: connection errors only update what is known."""

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import click
 from pydantic import BaseModel, JsonValue
 
-from flowbus.errors import SenderValidationError
+from flowbus.errors import InputError, SenderValidationError
 from flowbus.json_output import echo_json
 from flowbus.signals import WorkflowSignal
 from flowbus.user_modules import import_user_module
@@ -167,7 +167,7 @@ def _find(event_type: str, modules: Iterable[str]) -> WorkflowSignal:
         known = [s.event_type for s in WorkflowSignal.all_signals()]
         close = difflib.get_close_matches(event_type, known, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise click.ClickException(
+        raise InputError(
             f"no signal with event type '{event_type}'.{hint} "
             "(`flowbus signals list` shows them all)"
         ) from None

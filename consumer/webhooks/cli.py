@@ -14,10 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from flowbus.errors import (
-    BlockedURLError,
-    URLResolutionError,
-)
+from flowbus.errors import BlockedURLError, InvalidSubscriptionError, URLResolutionError
 from flowbus.exit_codes import ExitCode
 from flowbus.json_output import echo_json
 
@@ -204,9 +201,10 @@ def _check_before_adding(url: str, no_check: bool) -> None:
     try:
         check_url(url, SSRFPolicy.from_settings())
     except BlockedURLError as exc:
-        raise click.ClickException(
+        raise InvalidSubscriptionError(
+            "url",
             f"{exc} (the delivery worker would refuse it; fix the URL or the allowlist, or "
-            "pass --no-check to register it anyway)"
+            "pass --no-check to register it anyway)",
         ) from exc
     except URLResolutionError as exc:
         click.echo(f"warning: {exc}; registering anyway", err=True)

@@ -167,12 +167,15 @@ def test_other_lines_and_errors_pass_through(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     broker_log.log(logging.INFO, "%s [%s] %s", "FAIL", "c", "b:9092/1: Disconnected (idle)")
+    up = "b:9092/1: Disconnected (after 600045ms in state UP)"
+    broker_log.log(logging.ERROR, "%s [%s] %s", "FAIL", "c", up)
     broker_log.log(logging.WARNING, "%s [%s] %s", "BGQUEUE", "c", "Purging 1 unserved events")
     broker_log.error(KafkaError(KafkaError._TRANSPORT, REFUSED))
     broker_log.error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
     broker_log.error(KafkaError(KafkaError._SSL, "SSL handshake failed"))
     assert messages(caplog) == [
         "FAIL [c] b:9092/1: Disconnected (idle)",
+        "FAIL [c] b:9092/1: Disconnected (after 600045ms in state UP)",
         "BGQUEUE [c] Purging 1 unserved events",
         "Kafka client error: SSL handshake failed",
     ]

@@ -92,7 +92,7 @@ def test_show_json_includes_the_avro_schema() -> None:
 
 def test_show_unknown_event_type_suggests_close_ones() -> None:
     code, output = run("signals", "show", "org.flowbus.caluma.work_item.post_complet.v1")
-    assert code == 1
+    assert code == 2  # bad input (the exit-code table)
     assert "no signal with event type 'org.flowbus.caluma.work_item.post_complet.v1'" in output
     assert "Did you mean: org.flowbus.caluma.work_item.post_complete.v1" in output
 
