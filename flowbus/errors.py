@@ -168,19 +168,6 @@ class SchemaRegistryError(SchemaError):
         self.message = message
 
 
-class RegistryUnreachableError(SchemaRegistryError):
-    """No answer from the schema registry at ``url`` (the ``SCHEMA_REGISTRY_URL`` setting)."""
-
-    def __init__(self, url: str, reason: str, *, subject: str | None = None) -> None:
-        super().__init__(
-            f"schema registry unreachable at {url} (SCHEMA_REGISTRY_URL): {reason}; "
-            "is it running? `flowbus dev status` checks the local stack",
-            subject=subject,
-        )
-        self.url = url
-        self.reason = reason
-
-
 class EncodeError(FlowbusError):
     """An event's data could not be encoded with its schema; ``reason`` says why."""
 

@@ -26,7 +26,6 @@ from flowbus.avro.compat import CompatibilityMode
 from flowbus.avro.framing import confluent_header
 from flowbus.errors import (
     InvalidSchemaError,
-    RegistryUnreachableError,
     SchemaRegistryError,
     UnknownSchemaError,
 )
@@ -148,7 +147,7 @@ class SchemaRegistry:
                 return None
             raise SchemaRegistryError(str(exc), subject=subject) from exc
         except Exception as exc:  # connection errors come from the HTTP client
-            raise RegistryUnreachableError(self.url, str(exc), subject=subject) from exc
+            raise self._unreachable(str(exc), subject) from exc
         if found.schema_id is None:
             raise SchemaRegistryError("the registry answered without a schema id", subject=subject)
         self._by_id.setdefault(found.schema_id, schema)
@@ -184,7 +183,7 @@ class SchemaRegistry:
                 return None
             raise SchemaRegistryError(str(exc), subject=subject) from exc
         except Exception as exc:
-            raise RegistryUnreachableError(self.url, str(exc), subject=subject) from exc
+            raise self._unreachable(str(exc), subject) from exc
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -203,9 +202,7 @@ class SchemaRegistry:
                 ) from exc
             raise SchemaRegistryError(f"schema id {schema_id}: {exc}") from exc
         except Exception as exc:
-            raise RegistryUnreachableError(
-                self.url, f"fetching schema id {schema_id}: {exc}"
-            ) from exc
+            raise self._unreachable(f"fetching schema id {schema_id}: {exc}") from exc
         parsed = self._parse_registered(found.schema_str, schema_id)
         self._by_id[schema_id] = parsed
         return parsed
@@ -219,10 +216,18 @@ class SchemaRegistry:
                 f"schema id {schema_id} is not a usable Avro schema: {exc}", schema_id=schema_id
             ) from exc
 
+    def _unreachable(self, reason: str, subject: str | None = None) -> SchemaRegistryError:
+        """The error for a registry that did not answer: it names the setting."""
+        return SchemaRegistryError(
+            f"schema registry unreachable at {self.url} (SCHEMA_REGISTRY_URL): {reason}; "
+            "is it running? `flowbus dev status` checks the local stack",
+            subject=subject,
+        )
+
     def _call(self, subject: str, method: Any, *args: Any) -> Any:
         try:
             return method(*args)
         except ClientError as exc:
             raise SchemaRegistryError(str(exc), subject=subject) from exc
         except Exception as exc:  # connection errors come from the HTTP client
-            raise RegistryUnreachableError(self.url, str(exc), subject=subject) from exc
+            raise self._unreachable(str(exc), subject) from exc

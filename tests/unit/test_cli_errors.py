@@ -18,7 +18,7 @@ from flowbus.errors import (
     ConsumerGroupActiveError,
     InputError,
     ReceiversAbandonedError,
-    RegistryUnreachableError,
+    SchemaRegistryError,
     SenderValidationError,
     TopicNotFoundError,
 )
@@ -40,7 +40,7 @@ REFUSED = (
         (SenderValidationError("a.b.c.v1", "x", "missing"), ExitCode.BAD_INPUT),
         (TopicNotFoundError("t"), ExitCode.BAD_INPUT),
         (BrokerUnreachableError("127.0.0.1:1", "no answer"), ExitCode.FAILURE),
-        (RegistryUnreachableError("http://r", "refused"), ExitCode.FAILURE),
+        (SchemaRegistryError("registry unreachable"), ExitCode.FAILURE),
         (ReceiversAbandonedError(17, 16), ExitCode.FAILURE),
         (ConsumerGroupActiveError("g", ("m1",)), ExitCode.REFUSED),
         (ValueError("a bug"), None),
