@@ -8,9 +8,6 @@ from typing import Any, NamedTuple, TypeVar
 
 import click
 
-#: Exit status of a worker when too many receivers hung: its supervisor should restart it.
-EXIT_RECEIVERS_ABANDONED = 3
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
