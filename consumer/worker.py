@@ -591,7 +591,7 @@ class Worker:
             bootstrap = admin_config.get("bootstrap.servers")
             self.metrics.set_state(
                 in_flight=0, buffered=0, paused_partitions=0, abandoned=0,
-                degraded=[f"waiting for the Kafka broker at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"],
+                degraded=[f"waiting for the Kafka broker (KAFKA_BOOTSTRAP_SERVERS={bootstrap})"],
             )  # fmt: skip
         probe_broker(admin, admin_config, timeout=PROBE_TIMEOUT_S)
         wanted = {dead_letter_topic(t, self.dead_letter_suffix) for t in self.topics}

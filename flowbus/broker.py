@@ -65,7 +65,8 @@ class BrokerLog:
     """librdkafka's ``logger`` and ``error_cb`` for one client; see the module docstring.
 
     Pass ``**BrokerLog().client_config()`` into a client's configuration. ``failures`` and
-    ``last_failure`` say what the connection attempts met so far.
+    ``last_failure`` say what the connection attempts met so far. ``quiet``: count the
+    failures, log none of them (for a caller that reports the outcome itself).
     """
 
     def __init__(
@@ -74,8 +75,10 @@ class BrokerLog:
         *,
         summary_interval: float = SUMMARY_INTERVAL_S,
         clock: Any = time.monotonic,
+        quiet: bool = False,
     ) -> None:
         self.logger = logger or logging.getLogger("flowbus.librdkafka")
+        self.quiet = quiet
         self.summary_interval = summary_interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -132,6 +135,8 @@ class BrokerLog:
                 self._unreported += 1
                 return
             self._line_at, self._unreported = now, 0
+        if self.quiet:
+            return
         if first:
             self.logger.warning(
                 "Kafka broker connection failed: %s (retrying; repeats are counted, "
@@ -156,16 +161,15 @@ class _MetadataClient(Protocol):
 
 def probe_broker(
     client: _MetadataClient, config: Mapping[str, Any], *, timeout: float = PROBE_TIMEOUT_S
-) -> None:
-    """Ask for the cluster's metadata; raise :class:`BrokerUnreachableError` if no answer.
+) -> Any:
+    """The cluster's metadata; raises :class:`BrokerUnreachableError` if no answer.
 
     ``config`` is the client's configuration: its ``bootstrap.servers`` is named in the
     error, and when its ``logger`` is a :class:`BrokerLog` the error also says what the
     connection attempts met (``Connection refused``) and how many failed.
     """
     try:
-        client.list_topics(timeout=timeout)
-        return
+        return client.list_topics(timeout=timeout)
     except KafkaException as exc:
         reason = kafka_error_text(exc)
     log = config.get("logger")

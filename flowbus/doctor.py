@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import enum
 import os
-import re
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,9 +30,10 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from flowbus.errors import ConfigurationError, FlowbusError
+from flowbus.errors import BrokerUnreachableError, ConfigurationError, FlowbusError
+from flowbus.exit_codes import ExitCode
 from flowbus.json_output import echo_json
-from flowbus.settings import FlowbusSettings, env_var_name
+from flowbus.settings import FlowbusSettings, env_var_name, unparsable_field
 
 if TYPE_CHECKING:
     from flowbus.avro.registry import SchemaRegistry
@@ -84,7 +84,6 @@ _FIELDS = {
     "receiver modules": ("receiver_modules",),
     "ssrf allowlist": ("webhooks_ssrf_allowlist", "webhooks_allowed_ports"),
 }
-_FIELD_IN_MESSAGE = re.compile(r'field "(\w+)"')
 
 
 def load_settings() -> tuple[FlowbusSettings, dict[str, str]]:
@@ -100,10 +99,10 @@ def load_settings() -> tuple[FlowbusSettings, dict[str, str]]:
             try:
                 return FlowbusSettings(), broken
             except SettingsError as exc:
-                match = _FIELD_IN_MESSAGE.search(str(exc))
-                if match is None:
+                field = unparsable_field(exc)
+                if field is None:
                     raise
-                fields = {match.group(1): str(exc.__cause__ or exc)}
+                fields = {field: str(exc.__cause__ or exc)}
             except ValidationError as exc:
                 fields = {_field_of(e["loc"]): e["msg"] for e in exc.errors()}
             unknown = set(fields) - set(FlowbusSettings.model_fields)
@@ -153,13 +152,10 @@ def _broken_setting(name: str, broken: dict[str, str]) -> Check | None:
 
 
 def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
-    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from flowbus.consumer.kafka_clients import (  # type: ignore[import-not-found]
-        admin_config,
-        kafka_error_text,
-    )
+    from flowbus.broker import BrokerLog, probe_broker
+    from flowbus.consumer.kafka_clients import admin_config  # type: ignore[import-not-found]
 
     bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
     if not bootstrap:
@@ -170,15 +166,14 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
             'set it to the broker addresses (`eval "$(flowbus dev up)"` for a local one)',
         )
     # librdkafka's connection errors would repeat every few milliseconds; the verdict says it once.
-    config = {**admin_config(settings), "log_level": 0}
+    config = {**admin_config(settings), **BrokerLog(quiet=True).client_config()}
     try:
-        metadata = AdminClient(config).list_topics(timeout=timeout)
-    except KafkaException as exc:
+        metadata = probe_broker(AdminClient(config), config, timeout=timeout)
+    except BrokerUnreachableError as exc:
         return Check(
             "broker",
             Status.FAIL,
-            f"no answer from KAFKA_BOOTSTRAP_SERVERS={bootstrap} within {timeout:.0f}s "
-            f"({kafka_error_text(exc)})",
+            f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}: {exc.reason}",
             f"check the address; {_STACK_HINT}",
         )
     version = _local_kafka_version(settings, bootstrap)
@@ -466,4 +461,4 @@ def doctor(as_json: bool) -> None:
         for check in checks:
             click.echo(check.line())
     if failed:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(ExitCode.FAILURE)

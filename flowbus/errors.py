@@ -245,7 +245,7 @@ class BrokerUnreachableError(FlowbusError):
 
     def __init__(self, bootstrap_servers: str, reason: str) -> None:
         super().__init__(
-            f"Kafka broker unreachable at {bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS): "
+            f"Kafka broker unreachable (KAFKA_BOOTSTRAP_SERVERS={bootstrap_servers}): "
             f"{reason}; is it running? `flowbus dev status` checks the local stack"
         )
         self.bootstrap_servers = bootstrap_servers

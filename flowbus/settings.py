@@ -109,36 +109,34 @@ def get_settings() -> FlowbusSettings:
         raise ConfigurationError(describe_settings_error(exc)) from None
 
 
-def variable_name(field: str) -> str:
-    """The environment variable of a settings field (``receiver_modules`` ->
-    ``FLOWBUS_RECEIVER_MODULES``); an alias (``KAFKA_BOOTSTRAP_SERVERS``) stays as it is."""
-    info = FlowbusSettings.model_fields.get(field)
-    alias = info.validation_alias if info is not None else None
-    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
-        return alias.choices[0]
-    if field.isupper():  # pydantic reports an alias by its name
-        return field
-    return f"FLOWBUS_{field.upper()}"
-
-
 _PARSE_ERROR_FIELD = re.compile(r'field "(\w+)"')
+
+
+def unparsable_field(exc: SettingsError) -> str | None:
+    """The field whose variable pydantic-settings could not parse (not JSON), if it says."""
+    found = _PARSE_ERROR_FIELD.search(str(exc))
+    return found.group(1) if found else None
+
+
+def _variable(name: str) -> str:
+    """A field's variable; pydantic reports an aliased field by its alias, kept as it is."""
+    return env_var_name(name) if name in FlowbusSettings.model_fields else name
 
 
 def describe_settings_error(exc: SettingsError | ValidationError) -> str:
     """One line naming each invalid variable and why (never its value: it may be a secret)."""
     if isinstance(exc, ValidationError):
         problems = [
-            f"{variable_name(str(error['loc'][0])) if error['loc'] else 'settings'}: {error['msg']}"
+            f"{_variable(str(error['loc'][0])) if error['loc'] else 'settings'}: {error['msg']}"
             for error in exc.errors(include_url=False, include_input=False)
         ]
         return "invalid settings: " + "; ".join(problems)
-    found = _PARSE_ERROR_FIELD.search(str(exc))
-    if found is None:
+    field = unparsable_field(exc)
+    if field is None:
         return f"invalid settings: {exc}"
-    field = found.group(1)
     cause = exc.__cause__
     reason = f"not valid JSON ({cause})" if isinstance(cause, json.JSONDecodeError) else str(exc)
     info = FlowbusSettings.model_fields.get(field)
     origin = get_origin(info.annotation) if info is not None else None
     expected = "a JSON list" if origin is list else "a JSON object" if origin is dict else None
-    return f"{variable_name(field)}: {reason}" + (f"; expected {expected}" if expected else "")
+    return f"{_variable(field)}: {reason}" + (f"; expected {expected}" if expected else "")

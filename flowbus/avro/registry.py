@@ -219,7 +219,7 @@ class SchemaRegistry:
     def _unreachable(self, reason: str, subject: str | None = None) -> SchemaRegistryError:
         """The error for a registry that did not answer: it names the setting."""
         return SchemaRegistryError(
-            f"schema registry unreachable at {self.url} (SCHEMA_REGISTRY_URL): {reason}; "
+            f"schema registry unreachable (SCHEMA_REGISTRY_URL={self.url}): {reason}; "
             "is it running? `flowbus dev status` checks the local stack",
             subject=subject,
         )

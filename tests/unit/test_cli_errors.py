@@ -210,7 +210,7 @@ def test_the_probe_names_the_setting_the_reason_and_the_attempts(broker_log: Bro
     with pytest.raises(BrokerUnreachableError) as caught:
         probe_broker(SilentBroker(broker_log), config, timeout=2)
     assert str(caught.value) == (
-        "Kafka broker unreachable at 127.0.0.1:1 (KAFKA_BOOTSTRAP_SERVERS): no answer within 2s "
+        "Kafka broker unreachable (KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1): no answer within 2s "
         "(Connect to ipv4#127.0.0.1:1 failed: Connection refused, 3 failed attempt(s)); "
         "is it running? `flowbus dev status` checks the local stack"
     )
