@@ -157,7 +157,8 @@ class Worker:
         self.settings = settings or get_settings()
         common = {"bootstrap.servers": self.settings.kafka_bootstrap_servers}
         common |= self.settings.kafka_config | dict(kafka_config or {})
-        if not common.get("bootstrap.servers"):
+        bootstrap = common.get("bootstrap.servers")
+        if not bootstrap:
             raise ConfigurationError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
         self.group = group
         self.topics = [f"{self.settings.topic_prefix}{topic}" for topic in topics]
@@ -218,6 +219,11 @@ class Worker:
         self._fetching = False  # concurrency 1: the handler thread is polling
         self._handler_seen = (-1, 0.0)  # (attempts ended, when) as last seen by _watch
         self._fetch_error: BaseException | None = None
+        if metrics is not None:  # until the first poll: /healthz says what it waits for
+            waiting = f"waiting for the Kafka broker (KAFKA_BOOTSTRAP_SERVERS={bootstrap})"
+            metrics.set_state(
+                in_flight=0, buffered=0, paused_partitions=0, abandoned=0, degraded=[waiting]
+            )
 
     @property
     def stats(self) -> WorkerStats:
@@ -587,12 +593,6 @@ class Worker:
             if k not in ("enable.idempotence", "acks", "linger.ms")
         }
         admin = AdminClient(admin_config)
-        if self.metrics is not None:
-            bootstrap = admin_config.get("bootstrap.servers")
-            self.metrics.set_state(
-                in_flight=0, buffered=0, paused_partitions=0, abandoned=0,
-                degraded=[f"waiting for the Kafka broker (KAFKA_BOOTSTRAP_SERVERS={bootstrap})"],
-            )  # fmt: skip
         probe_broker(admin, admin_config, timeout=PROBE_TIMEOUT_S)
         wanted = {dead_letter_topic(t, self.dead_letter_suffix) for t in self.topics}
         existing = set(admin.list_topics(timeout=30).topics)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from pydantic import BaseModel, Field
 
 import flowbus.catalog
+from flowbus.cli import main
 from flowbus.signal_examples import example_payload, example_value
 from flowbus.signals import WorkflowSignal
 from flowbus.signals_cli import signals
@@ -110,9 +111,10 @@ def test_an_unsatisfiable_constraint_is_an_error_naming_the_argument():
 
 
 def test_unknown_event_type_suggests_close_ones():
-    result = CliRunner().invoke(signals, ["example", "org.flowbus.caluma.case.post_complet.v1"])
+    args = ["signals", "example", "org.flowbus.caluma.case.post_complet.v1"]
+    result = CliRunner().invoke(main, args)
 
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input (the exit-code table)
     assert "Did you mean: org.flowbus.caluma.case.post_complete.v1" in result.output
 
 
