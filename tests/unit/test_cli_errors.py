@@ -232,7 +232,7 @@ def test_user_modules_are_found_in_the_current_directory(
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     monkeypatch.delitem(sys.modules, "cwd_only_signals_7f3a", raising=False)
     assert import_user_module("cwd_only_signals_7f3a").ANSWER == 42
-    assert sys.path[0] == str(tmp_path)
+    assert sys.path[-1] == str(tmp_path)  # installed modules come first
 
 
 def test_a_user_module_that_fails_names_it() -> None:
