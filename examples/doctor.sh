@@ -1,1 +1,1 @@
-flowbus doctor    # --json
+flowbus doctor --all    # without --all: the problems, and one line for what is ok; --json

@@ -446,11 +446,13 @@ def run_checks(timeout: float = NETWORK_TIMEOUT_S) -> list[Check]:
     is_flag=True,
     help='One JSON object: {"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}.',
 )
-def doctor(as_json: bool) -> None:
+@click.option("--all", "show_all", is_flag=True, help="A line for each check that is ok too.")
+def doctor(as_json: bool, show_all: bool) -> None:
     """Check the broker, registry, route subjects, webhook database, receivers, allowlist.
 
-    One line per check: ok, warn or fail, its name, what was found and, when it is not
-    ok, what to do. Exits non-zero when a check fails (warnings do not). Nothing is
+    One line per check that is not ok: warn or fail, its name, what was found and what
+    to do; then one line naming the checks that are ok (``--all``: a line for each, with
+    what was found). Exits non-zero when a check fails (warnings do not). Nothing is
     written; each network check waits at most 5 seconds.
     """
     checks = run_checks()
@@ -458,7 +460,12 @@ def doctor(as_json: bool) -> None:
     if as_json:
         echo_json({"ok": not failed, "checks": [dataclasses.asdict(check) for check in checks]})
     else:
+        passed = [check.name for check in checks if check.status is Status.OK]
         for check in checks:
-            click.echo(check.line())
+            if show_all or check.status is not Status.OK:
+                click.echo(check.line())
+        if passed and not show_all:
+            every = "all checks" if len(passed) == len(checks) else "also ok"
+            click.echo(f"{Status.OK.value:<4}  {every}: {', '.join(passed)} (--all: details)")
     if failed:
         raise click.exceptions.Exit(ExitCode.FAILURE)

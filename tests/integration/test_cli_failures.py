@@ -56,8 +56,8 @@ BROKER_COMMANDS: dict[str, list[str]] = {
     "webhooks serve": ["webhooks", "serve", "--topic", "t", "--group", "g"],
     "tail": ["tail", "t"],
 }
-# `flowbus doctor` prints one line per check by design (six): its closed-port test, the
-# same bound and the setting named, is in test_doctor.py.
+# `flowbus doctor` says it in a line of its own format (a failed check, then the checks
+# that passed, in one line): its closed-port test, the same bounds, is in test_doctor.py.
 
 
 @pytest.fixture
