@@ -1,4 +1,5 @@
-"""``python -m flowbus.producer.caluma outbox relay|migrate|status``: the outbox commands
+"""``python -m flowbus.producer.caluma outbox relay|migrate|status|rejected|retry``: the outbox
+commands
 of ``flowbus outbox`` on the Caluma service's own database.
 
 Runs with Caluma's settings (``DJANGO_SETTINGS_MODULE``, default
