@@ -297,8 +297,8 @@ class OutboxRelay:
             for row in produced:
                 if row.seq in rejected:
                     log.error(
-                        "event %s (%s) rejected by %s for good, set aside in the outbox "
-                        "(flowbus outbox rejected / retry): %s: %s",
+                        "event %s (%s) for %s rejected by the broker for good, set aside "
+                        "in the outbox (flowbus outbox rejected / retry): %s: %s",
                         row.id, row.event_type, row.topic,
                         rejected[row.seq].code, rejected[row.seq].message,
                     )  # fmt: skip
