@@ -134,8 +134,13 @@ def run_flowbus(
     positions: Positions,
     concurrency: int,
     stop_after: int | None = None,
+    handler_s: float = HANDLER_S,
+    synchronous: bool = False,
 ) -> dict[str, Any]:
-    """One worker run over the whole topic, or stopped once ``stop_after`` events finished."""
+    """One worker run over the whole topic, or stopped once ``stop_after`` events finished.
+
+    The receiver is ``async def`` and awaits ``asyncio.sleep(handler_s)``; with
+    ``synchronous`` (and no handler time) it is a plain function that returns at once."""
     tracker = KeyTracker(positions, stop_after)
     count = tracker.expected
 
@@ -143,9 +148,14 @@ def run_flowbus(
         key, seq = str(data["work_item"].case_id), data["context"]["seq"]
         tracker.start(key, seq)
         try:
-            await asyncio.sleep(HANDLER_S)
+            await asyncio.sleep(handler_s)
         finally:
             tracker.finish(key, seq)
+
+    def synchronous_receiver(sender: object, *, metadata: EventMetadata, **data: Any) -> None:
+        key, seq = str(data["work_item"].case_id), data["context"]["seq"]
+        tracker.start(key, seq)
+        tracker.finish(key, seq)
 
     group = unique_name("group-concurrency")
     worker = Worker(
@@ -162,14 +172,15 @@ def run_flowbus(
             target=lambda: tracker.done.wait(STOP_WAIT_S) and worker.stop(), daemon=True
         )
         stopper.start()
-    SIGNAL.connect(receiver)
+    connected = synchronous_receiver if synchronous else receiver
+    SIGNAL.connect(connected)
     try:
         started_at = time.perf_counter()
         stats = worker.run(
             max_messages=None if stop_after else count, install_signal_handlers=False
         )
     finally:
-        SIGNAL.disconnect(receiver)
+        SIGNAL.disconnect(connected)
     figures = {
         "concurrency": concurrency,
         "group": group,
@@ -192,17 +203,50 @@ def run_faststream(
     concurrency: int,
     timeout: float,
     stop_after: int | None = None,
+    handler_s: float = HANDLER_S,
 ) -> dict[str, Any]:
     command = [str(python), str(PEER_DIR / "bench_faststream.py"), *target.args()]
     command += ["--topic", topic, "--positions", str(positions)]
     command += ["--concurrency", str(concurrency)]
-    command += ["--handler-ms", str(HANDLER_S * 1000), "--timeout", str(timeout)]
+    command += ["--handler-ms", str(handler_s * 1000), "--timeout", str(timeout)]
     if stop_after:
         command += ["--stop-after", str(stop_after)]
     report = run_peer(command, timeout + PEER_GRACE_S)
     if report["exit_status"] != 0 or not report.get("ok"):
         raise RuntimeError(f"FastStream peer not ok: {json.dumps(report)[:2000]}")
     return report
+
+
+def run_noop(
+    python: Path,
+    target: Target,
+    count: int,
+    keys: int,
+    partitions: int,
+    timeout: float,
+    scratch: str,
+) -> dict[str, Any] | None:
+    """Concurrency 1 over a topic of its own, a handler that does nothing: FastStream's and
+    flowbus's ``async def`` awaiting ``asyncio.sleep(0)``, and flowbus's plain function
+    (the receivers of a Django or Caluma service are plain functions)."""
+    if not count:
+        return None
+    topic, positions = prepare(target, count, keys, partitions)
+    positions_file = Path(scratch) / "noop-positions.json"
+    write_positions(positions_file, positions)
+    flowbus_async = run_flowbus(target, topic, positions, 1, handler_s=0.0)
+    flowbus_sync = run_flowbus(target, topic, positions, 1, handler_s=0.0, synchronous=True)
+    (faststream,) = run_faststream(
+        python, target, topic, positions_file, 1, timeout, handler_s=0.0
+    )["runs"]
+    return {
+        "events": count,
+        "flowbus_async": flowbus_async,
+        "flowbus_sync": flowbus_sync,
+        "faststream": faststream,
+        "async_vs_faststream": _ratio(flowbus_async["events_per_s"], faststream["events_per_s"]),
+        "sync_vs_faststream": _ratio(flowbus_sync["events_per_s"], faststream["events_per_s"]),
+    }
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -217,8 +261,10 @@ def run(
     partitions: int,
     levels: list[int],
     timeout: float,
+    noop_events: int = 0,
 ) -> dict[str, Any]:
-    """Both sides at every level of ``levels`` over one prepared topic, alternating."""
+    """Both sides at every level of ``levels`` over one prepared topic, alternating; then,
+    with ``noop_events``, both at concurrency 1 with a handler that returns at once."""
     python = peer_python(PEER_DIR, venv_dir)
     topic, positions = prepare(target, count, keys, partitions)
     flowbus: dict[str, Any] = {}
@@ -241,6 +287,7 @@ def run(
                 python, target, topic, positions_file, level, timeout, half
             )["runs"][0],
         }
+        noop = run_noop(python, target, noop_events, keys, partitions, timeout, scratch)
     return {
         "events": count,
         "keys": keys,
@@ -259,6 +306,7 @@ def run(
         "flowbus": flowbus,
         "faststream": faststream,
         "stopped_halfway": stopped,
+        "noop_at_1": noop,
         "faststream_ack_policy": "ACK_FIRST (offsets stored when polled, before handling)",
         "faststream_versions": peer_versions,
     }

@@ -69,6 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "concurrency_partitions": 6,
         "concurrency_levels": [1, 8, 32],
         "concurrency_timeout": 300.0,
+        "concurrency_noop_events": 20_000,
         "outbox_events": 50_000,
         "outbox_rounds": 2,
     },
@@ -88,6 +89,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "concurrency_partitions": 6,
         "concurrency_levels": [1, 8, 32],
         "concurrency_timeout": 120.0,
+        "concurrency_noop_events": 5_000,
         "outbox_events": 5_000,
         "outbox_rounds": 1,
     },
@@ -210,6 +212,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "memory_flat": memory.get("flat"),
         # flowbus / FastStream events/s with a 20 ms handler, per concurrency level.
         "concurrency_vs_faststream": concurrency.get("flowbus_vs_faststream"),
+        # The same at concurrency 1 with a handler that returns at once (FastStream's is
+        # async def; flowbus's async def, and a plain function).
+        "noop_async_vs_faststream": (concurrency.get("noop_at_1") or {}).get("async_vs_faststream"),
+        "noop_sync_vs_faststream": (concurrency.get("noop_at_1") or {}).get("sync_vs_faststream"),
         # Per outbox store: what a write in the transaction costs against direct produce,
         # and the relay's sustained rate (and its ratio to direct produce).
         "outbox_write_cost_vs_direct": {s: outbox[s]["write_cost_vs_direct"] for s in stores}
@@ -234,6 +240,8 @@ def targets(figures: dict[str, Any]) -> dict[str, bool | None]:
         "producer_vs_openedx >= 5": at_least(figures["producer_vs_openedx"], 5.0),
         "consumer_vs_openedx >= 5": at_least(figures["consumer_vs_openedx"], 5.0),
         "e2e_p99_ms_1k < 50": None if p99 is None else bool(p99 < 50.0),
+        # The lead the issue measured at one worker on no-op events (4.9x): kept?
+        "noop_sync_vs_faststream >= 4.9": at_least(figures["noop_sync_vs_faststream"], 4.9),
         "memory flat": figures["memory_flat"],
         "outbox relay >= 5000 ev/s": None
         if not relay
@@ -306,6 +314,7 @@ def run_sections(
             profile["concurrency_partitions"],
             profile["concurrency_levels"],
             profile["concurrency_timeout"],
+            profile["concurrency_noop_events"],
         ),
     )
     section(

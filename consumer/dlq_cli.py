@@ -1,15 +1,15 @@
 """``flowbus dlq``: list, show and replay the records of a dead-letter topic.
 
 Reading never commits and never joins a consumer group. Payloads are printed only by
-``show --data``: they may hold personal data. A pointer record (the original was too
-large for the dead-letter topic) is marked as such; replaying it re-publishes the
-original, read back from its topic and checked against the pointer's size and SHA-256.
+``show --data`` (decoded as a worker decodes them) or ``show --hex``: they may hold
+personal data. A pointer record (the original was too large for the dead-letter topic) is
+marked as such; replaying it re-publishes the original, read back from its topic and
+checked against the pointer's size and SHA-256.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ import click
 
 from flowbus import cloudevents
 from flowbus.errors import DeadLetterRecordNotFoundError, FlowbusError, TopicNotFoundError
+from flowbus.json_output import BYTES_ENCODING, echo_json
 from flowbus.settings import FlowbusSettings, get_settings
 
 from . import deadletter
@@ -35,6 +36,7 @@ from .dlq_records import (
     resolve_pointer,
 )
 from .kafka_clients import reader_config, republisher_config
+from .record_view import RecordView, view_record
 
 EXIT_ERROR = 1
 EXIT_STILL_FAILING = 3
@@ -272,7 +274,7 @@ def list_records(
         raise _fail(exc) from None
     if as_json:
         for record in found:
-            click.echo(json.dumps(_row(record)))
+            echo_json(_row(record))
     elif found:
         _print_table(_row(record) for record in found)
     _report_counts(dlq_topic, selection, len(found), total, timeless)
@@ -281,7 +283,22 @@ def list_records(
 @dlq.command("show", epilog=EXIT_STATUS_HELP)
 @_topic_options
 @click.argument("position", metavar="[PARTITION:]OFFSET", callback=position_argument)
-@click.option("--data", "show_data", is_flag=True, help="Also print the payload (may hold PII).")
+@click.option(
+    "--data",
+    "show_data",
+    is_flag=True,
+    help="Also show the payload decoded, as a worker decodes it (may hold PII).",
+)
+@click.option(
+    "--hex", "show_hex", is_flag=True, help="Also show the payload as a hex dump (may hold PII)."
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help=f"One JSON object; with --data its 'event' is as `flowbus tail --json` shows it, "
+    f"with --hex its 'value' is {BYTES_ENCODING}.",
+)
 def show(
     source: str | None,
     dlq_name: str | None,
@@ -289,18 +306,25 @@ def show(
     timeout: float,
     position: PartitionOffset,
     show_data: bool,
+    show_hex: bool,
+    as_json: bool,
 ) -> None:
     """Every header of one record, its error message and value size.
 
-    The payload is printed (as a hex dump) only with --data. For a pointer record (no
-    value: the original was too large for the dead-letter topic) the original's size,
-    SHA-256 and position are shown.
+    The payload is shown only with --data (decoded as a worker decodes it: the event's
+    metadata and data, or why it does not decode) or --hex (a hex dump). For a pointer
+    record (no value: the original was too large for the dead-letter topic) the
+    original's size, SHA-256 and position are shown.
     """
     dlq_topic = _dlq_topic(source, dlq_name, dlq_suffix, timeout)
     try:
         record = dlq_topic.reader(get_settings()).record(position.partition, position.offset)
     except FlowbusError as exc:
         raise _fail(exc) from None
+    view = _decoded(record) if show_data else None
+    if as_json:
+        echo_json(_show_json(record, view, show_hex))
+        return
     info = record.dead_letter_info
     fields = [
         ("Record", record.location),
@@ -325,11 +349,66 @@ def show(
     for line in (record.error_message or "(none)").splitlines() or [""]:
         click.echo(f"  {line}")
     if show_data:
+        click.echo("Event:")
+        if view is None:
+            click.echo(f"  null{_POINTER_VALUE_NOTE if record.is_pointer else ''}")
+        else:
+            for line in view.text_lines():
+                click.echo(f"  {line}")
+    if show_hex:
         click.echo("Value:")
         if record.value is None:
             click.echo(f"  null{_POINTER_VALUE_NOTE if record.is_pointer else ''}")
         for line in _hexdump(record.value or b""):
             click.echo(line)
+
+
+def _decoded(record: DeadLetterRecord) -> RecordView | None:
+    """The original message decoded as the worker decodes it (None: no value here)."""
+    if record.value is None:
+        return None
+    import flowbus.catalog  # noqa: F401  (the catalog's signals must be known here)
+    from flowbus.avro.serializer import EventDeserializer
+    from flowbus.receivers import import_receiver_modules
+
+    settings = get_settings()
+    import_receiver_modules(settings.receiver_modules)
+    deserializer = EventDeserializer.from_settings(settings)
+    return view_record(record.as_original_record(), deserializer, timestamp_ms=record.timestamp_ms)
+
+
+def _show_json(record: DeadLetterRecord, view: RecordView | None, show_hex: bool) -> dict[str, Any]:
+    info = record.dead_letter_info
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "original_topic": record.original_topic,
+        "original_partition": record.original_partition,
+        "original_offset": record.original_offset,
+        "reason": record.reason,
+        "error_type": record.error_type,
+        "error_message": record.error_message,
+        "attempts": _as_count(info.get("attempts")),
+        "failed_receivers": [r for r in (info.get("failed-receivers") or "").split(",") if r],
+        "group": record.group,
+        "dead_lettered_at": record.dead_lettered_at,
+        "key": None if record.key is None else record.key.decode("utf-8", "backslashreplace"),
+        "value_size": None if record.value is None else len(record.value),
+        "pointer": record.is_pointer,
+        "original_size": record.original_size,
+        "original_sha256": record.original_sha256,
+        "headers": [
+            [name, None if raw is None else raw.decode(errors="replace")]
+            for name, raw in record.headers
+        ],
+        "event": None if view is None else view.to_json(),
+        "value": record.value if show_hex else None,
+    }
+
+
+def _as_count(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
 
 
 _POINTER_VALUE_NOTE = " (a pointer record: the value is on the original topic, see Pointer)"
@@ -465,13 +544,19 @@ def _republish(records: list[DeadLetterRecord], timeout: float) -> None:
     if not records:
         return
     with Republisher(republisher_config(get_settings()), timeout=timeout) as republisher:
-        for pointer_or_record in records:
+        for index, pointer_or_record in enumerate(records, 1):
             record = _with_original(pointer_or_record, timeout)
             landed = republisher.republish(record)
             click.echo(
-                f"replayed {_describe(record)}{_pointer_note(pointer_or_record)} -> "
+                f"{_counter(index, records)}replayed {_describe(record)}"
+                f"{_pointer_note(pointer_or_record)} -> "
                 f"{landed.topic}[{landed.partition}]@{landed.offset}"
             )
+
+
+def _counter(index: int, records: list[DeadLetterRecord]) -> str:
+    """How far the replay is, at the start of each record's line: ``[12/450] ``."""
+    return f"[{index}/{len(records)}] "
 
 
 #: How long ``replay --locally`` keeps trying one record (infrastructure failures retry).
@@ -498,7 +583,8 @@ def _handle_locally(
 
     import_receiver_modules([*get_settings().receiver_modules, *receiver_modules])
     failed = 0
-    for pointer_or_record in records:
+    for index, pointer_or_record in enumerate(records, 1):
+        counter = _counter(index, records)
         record = _with_original(pointer_or_record, timeout)
         name = group or record.group or "flowbus-dlq-replay"
         chain = default_middlewares(retry=RetryPolicy(), receiver_timeout=None)
@@ -516,20 +602,20 @@ def _handle_locally(
             engine.close()
         if not done:
             failed += 1
-            click.echo(f"NOT HANDLED {_describe(record)}: {'; '.join(engine.degraded())}")
+            click.echo(f"{counter}NOT HANDLED {_describe(record)}: {'; '.join(engine.degraded())}")
             continue
         [context] = finished.contexts
         letter = context.dead_letter
         if letter is None:
             click.echo(
-                f"handled {_describe(record)}{_pointer_note(pointer_or_record)} "
+                f"{counter}handled {_describe(record)}{_pointer_note(pointer_or_record)} "
                 f"({context.attempts} attempt(s))"
             )
             continue
         failed += 1
         error = str(letter.error).splitlines()[0] if str(letter.error) else ""
         click.echo(
-            f"FAILED {_describe(record)}: {letter.reason.value}: "
+            f"{counter}FAILED {_describe(record)}: {letter.reason.value}: "
             f"{type(letter.error).__name__}: {error[:200]}"
         )
     return failed

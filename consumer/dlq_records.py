@@ -37,6 +37,7 @@ from flowbus.errors import (
 )
 
 from . import deadletter
+from .kafka_clients import topic_partitions
 from .middleware import ConsumedRecord
 
 log = logging.getLogger(__name__)
@@ -223,18 +224,8 @@ class DeadLetterTopic:
         return Consumer(self.config, logger=logging.getLogger("flowbus.librdkafka"))
 
     def _partitions(self, consumer: Consumer) -> list[int]:
-        try:
-            metadata = consumer.list_topics(self.topic, timeout=self.timeout)
-        except KafkaException as exc:
-            raise DeadLetterQueueError(f"cannot read metadata of '{self.topic}': {exc}") from exc
-        found = metadata.topics.get(self.topic)
-        if found is None or (
-            found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-        ):
-            raise TopicNotFoundError(self.topic)
-        if found.error is not None:
-            raise DeadLetterQueueError(f"cannot read metadata of '{self.topic}': {found.error}")
-        return sorted(found.partitions)
+        bootstrap = self.config.get("bootstrap.servers")
+        return topic_partitions(consumer, self.topic, self.timeout, DeadLetterQueueError, bootstrap)
 
     def _watermarks(self, consumer: Consumer, partition: int) -> tuple[int, int]:
         try:

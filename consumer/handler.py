@@ -21,16 +21,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowbus import cloudevents
-from flowbus.errors import (
-    DecodeError,
-    EventHeaderError,
-    ReceiverTimeoutError,
-    SchemaRegistryError,
-    SenderValidationError,
-)
-from flowbus.signals import WorkflowSignal, callable_name
+from flowbus.errors import ReceiverTimeoutError
+from flowbus.signals import callable_name
 
 from .deadletter import DeadLetter, Reason
+from .decoding import DecodeFailed, decode_record
 from .failures import Failure, FailureClassifier, FailureKind
 from .middleware import (
     ConsumedRecord,
@@ -61,11 +56,6 @@ class CallGuard(Protocol):
     def call_ended(self) -> bool:
         """``False`` when the engine gave up on this attempt meanwhile (deadline passed)."""
         ...
-
-
-class _FailedAttempt(Exception):
-    def __init__(self, failure: Failure) -> None:
-        self.failure = failure
 
 
 class MessageHandler:
@@ -107,7 +97,7 @@ class MessageHandler:
                 context.event = self.decode(context.record)
                 context.pending = self.receivers_for(context.event)
             failure = self._call_pending(context, guard)
-        except _FailedAttempt as failed:
+        except DecodeFailed as failed:
             failure = failed.failure
         except _Abandoned:
             return None
@@ -159,36 +149,8 @@ class MessageHandler:
     # --- the steps -------------------------------------------------------------------------
 
     def decode(self, record: ConsumedRecord) -> DecodedEvent:
-        """The event in ``record``; raises ``_FailedAttempt`` with a data or infrastructure
-        failure."""
-        try:
-            envelope = cloudevents.from_headers(record.headers)
-        except EventHeaderError as exc:
-            raise _FailedAttempt(Failure(FailureKind.DATA, Reason.MALFORMED_HEADERS, exc)) from exc
-        metadata = envelope.metadata
-        try:
-            signal = WorkflowSignal.get_signal_by_type(metadata.event_type)
-        except KeyError as exc:
-            error = LookupError(f"no signal for event type {metadata.event_type!r} here")
-            raise _FailedAttempt(
-                Failure(FailureKind.DATA, Reason.UNKNOWN_EVENT_TYPE, error)
-            ) from exc
-        try:
-            decoded = self.deserializer.deserialize(signal, record.value or b"", record.topic)
-        except SchemaRegistryError as exc:
-            raise _FailedAttempt(
-                Failure(FailureKind.INFRASTRUCTURE, Reason.UNDECODABLE, exc)
-            ) from exc
-        except DecodeError as exc:
-            raise _FailedAttempt(Failure(FailureKind.DATA, Reason.UNDECODABLE, exc)) from exc
-        except Exception as exc:  # a decoder bug: the same bytes would fail again
-            log.exception("unexpected error decoding event %s", metadata.id)
-            raise _FailedAttempt(Failure(FailureKind.DATA, Reason.UNDECODABLE, exc)) from exc
-        try:
-            data = signal.validate_decoded(decoded)
-        except SenderValidationError as exc:
-            raise _FailedAttempt(Failure(FailureKind.DATA, Reason.INVALID_DATA, exc)) from exc
-        return DecodedEvent(signal, metadata, envelope.sender, data)
+        """The event in ``record``; raises :class:`~consumer.decoding.DecodeFailed`."""
+        return decode_record(record, self.deserializer)
 
     @staticmethod
     def receivers_for(event: DecodedEvent) -> list[Callable[..., Any]]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flowbus.errors import ConfigurationError
+from confluent_kafka import KafkaError, KafkaException
+
+from flowbus.errors import ConfigurationError, FlowbusError, TopicNotFoundError
 from flowbus.settings import FlowbusSettings
 
 
@@ -52,3 +54,36 @@ def reader_config(settings: FlowbusSettings) -> dict[str, Any]:
 def republisher_config(settings: FlowbusSettings) -> dict[str, Any]:
     """Idempotent, acknowledged by all in-sync replicas (the user's properties may override)."""
     return {"enable.idempotence": True, "acks": "all", "linger.ms": 0, **base_config(settings)}
+
+
+def topic_partitions(
+    client: Any, topic: str, timeout: float, error: type[FlowbusError], bootstrap: Any = None
+) -> list[int]:
+    """The partitions of ``topic`` by asking ``client`` (a consumer, producer or admin)
+    connected to ``bootstrap`` (named in the error when it does not answer).
+
+    Raises :class:`TopicNotFoundError` when the topic does not exist, and ``error`` when
+    the broker does not answer within ``timeout`` seconds or the metadata is unusable.
+    """
+    try:
+        metadata = client.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise error(
+            f"cannot read metadata of '{topic}' within {timeout:.0f}s ({kafka_error_text(exc)}): "
+            f"is the broker at KAFKA_BOOTSTRAP_SERVERS{f'={bootstrap}' if bootstrap else ''} "
+            "running? (`flowbus dev status`)"
+        ) from exc
+    found = metadata.topics.get(topic)
+    if found is None or (
+        found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    ):
+        raise TopicNotFoundError(topic)
+    if found.error is not None:
+        raise error(f"cannot read metadata of '{topic}': {found.error}")
+    return sorted(found.partitions)
+
+
+def kafka_error_text(exc: KafkaException) -> str:
+    """The readable part of a librdkafka error (not its ``KafkaError{code=...}`` form)."""
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)

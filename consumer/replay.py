@@ -32,11 +32,10 @@ from flowbus.errors import (
     ConsumerGroupActiveError,
     InvalidReplayTargetError,
     OffsetReplayError,
-    TopicNotFoundError,
 )
 from flowbus.settings import FlowbusSettings, get_settings
 
-from .kafka_clients import admin_config
+from .kafka_clients import admin_config, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -216,18 +215,7 @@ class ConsumerGroupOffsets:
             ) from exc
 
     def partitions(self, topic: str) -> list[int]:
-        try:
-            metadata = self.admin.list_topics(topic, timeout=self.timeout)
-        except KafkaException as exc:
-            raise OffsetReplayError(f"cannot read metadata of topic '{topic}': {exc}") from exc
-        found = metadata.topics.get(topic)
-        if found is None or (
-            found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-        ):
-            raise TopicNotFoundError(topic)
-        if found.error is not None:
-            raise OffsetReplayError(f"cannot read metadata of topic '{topic}': {found.error}")
-        return sorted(found.partitions)
+        return topic_partitions(self.admin, topic, self.timeout, OffsetReplayError)
 
     def _list_offsets(self, topic: str, specs: Mapping[int, OffsetSpec]) -> dict[int, int]:
         request = {TopicPartition(topic, p): spec for p, spec in specs.items()}

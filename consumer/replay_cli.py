@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import click
 
@@ -12,6 +13,7 @@ from flowbus.errors import (
     InvalidReplayTargetError,
     TopicNotFoundError,
 )
+from flowbus.json_output import echo_json
 from flowbus.settings import get_settings
 
 from .cli_params import PartitionOffset, iso_time_option, partition_offsets_option
@@ -114,6 +116,13 @@ def _show(plan: ReplayPlan) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan, change nothing.")
 @click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: the plan per partition, and how many partitions were committed "
+    "(null for --dry-run).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=1),
     default=30.0,
@@ -128,6 +137,7 @@ def replay(
     to_latest: bool,
     to_offset: tuple[PartitionOffset, ...],
     dry_run: bool,
+    as_json: bool,
     timeout: float,
 ) -> None:
     """Move GROUP's committed offsets on TOPIC, so its workers re-consume or skip messages.
@@ -155,8 +165,12 @@ def replay(
     except FlowbusError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(EXIT_KAFKA_ERROR) from None
-    _show(plan)
+    if not as_json:
+        _show(plan)
     if dry_run:
+        if as_json:
+            echo_json(_plan_json(plan, None))
+            return
         if plan.active_members:
             click.echo(
                 f"Note: the group has {len(plan.active_members)} active member(s) "
@@ -172,7 +186,37 @@ def replay(
     except FlowbusError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(EXIT_KAFKA_ERROR) from None
-    if changed:
+    if as_json:
+        echo_json(_plan_json(plan, len(changed)))
+    elif changed:
         click.echo(f"Committed new offsets for {len(changed)} partition(s).")
     else:
         click.echo("Nothing to change.")
+
+
+def _plan_json(plan: ReplayPlan, committed: int | None) -> dict[str, Any]:
+    """The plan as ``--json`` prints it; ``committed``: partitions moved (None: dry run)."""
+    return {
+        "group": plan.group,
+        "topic": plan.topic,
+        "target": str(plan.target),
+        "partitions": [
+            {
+                "partition": move.partition,
+                "earliest": move.low,
+                "end": move.high,
+                "committed": move.current,
+                "new": move.new,
+                "redelivered": move.redelivered,
+                "skipped": move.skipped,
+                "effect": move.describe(),
+            }
+            for move in plan.moves
+        ],
+        "redelivered": plan.redelivered,
+        "skipped": plan.skipped,
+        "changes": len(plan.changes),
+        "active_members": list(plan.active_members),
+        "dry_run": committed is None,
+        "committed": committed,
+    }

@@ -32,6 +32,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "consume": ("flowbus.consumer.cli:consume", "Run a worker that re-sends events here."),
     "replay": ("flowbus.consumer.replay_cli:replay", "Move a consumer group's offsets on a topic."),
+    "tail": ("flowbus.consumer.tail_cli:tail", "Show a topic's events decoded, as they arrive."),
+    "doctor": ("flowbus.doctor:doctor", "Check the broker, registry, subjects and settings."),
     "dlq": ("flowbus.consumer.dlq_cli:dlq", "List, show and replay dead-lettered messages."),
     "signals": ("flowbus.signals_cli:signals", "List the defined signals and show one."),
     "schemas": ("flowbus.schemas_cli:schemas", "Generate, check, compare, register Avro schemas."),

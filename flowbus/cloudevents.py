@@ -18,6 +18,7 @@ unprefixed ``sourcehost`` / ``sourcelib``, ``ce_datacontenttype``, ``ce_time`` e
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -300,12 +301,105 @@ def _constant_metadata(
         raise MalformedHeaderError(header, error["msg"]) from exc
 
 
+class _Constant(NamedTuple):
+    """What the headers a producer writes alike for every event of a type say."""
+
+    metadata: EventMetadata  # validated, with a placeholder id and time
+    sender: str | None
+    dataschema: str | None
+    content_type: str | None
+
+
+class _Layout(NamedTuple):
+    """Where the headers of one name sequence are; its constants seen so far."""
+
+    constants: Callable[[Sequence[Any]], Any]  # the (name, raw) pairs of constant headers
+    id_at: int
+    time_at: int
+    partitionkey_at: int | None
+    traceparent_at: int | None
+    known: dict[Any, _Constant]
+
+
+#: Header names in record order -> their layout (``None``: read the slow way, e.g. a
+#: name that repeats). Records of one producer share a few layouts; both maps are bounded,
+#: since names and values come from the wire.
+_LAYOUTS: dict[tuple[str, ...], _Layout | None] = {}
+_LAYOUTS_MAX = 64
+_KNOWN_MAX = 256
+_VARYING = frozenset({ID, TIME, PARTITIONKEY, TRACEPARENT})
+
+
+def _layout_of(names: tuple[str, ...]) -> _Layout | None:
+    read = [_READ_NAMES[name] if name in _READ_NAMES else _read_name(name) for name in names]
+    present = [key for key in read if key is not None]
+    layout = None
+    if len(set(present)) == len(present) and ID in present and TIME in present:
+        constant_at = [i for i, key in enumerate(read) if key is not None and key not in _VARYING]
+        layout = _Layout(
+            constants=operator.itemgetter(*constant_at) if constant_at else _nothing,
+            id_at=read.index(ID),
+            time_at=read.index(TIME),
+            partitionkey_at=read.index(PARTITIONKEY) if PARTITIONKEY in read else None,
+            traceparent_at=read.index(TRACEPARENT) if TRACEPARENT in read else None,
+            known={},
+        )
+    if len(_LAYOUTS) < _LAYOUTS_MAX:
+        _LAYOUTS[names] = layout
+    return layout
+
+
+def _nothing(headers: Sequence[Any]) -> tuple[()]:
+    return ()
+
+
+def _text_at(headers: Sequence[tuple[str, Any]], at: int | None) -> str | None:
+    if at is None:
+        return None
+    name, raw = headers[at]
+    if type(raw) is bytes:
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise MalformedHeaderError(name, "not valid UTF-8") from exc
+    return raw  # type: ignore[no-any-return]
+
+
 def from_headers(headers: Headers | None) -> EventEnvelope:
     """Rebuild an event's metadata from its headers, strictly.
 
     Raises :class:`MissingHeaderError` or :class:`MalformedHeaderError` (both
     :class:`EventHeaderError`) naming the header and the reason.
     """
+    if type(headers) is list:  # as confluent-kafka gives them
+        names = tuple([pair[0] for pair in headers])
+        layout = _LAYOUTS.get(names, _UNSEEN)
+        if layout is _UNSEEN:
+            layout = _layout_of(names)
+        if layout is not None:
+            assert isinstance(layout, _Layout)
+            constants = layout.constants(headers)
+            constant = layout.known.get(constants)
+            if constant is not None:
+                id_text = _text_at(headers, layout.id_at)
+                time_text = _text_at(headers, layout.time_at)
+                if id_text is not None and time_text is not None:
+                    return _envelope(
+                        constant,
+                        id_text,
+                        time_text,
+                        _text_at(headers, layout.partitionkey_at),
+                        _text_at(headers, layout.traceparent_at),
+                    )
+            envelope, constant = _read_all(headers)
+            if len(layout.known) < _KNOWN_MAX:
+                layout.known[constants] = constant
+            return envelope
+    return _read_all(headers)[0]
+
+
+def _read_all(headers: Headers | None) -> tuple[EventEnvelope, _Constant]:
+    """Every header read and checked; the envelope, and what of it is constant."""
     found = _header_map(headers)
     content_type = found.get(CONTENT_TYPE)
     if content_type and content_type.startswith(STRUCTURED_CONTENT_TYPE):
@@ -316,6 +410,34 @@ def from_headers(headers: Headers | None) -> EventEnvelope:
     if not minor.isdigit():
         raise MalformedHeaderError(MINORVERSION, f"not a non-negative integer: {minor!r}")
     id_text = _required(found, ID)
+    time_text = _required(found, TIME)
+    constant = _Constant(
+        # What a producer writes alike for all events of a type is validated once.
+        _constant_metadata(
+            _required(found, TYPE),
+            int(minor),
+            _required(found, SOURCE),
+            _required(found, SOURCEHOST),
+            _required(found, SOURCELIB),
+            _required(found, SPECVERSION),
+        ),
+        found.get(SENDER),
+        found.get(DATASCHEMA),
+        content_type,
+    )
+    envelope = _envelope(
+        constant, id_text, time_text, found.get(PARTITIONKEY), found.get(TRACEPARENT)
+    )
+    return envelope, constant
+
+
+def _envelope(
+    constant: _Constant,
+    id_text: str,
+    time_text: str,
+    partitionkey: str | None,
+    traceparent: str | None,
+) -> EventEnvelope:
     try:
         event_id = uuid_from_text(id_text)
     except ValueError:
@@ -323,31 +445,22 @@ def from_headers(headers: Headers | None) -> EventEnvelope:
             event_id = UUID(id_text)
         except ValueError:
             raise MalformedHeaderError(ID, "not a UUID") from None
-    time = _parse_time(_required(found, TIME)).astimezone(UTC)
-    # What a producer writes alike for all events of a type is validated once.
-    constant = _constant_metadata(
-        _required(found, TYPE),
-        int(minor),
-        _required(found, SOURCE),
-        _required(found, SOURCEHOST),
-        _required(found, SOURCELIB),
-        _required(found, SPECVERSION),
-    )
-    values = dict(constant.__dict__)
+    template = constant.metadata
+    values = dict(template.__dict__)
     values["id"] = event_id
-    values["time"] = time
+    values["time"] = _parse_time(time_text).astimezone(UTC)
     metadata = (
-        fill(EventMetadata, values, constant.__pydantic_fields_set__)
+        fill(EventMetadata, values, template.__pydantic_fields_set__)
         if FILLABLE
         else EventMetadata(**values)
     )
     return EventEnvelope(
-        metadata=metadata,
-        sender=found.get(SENDER),
-        partitionkey=found.get(PARTITIONKEY),
-        dataschema=found.get(DATASCHEMA),
-        traceparent=found.get(TRACEPARENT),
-        content_type=content_type,
+        metadata,
+        constant.sender,
+        partitionkey,
+        constant.dataschema,
+        traceparent,
+        constant.content_type,
     )
 
 

@@ -89,15 +89,18 @@ def connect_sqlite(
     return conn
 
 
-def connect_postgres(url: str, error: type[FlowbusError], *, autocommit: bool = True) -> Any:
-    """A psycopg 3 connection; a missing extra or a refused connection raises ``error``."""
+def connect_postgres(
+    url: str, error: type[FlowbusError], *, autocommit: bool = True, timeout: float = 10
+) -> Any:
+    """A psycopg 3 connection; a missing extra or a refused connection raises ``error``
+    (``timeout``: seconds to connect)."""
     try:
         import psycopg
     except ImportError as exc:
         raise error("PostgreSQL storage needs psycopg 3: pip install 'flowbus[postgres]'") from exc
     url = "postgresql" + url[url.index(":") :]
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, round(timeout)))
     except psycopg.Error as exc:
         raise error(f"cannot connect to {redact_database_url(url)}: {exc}") from None
 

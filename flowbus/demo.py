@@ -1,12 +1,14 @@
 """``flowbus demo``: show events travelling through a real broker and registry.
 
-Uses the broker and registry from the environment when set; otherwise starts the local
-stack for the demo and stops it afterwards (``--keep-stack`` leaves it running).
+Uses the broker and registry from the environment when set; otherwise the local stack:
+one that exists is started where it is not running and left running with its data; one the
+demo creates is removed afterwards (``--keep-stack`` leaves it running).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import uuid
@@ -32,9 +34,15 @@ def demo_stack(keep: bool) -> Iterator[tuple[str, str]]:
         yield settings.kafka_bootstrap_servers, settings.schema_registry_url
         return
     stack = devstack.LocalStack(settings.state_dir, settings.cache_dir)
-    already_running = stack.info() is not None and all(stack.health().values())
-    click.echo("starting the local Kafka broker and schema registry ..." if not already_running
-               else "reusing the running local stack")  # fmt: skip
+    # A stack that was there before is the user's, with their data: the demo starts what of
+    # it is not running and leaves it all running. Only one it created goes down after it.
+    existed = stack.info() is not None
+    if not existed:
+        click.echo("starting the local Kafka broker and schema registry ...")
+    elif all(stack.health().values()):
+        click.echo("reusing the running local stack")
+    else:
+        click.echo("starting what is not running of the local stack ...")
     info = stack.up()
     click.echo(
         f"Kafka {info.kafka_version} at {info.bootstrap_servers}, "
@@ -43,7 +51,7 @@ def demo_stack(keep: bool) -> Iterator[tuple[str, str]]:
     try:
         yield info.bootstrap_servers, info.schema_registry_url
     finally:
-        if not keep and not already_running:
+        if not keep and not existed:
             stack.down()
             click.echo("stopped the local stack (use --keep-stack to leave it running)")
 
@@ -57,8 +65,10 @@ def pipes_round_trip(bootstrap: str, registry_url: str) -> None:
     from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
+    from flowbus.demo_workflow import LIBRDKAFKA_LOG
+
     topic = f"flowbus-demo-pipes-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=LIBRDKAFKA_LOG)
     admin.create_topics([NewTopic(topic, 1)])[topic].result(30)
     schema = (
         '{"type": "record", "name": "Hello", "namespace": "org.flowbus.demo",'
@@ -67,11 +77,12 @@ def pipes_round_trip(bootstrap: str, registry_url: str) -> None:
     registry = SchemaRegistryClient({"url": registry_url})
     context = SerializationContext(topic, MessageField.VALUE)
     value = AvroSerializer(registry, schema)({"greeting": "hello, flowbus"}, context)
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap}, logger=LIBRDKAFKA_LOG)
     producer.produce(topic, value=value)
     producer.flush(30)
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest"}
+        {"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest"},
+        logger=LIBRDKAFKA_LOG,
     )
     consumer.subscribe([topic])
     try:
@@ -94,6 +105,10 @@ def pipes_round_trip(bootstrap: str, registry_url: str) -> None:
 @click.option("--keep-stack", is_flag=True, help="Leave a stack the demo started running.")
 def demo(keep_stack: bool) -> None:
     """Show events travelling through a real broker."""
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        # The story prints what the warnings would (the dead letter, say) in its place;
+        # errors still show, and -v or FLOWBUS_LOG_LEVEL brings the log back.
+        logging.getLogger("flowbus").setLevel(logging.ERROR)
     try:
         with demo_stack(keep_stack) as (bootstrap, registry_url):
             pipes_round_trip(bootstrap, registry_url)

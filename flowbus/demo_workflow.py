@@ -10,6 +10,8 @@ imported lazily: the core never imports them at module level.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import textwrap
 import threading
 import time
 import uuid
@@ -37,6 +39,9 @@ SIGNALS = (
     caluma.CASE_POST_COMPLETE,
 )
 TASKS = ("submit", "review", "decide")
+#: Where the demo's own Kafka clients log (as flowbus's do), instead of librdkafka's own
+#: ``%6|...`` lines on stderr in the middle of the story.
+LIBRDKAFKA_LOG = logging.getLogger("flowbus.librdkafka")
 
 
 @dataclasses.dataclass
@@ -168,10 +173,15 @@ def run_workflow_demo(cases: int = 3) -> None:
     for letter in _read_topic(f"{topic}.dlq", producer.config["bootstrap.servers"]):
         info = read_dead_letter_headers(letter.headers())
         click.echo(
-            f"[dlq]     {letter.topic()}@{letter.offset()}: {info['reason']} "
-            f"({info['error-type'].rsplit('.', 1)[-1]}: {info['error-message'][:80]}) "
-            f"from {info['original-topic']}[{info['original-partition']}]@{info['original-offset']}"
+            f"[dlq]     {letter.topic()}@{letter.offset()} <- {info['original-topic']}"
+            f"[{info['original-partition']}]@{info['original-offset']}: {info['reason']} "
+            f"({info['error-type'].rsplit('.', 1)[-1]})"
         )
+        # Wrapped, never cut: the reason is what a reader needs whole.
+        for line in textwrap.wrap(
+            info["error-message"], width=88, break_long_words=False, break_on_hyphens=False
+        ):
+            click.echo(f"          {line}")
     if len(ledger.received) != len(ledger.sent) or not identical or not in_order:
         raise click.ClickException("the workflow demo did not see every event arrive intact")
 
@@ -183,10 +193,12 @@ def _send_poison(bootstrap: str, topic: str) -> None:
     from flowbus import cloudevents
 
     metadata = caluma.WORK_ITEM_POST_COMPLETE.generate_signal_metadata()
-    raw = Producer({"bootstrap.servers": bootstrap})
+    raw = Producer({"bootstrap.servers": bootstrap}, logger=LIBRDKAFKA_LOG)
     raw.produce(
         topic,
-        value=b"\x00\x00\x00\x00\x07 this is not Avro",
+        # No framing header at all: undecodable whatever schemas the registry holds (a
+        # Confluent header naming an id could meet a real schema in a long-lived registry).
+        value=b"this is not Avro",
         headers=cloudevents.to_headers(metadata, sender="demo.Poison"),
     )
     raw.flush(30)
@@ -200,7 +212,8 @@ def _read_topic(topic: str, bootstrap: str, timeout: float = 10.0) -> list[Any]:
 
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"flowbus-demo-reader-{uuid.uuid4().hex}",
-         "auto.offset.reset": "earliest", "enable.auto.commit": False}
+         "auto.offset.reset": "earliest", "enable.auto.commit": False},
+        logger=LIBRDKAFKA_LOG,
     )  # fmt: skip
     consumer.subscribe([topic])
     records: list[Any] = []

@@ -295,6 +295,8 @@ def free_port() -> int:
 
 def ensure_port_free(port: int, what: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers bind: a port left in TIME_WAIT by a server that just died is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError as exc:
@@ -341,19 +343,25 @@ def _stop_pid(pid: int, timeout: float) -> None:
 
 def wait_until_ready(
     what: str,
-    process: subprocess.Popen[bytes],
+    process: subprocess.Popen[bytes] | int,
     log: Path,
     probe: Callable[[], bool],
     timeout: float,
 ) -> None:
-    """Poll ``probe`` until it answers; fail with the log's tail if the process exits first."""
+    """Poll ``probe`` until it answers; fail with the log's tail if the process exits first.
+
+    ``process`` is one this process started, or the pid of one an earlier ``up`` started.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        code = process.poll()
-        if code is not None:
+        if isinstance(process, int):
+            exited = "" if pid_alive(process) else "exited"
+        else:
+            code = process.poll()
+            exited = "" if code is None else f"exited with status {code}"
+        if exited:
             raise DevStackError(
-                f"{what} exited with status {code} while starting; last lines of {log}:\n"
-                f"{tail_log(log)}"
+                f"{what} {exited} while starting; last lines of {log}:\n{tail_log(log)}"
             )
         if probe():
             return
@@ -446,7 +454,12 @@ def _cluster_id() -> str:
 
 
 class LocalStack:
-    """Kafka + registry processes owned by one state directory."""
+    """Kafka + registry processes owned by one state directory.
+
+    The broker's log directory and the registry's database live in the state directory
+    too. :meth:`up` starts whatever is not running, on that data and on the ports recorded
+    the first time; :meth:`stop` keeps both; only :meth:`down` deletes them.
+    """
 
     def __init__(self, state_dir: Path, cache_dir: Path, *, die_with_parent: bool = False) -> None:
         self.state_dir = state_dir
@@ -455,6 +468,8 @@ class LocalStack:
         # without `down` (a crash, SIGKILL), so no JVM outlives its owner. Linux only.
         self.die_with_parent = die_with_parent
         self.state_file = state_dir / "stack.json"
+        self.kafka_data = state_dir / "kafka-data"
+        self.registry_data = state_dir / "registry-data"
         # Put on both command lines so `down` recognises its processes even after pid reuse.
         self.marker = f"-Dflowbus.devstack={state_dir.resolve()}"
 
@@ -477,16 +492,55 @@ class LocalStack:
             "registry": pid_alive(info.registry.pid) and registry_answers(info.schema_registry_url),
         }
 
+    def running(self, process: ProcessInfo) -> bool:
+        """Whether the recorded process is alive and still one of this stack's."""
+        return pid_alive(process.pid) and _pid_started_by(process.pid, self.marker)
+
     def up(
         self, *, kafka_port: int = 0, registry_port: int = 0, timeout: float = READY_TIMEOUT_S
     ) -> StackInfo:
-        """Start both servers (or return the running stack) and wait until both answer."""
-        existing = self.info()
-        if existing is not None:
-            if all(self.health().values()):
-                return existing
-            self.down()  # a half-dead stack: clean it up and start afresh
+        """Start what is not running and wait until both servers answer.
 
+        Never deletes data: a broker or registry that stopped or died starts again on its
+        data and its recorded port; one that runs is left alone (and waited for, if it does
+        not answer yet). The first ``up`` in a state directory creates both.
+        """
+        info = self.info()
+        if info is None:
+            return self._create(kafka_port, registry_port, timeout)
+        for asked, process in ((kafka_port, info.kafka), (registry_port, info.registry)):
+            if asked and asked != process.port:
+                raise DevStackError(
+                    f"the stack in {self.state_dir} runs its {process.name} on port "
+                    f"{process.port}; `flowbus dev down` (which deletes its data) before "
+                    f"choosing port {asked}"
+                )
+        started: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            if not self.running(info.kafka):
+                started["kafka"] = self._restart_kafka(info)
+                info.kafka.pid = started["kafka"].pid
+            if not self.running(info.registry):
+                started["registry"] = self._restart_registry(info)
+                info.registry.pid = started["registry"].pid
+            self.state_file.write_text(info.to_json())
+            self._wait_for_both(info, started.get("kafka"), started.get("registry"), timeout)
+        except BaseException:
+            for child in started.values():  # only what this call started: no data is lost
+                _stop_pid(child.pid, STOP_TIMEOUT_S)
+            raise
+        if "kafka" in started:
+            info.kafka_version = self._reported_kafka_version(Path(info.kafka.log)) or KAFKA_VERSION
+            self.state_file.write_text(info.to_json())
+        return info
+
+    def _create(self, kafka_port: int, registry_port: int, timeout: float) -> StackInfo:
+        for data in (self.kafka_data, self.registry_data):
+            if data.exists():
+                raise DevStackError(
+                    f"{data} holds the data of a stack whose {self.state_file} is gone; "
+                    f"`flowbus dev down` deletes it (or move it away)"
+                )
         for port, what in ((kafka_port, "Kafka"), (registry_port, "schema registry")):
             if port:
                 ensure_port_free(port, what)
@@ -495,14 +549,17 @@ class LocalStack:
         artifacts = fetch_artifacts(self.cache_dir)
 
         kafka_port = kafka_port or free_port()
-        controller_port = free_port()
         registry_port = registry_port or free_port()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        kafka = self._start_kafka(kafka_java, artifacts, kafka_port, controller_port)
         try:
-            registry = self._start_registry(registry_java, artifacts, registry_port)
+            kafka = self._start_kafka(kafka_java, artifacts, kafka_port, free_port())
+            try:
+                registry = self._start_registry(registry_java, artifacts, registry_port)
+            except BaseException:
+                _stop_pid(kafka.pid, STOP_TIMEOUT_S)
+                raise
         except BaseException:
-            _stop_pid(kafka.pid, STOP_TIMEOUT_S)
+            self.down()  # nothing was recorded yet: remove the fresh, empty data
             raise
         info = StackInfo(
             bootstrap_servers=f"{HOST}:{kafka_port}",
@@ -517,20 +574,7 @@ class LocalStack:
         )
         self.state_file.write_text(info.to_json())
         try:
-            wait_until_ready(
-                f"Kafka {KAFKA_VERSION}",
-                kafka,
-                Path(info.kafka.log),
-                lambda: kafka_answers(info.bootstrap_servers),
-                timeout,
-            )
-            wait_until_ready(
-                f"Apicurio Registry {REGISTRY_VERSION}",
-                registry,
-                Path(info.registry.log),
-                lambda: registry_answers(info.schema_registry_url),
-                timeout,
-            )
+            self._wait_for_both(info, kafka, registry, timeout)
         except BaseException:
             self.down()
             raise
@@ -538,18 +582,40 @@ class LocalStack:
         self.state_file.write_text(info.to_json())
         return info
 
+    def _wait_for_both(
+        self,
+        info: StackInfo,
+        kafka: subprocess.Popen[bytes] | None,
+        registry: subprocess.Popen[bytes] | None,
+        timeout: float,
+    ) -> None:
+        """Wait until both answer; a server started earlier is watched by its pid."""
+        wait_until_ready(
+            f"Kafka {KAFKA_VERSION}",
+            kafka or info.kafka.pid,
+            Path(info.kafka.log),
+            lambda: kafka_answers(info.bootstrap_servers),
+            timeout,
+        )
+        wait_until_ready(
+            f"Apicurio Registry {REGISTRY_VERSION}",
+            registry or info.registry.pid,
+            Path(info.registry.log),
+            lambda: registry_answers(info.schema_registry_url),
+            timeout,
+        )
+
     def _start_kafka(
         self, java: Java, artifacts: Artifacts, port: int, controller_port: int
     ) -> subprocess.Popen[bytes]:
-        data_dir = self.state_dir / "kafka-data"
-        shutil.rmtree(data_dir, ignore_errors=True)
+        """Format fresh storage for a broker on these ports, then run it."""
         properties = self.state_dir / "server.properties"
-        properties.write_text(kafka_properties(data_dir, port, controller_port))
+        properties.write_text(kafka_properties(self.kafka_data, port, controller_port))
         log4j = self.state_dir / "log4j2.yaml"
         log4j.write_text(_LOG4J2)
         classpath = f"{artifacts.kafka_classpath}/*"
         log = self.state_dir / "kafka.log"
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             formatted = subprocess.run(
                 [str(java.path), "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}",
                  "kafka.tools.StorageTool", "format", "--standalone",
@@ -561,6 +627,28 @@ class LocalStack:
                 f"formatting Kafka storage failed; last lines of {log}:\n{tail_log(log)}"
             )
         return self._spawn_kafka(java, artifacts)
+
+    def _restart_kafka(self, info: StackInfo) -> subprocess.Popen[bytes]:
+        """Run the recorded broker again: its data, its port and its controller port."""
+        controller_port = self._controller_port()
+        ensure_port_free(info.kafka.port, "Kafka")
+        ensure_port_free(controller_port, "Kafka controller")
+        java = find_java(KAFKA_MIN_JAVA, f"Apache Kafka {KAFKA_VERSION}")
+        artifacts = fetch_artifacts(self.cache_dir)
+        if not (self.kafka_data / "meta.properties").is_file():  # the data was removed
+            return self._start_kafka(java, artifacts, info.kafka.port, controller_port)
+        return self._spawn_kafka(java, artifacts)
+
+    def _controller_port(self) -> int:
+        properties = self.state_dir / "server.properties"
+        try:
+            text = properties.read_text()
+        except OSError as exc:
+            raise DevStackError(f"cannot read {properties} ({exc}); `flowbus dev down`") from exc
+        match = re.search(r"^controller\.quorum\.bootstrap\.servers=.*:(\d+)$", text, re.M)
+        if not match:
+            raise DevStackError(f"{properties} names no controller port; `flowbus dev down`")
+        return int(match.group(1))
 
     def _spawn_kafka(self, java: Java, artifacts: Artifacts) -> subprocess.Popen[bytes]:
         """Run the broker on the formatted storage and the properties in the state dir."""
@@ -581,7 +669,7 @@ class LocalStack:
         The registry keeps running; :meth:`start_kafka` brings the same broker back.
         """
         info = self._require_info("stop_kafka")
-        if pid_alive(info.kafka.pid) and _pid_started_by(info.kafka.pid, self.marker):
+        if self.running(info.kafka):
             _stop_pid(info.kafka.pid, timeout)
         if pid_alive(info.kafka.pid):
             raise DevStackError(f"Kafka (pid {info.kafka.pid}) did not stop")
@@ -589,32 +677,27 @@ class LocalStack:
     def start_kafka(self, timeout: float = READY_TIMEOUT_S) -> StackInfo:
         """Restart a broker stopped by :meth:`stop_kafka`: same data, same ports.
 
-        Waits until it answers; returns the stack with the broker's new pid (also recorded
-        in the state file, so that :meth:`down` stops it).
+        :meth:`up` does the work (so a registry that is not running starts too). Returns
+        the stack with the broker's new pid, also recorded in the state file.
         """
         info = self._require_info("start_kafka")
-        if pid_alive(info.kafka.pid) and _pid_started_by(info.kafka.pid, self.marker):
+        if self.running(info.kafka):
             raise DevStackError(f"Kafka is still running (pid {info.kafka.pid}); stop it first")
-        if not (self.state_dir / "kafka-data").is_dir():
+        if not self.kafka_data.is_dir():
             raise DevStackError(f"no Kafka data in {self.state_dir}; start the stack with up()")
-        java = find_java(KAFKA_MIN_JAVA, f"Apache Kafka {KAFKA_VERSION}")
-        kafka = self._spawn_kafka(java, fetch_artifacts(self.cache_dir))
-        info.kafka.pid = kafka.pid
-        self.state_file.write_text(info.to_json())
-        wait_until_ready(
-            f"Kafka {KAFKA_VERSION}",
-            kafka,
-            Path(info.kafka.log),
-            lambda: kafka_answers(info.bootstrap_servers),
-            timeout,
-        )
-        return info
+        return self.up(timeout=timeout)
 
     def _require_info(self, action: str) -> StackInfo:
         info = self.info()
         if info is None:
             raise DevStackError(f"{action}: no stack was started in {self.state_dir}")
         return info
+
+    def _restart_registry(self, info: StackInfo) -> subprocess.Popen[bytes]:
+        """Run the recorded registry again: its database, its port."""
+        ensure_port_free(info.registry.port, "schema registry")
+        java = find_java(REGISTRY_MIN_JAVA, f"Apicurio Registry {REGISTRY_VERSION}")
+        return self._start_registry(java, fetch_artifacts(self.cache_dir), info.registry.port)
 
     def _start_registry(
         self, java: Java, artifacts: Artifacts, port: int
@@ -626,7 +709,17 @@ class LocalStack:
             # The management interface (health, metrics) is compiled in and would listen on
             # 0.0.0.0:9000, shared by every stack: keep it on loopback and a port of its own.
             f"-Dquarkus.management.host={HOST}",
-            f"-Dquarkus.management.port={management_port}", self.marker,
+            f"-Dquarkus.management.port={management_port}",
+            # Apicurio's SQL storage on an H2 database in a file, instead of its default
+            # in-memory one: schemas and their ids survive a restart, as in a real
+            # registry. (Why not KafkaSQL: README, "A local broker and registry".) H2 keeps
+            # no log and writes committed changes within WRITE_DELAY (500 ms by default): a
+            # registry killed meanwhile lost the schema it had just registered. 0 writes
+            # them at commit.
+            "-Dapicurio.storage.kind=sql", "-Dapicurio.storage.sql.kind=h2",
+            "-Dapicurio.datasource.url=jdbc:h2:file:"
+            f"{self.registry_data / 'registry'};WRITE_DELAY=0",
+            self.marker,
             "-jar", str(artifacts.registry_jar),
         ]  # fmt: skip
         return self._spawn(command, self.state_dir / "registry.log", cwd=self.state_dir)
@@ -645,21 +738,29 @@ class LocalStack:
 
     @staticmethod
     def _reported_kafka_version(log: Path) -> str | None:
-        match = re.search(r"Kafka version: (\S+)", log.read_text(errors="replace"))
-        return match.group(1) if match else None
+        found = re.findall(r"Kafka version: (\S+)", log.read_text(errors="replace"))
+        return found[-1] if found else None
 
-    def down(self, timeout: float = STOP_TIMEOUT_S) -> list[str]:
-        """Stop exactly the processes this state dir started; returns what was stopped."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> list[str]:
+        """Stop exactly the processes this state dir started, keeping the stack's data and
+        ports for the next :meth:`up`; returns what was stopped."""
         info = self.info()
         if info is None:
             return []
         stopped = []
-        for proc in (info.registry, info.kafka):
-            if pid_alive(proc.pid) and _pid_started_by(proc.pid, self.marker):
-                _stop_pid(proc.pid, timeout)
-                stopped.append(f"{proc.name} (pid {proc.pid})")
+        for process in (info.registry, info.kafka):
+            if self.running(process):
+                _stop_pid(process.pid, timeout)
+                stopped.append(f"{process.name} (pid {process.pid})")
+        return stopped
+
+    def down(self, timeout: float = STOP_TIMEOUT_S) -> list[str]:
+        """Stop the stack and delete its data (topics and schemas together, so no record
+        outlives its schema); returns what was stopped."""
+        stopped = self.stop(timeout)
         self.state_file.unlink(missing_ok=True)
-        shutil.rmtree(self.state_dir / "kafka-data", ignore_errors=True)
+        for data in (self.kafka_data, self.registry_data):
+            shutil.rmtree(data, ignore_errors=True)
         return stopped
 
     def running_pids(self) -> list[int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flowbus import devstack
+from flowbus.json_output import echo_json
 from flowbus.settings import get_settings
 
 
@@ -57,19 +58,26 @@ def fetch() -> None:
 @click.option("--timeout", type=float, default=devstack.READY_TIMEOUT_S, show_default=True)
 @_compose_option
 def up(kafka_port: int, registry_port: int, timeout: float, compose_file: Path | None) -> None:
-    """Start (or reuse) the stack; print shell lines to `eval`."""
+    """Start what of the stack is not running (never deleting data); print lines to `eval`."""
     try:
         if compose_file:
             devstack.compose(compose_file, "up", "-d", "--wait")
             bootstrap, registry = devstack.COMPOSE_BOOTSTRAP, devstack.COMPOSE_REGISTRY_URL
         else:
             started = time.monotonic()
-            info = _stack().up(kafka_port=kafka_port, registry_port=registry_port, timeout=timeout)
+            stack = _stack()
+            before = stack.info()
+            info = stack.up(kafka_port=kafka_port, registry_port=registry_port, timeout=timeout)
             bootstrap, registry = info.bootstrap_servers, info.schema_registry_url
+            kafka = _fate("Kafka", info.kafka_version, info.kafka, before.kafka if before else None)
+            registry_fate = _fate(
+                "Apicurio Registry",
+                info.registry_version,
+                info.registry,
+                before.registry if before else None,
+            )
             click.echo(
-                f"# Kafka {info.kafka_version} (pid {info.kafka.pid}) and Apicurio Registry "
-                f"{info.registry_version} (pid {info.registry.pid}) ready "
-                f"in {time.monotonic() - started:.1f}s",
+                f"# {kafka}, {registry_fate}; ready in {time.monotonic() - started:.1f}s",
                 err=True,
             )
     except devstack.DevStackError as exc:
@@ -78,10 +86,35 @@ def up(kafka_port: int, registry_port: int, timeout: float, compose_file: Path |
     click.echo(f"export SCHEMA_REGISTRY_URL={registry}")
 
 
+def _fate(
+    name: str,
+    version: str,
+    process: devstack.ProcessInfo,
+    before: devstack.ProcessInfo | None,
+) -> str:
+    """What `up` did with one server: started it, or found it running."""
+    if before is None:
+        return f"{name} {version} started (pid {process.pid}, port {process.port})"
+    if before.pid == process.pid:
+        return f"{name} {version} already running (pid {process.pid}, port {process.port})"
+    return f"{name} {version} restarted on its data (pid {process.pid}, port {process.port})"
+
+
+@dev.command()
+def stop() -> None:
+    """Stop the stack's processes, keeping its data and ports for the next `up`."""
+    stack = _stack()
+    try:
+        stopped = stack.stop()
+    except devstack.DevStackError as exc:
+        _fail(exc)
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running", err=True)
+
+
 @dev.command()
 @_compose_option
 def down(compose_file: Path | None) -> None:
-    """Stop exactly the processes `up` started."""
+    """Stop exactly the processes `up` started and delete the stack's data."""
     try:
         if compose_file:
             devstack.compose(compose_file, "down", "-v")
@@ -96,7 +129,13 @@ def down(compose_file: Path | None) -> None:
 
 
 @dev.command()
-def status() -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object: {"kafka": {"address", "up"}, "registry": {"address", "up"}}.',
+)
+def status(as_json: bool) -> None:
     """Exit 0 only when the broker and the registry both answer."""
     settings = get_settings()
     stack = _stack()
@@ -113,8 +152,16 @@ def status() -> None:
     else:
         click.echo('no stack: run `eval "$(flowbus dev up)"`', err=True)
         sys.exit(1)
-    click.echo(f"kafka     {bootstrap:45} {'up' if health['kafka'] else 'DOWN'}")
-    click.echo(f"registry  {registry:45} {'up' if health['registry'] else 'DOWN'}")
+    if as_json:
+        echo_json(
+            {
+                "kafka": {"address": bootstrap, "up": health["kafka"]},
+                "registry": {"address": registry, "up": health["registry"]},
+            }
+        )
+    else:
+        click.echo(f"kafka     {bootstrap:45} {'up' if health['kafka'] else 'DOWN'}")
+        click.echo(f"registry  {registry:45} {'up' if health['registry'] else 'DOWN'}")
     sys.exit(0 if all(health.values()) else 1)
 
 

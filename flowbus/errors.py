@@ -251,6 +251,10 @@ class TopicNotFoundError(FlowbusError):
         self.topic = topic
 
 
+class TopicReadError(FlowbusError):
+    """A topic could not be read (``flowbus tail``): the broker unreachable, or a read error."""
+
+
 class OffsetReplayError(FlowbusError):
     """A consumer group's offsets could not be read, planned or moved; the message says why."""
 

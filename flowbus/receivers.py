@@ -15,6 +15,8 @@ it::
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any, TypeVar
@@ -71,9 +73,12 @@ def import_receiver_modules(modules: Iterable[str] | None = None) -> list[Module
 
     Defaults to the ``FLOWBUS_RECEIVER_MODULES`` setting. Any failure while importing one
     (missing module, error inside it) raises :class:`~flowbus.errors.ConfigurationError`
-    naming the module, so a worker never starts without its receivers.
+    naming the module, so a worker never starts without its receivers. Modules of the
+    current directory are found, as with ``python -m`` (installed ones come first).
     """
     names = list(get_settings().receiver_modules if modules is None else modules)
+    if names and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     imported = []
     for name in names:
         try:

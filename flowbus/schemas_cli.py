@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from collections.abc import Iterable
@@ -13,6 +14,7 @@ import click
 from flowbus.avro.catalog import DEFAULT_MODE, SchemaCatalog, default_schemas_dir
 from flowbus.avro.compat import CompatibilityMode, check_compatibility
 from flowbus.errors import FlowbusError, InvalidSchemaError, SchemaRegistryError
+from flowbus.json_output import echo_json
 
 DEFAULT_SIGNAL_MODULES = ("flowbus.catalog",)
 
@@ -101,7 +103,13 @@ def generate(directory: Path | None, modules: tuple[str, ...], mode: str) -> Non
 @_dir_option
 @_module_option
 @_mode_option
-def check(directory: Path | None, modules: tuple[str, ...], mode: str) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: ok, the counts and every problem (event_type, path, rule, message).",
+)
+def check(directory: Path | None, modules: tuple[str, ...], mode: str, as_json: bool) -> None:
     """Exit 1 when a catalog file is stale or a version breaks the compatibility mode.
 
     Each problem names the event type, the field and the rule.
@@ -112,12 +120,27 @@ def check(directory: Path | None, modules: tuple[str, ...], mode: str) -> None:
         problems = catalog.check(signals, CompatibilityMode(mode))
     except FlowbusError as exc:
         raise click.ClickException(str(exc)) from exc
+    versions = sum(len(catalog.versions(t)) for t in catalog.event_types())
+    if as_json:
+        echo_json(
+            {
+                "ok": not problems,
+                "directory": str(catalog.directory),
+                "mode": mode,
+                "event_types": len(catalog.event_types()),
+                "versions": versions,
+                "signals": len(signals),
+                "problems": [dataclasses.asdict(problem) for problem in problems],
+            }
+        )
+        if problems:
+            raise SystemExit(1)
+        return
     if problems:
         for problem in problems:
             click.echo(str(problem))
         click.echo(f"{len(problems)} problem(s) in {catalog.directory} (mode {mode})", err=True)
         raise SystemExit(1)
-    versions = sum(len(catalog.versions(t)) for t in catalog.event_types())
     click.echo(
         f"{catalog.directory}: {len(catalog.event_types())} event types, {versions} versions, "
         f"{len(signals)} signals up to date, {mode} compatible"

@@ -83,6 +83,16 @@ class FlowbusSettings(BaseSettings):
     schemas_dir: Path | None = None
 
 
+def env_var_name(field: str) -> str:
+    """The environment variable of a :class:`FlowbusSettings` field (its first alias, or
+    ``FLOWBUS_<FIELD>``): ``kafka_bootstrap_servers`` -> ``KAFKA_BOOTSTRAP_SERVERS``."""
+    alias = FlowbusSettings.model_fields[field].validation_alias
+    choices = getattr(alias, "choices", None)
+    if choices:
+        return str(choices[0])
+    return f"FLOWBUS_{field.upper()}"
+
+
 @functools.cache
 def get_settings() -> FlowbusSettings:
     """The process-wide settings, read once. Tests call ``get_settings.cache_clear()``."""

@@ -211,6 +211,9 @@ class WorkflowSignal:
 
         self._receivers: tuple[Receiver, ...] = ()
         self._receivers_lock = threading.Lock()
+        # The receivers per sender name, for the receivers tuple they were picked from.
+        self._matched: tuple[tuple[Receiver, ...], dict[str | None, tuple[ReceiverFunction, ...]]]
+        self._matched = ((), {})
         self._enabled = True
         self._allow_send_event_failure = False
 
@@ -639,11 +642,24 @@ class WorkflowSignal:
         return self._matching(sender_name(sender)) if self._enabled else ()
 
     def _matching(self, name: str | None) -> tuple[ReceiverFunction, ...]:
-        return tuple(
-            receiver.function
-            for receiver in self._receivers
-            if receiver.sender_name is None or receiver.sender_name == name
-        )
+        receivers, matched = self._matched
+        if receivers is not self._receivers:
+            receivers = self._receivers
+            matched = {}
+            self._matched = (receivers, matched)
+        found = matched.get(name)
+        if found is None:
+            found = tuple(
+                receiver.function
+                for receiver in receivers
+                if receiver.sender_name is None or receiver.sender_name == name
+            )
+            if len(matched) < _MATCHED_MAX:  # sender names come from the wire
+                matched[name] = found
+        return found
+
+
+_MATCHED_MAX = 256
 
 
 def callable_name(function: ReceiverFunction) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import json
 import types
 from collections.abc import Iterable
 from enum import Enum
@@ -17,6 +16,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import click
 from pydantic import BaseModel, JsonValue
 
+from flowbus.errors import SenderValidationError
+from flowbus.json_output import echo_json
 from flowbus.signals import WorkflowSignal
 
 __all__ = ["describe_type", "signals"]
@@ -149,7 +150,7 @@ def list_signals(as_json: bool, modules: tuple[str, ...]) -> None:
     _load(modules)
     found = sorted(WorkflowSignal.all_signals(), key=lambda s: s.event_type)
     if as_json:
-        click.echo(json.dumps([_summary(s) for s in found], indent=2))
+        echo_json([_summary(s) for s in found], indent=2)
         return
     width = max((len(s.event_type) for s in found), default=10)
     key_width = max((len(s.key_path or "-") for s in found), default=8)
@@ -161,15 +162,10 @@ def list_signals(as_json: bool, modules: tuple[str, ...]) -> None:
         )
 
 
-@signals.command("show")
-@click.argument("event_type")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the Avro schema).")
-@_IMPORT_OPTION
-def show_signal(event_type: str, as_json: bool, modules: tuple[str, ...]) -> None:
-    """Show one signal: its data fields and their types, key path and minor version."""
+def _find(event_type: str, modules: Iterable[str]) -> WorkflowSignal:
     _load(modules)
     try:
-        signal = WorkflowSignal.get_signal_by_type(event_type)
+        return WorkflowSignal.get_signal_by_type(event_type)
     except KeyError:
         known = [s.event_type for s in WorkflowSignal.all_signals()]
         close = difflib.get_close_matches(event_type, known, n=3)
@@ -178,9 +174,18 @@ def show_signal(event_type: str, as_json: bool, modules: tuple[str, ...]) -> Non
             f"no signal with event type '{event_type}'.{hint} "
             "(`flowbus signals list` shows them all)"
         ) from None
+
+
+@signals.command("show")
+@click.argument("event_type")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the Avro schema).")
+@_IMPORT_OPTION
+def show_signal(event_type: str, as_json: bool, modules: tuple[str, ...]) -> None:
+    """Show one signal: its data fields and their types, key path and minor version."""
+    signal = _find(event_type, modules)
     details = _details(signal)
     if as_json:
-        click.echo(json.dumps(details, indent=2))
+        echo_json(details, indent=2)
         return
     click.echo(signal.event_type)
     if signal.doc:
@@ -191,3 +196,24 @@ def show_signal(event_type: str, as_json: bool, modules: tuple[str, ...]) -> Non
     for field in details["fields"]:
         click.echo(f"    {field['name']}: {field['type']}")
         _echo_nested(field["nested"], 6)
+
+
+@signals.command("example")
+@click.argument("event_type")
+@_IMPORT_OPTION
+def example_signal(event_type: str, modules: tuple[str, ...]) -> None:
+    """Print a valid JSON payload of EVENT_TYPE's data, for `flowbus produce --data`.
+
+    Every argument and field is filled (optional ones too) with a value of its type that
+    honours its constraints; the payload is checked with the signal's validation first.
+    """
+    from flowbus.signal_examples import example_payload
+
+    signal = _find(event_type, modules)
+    try:
+        payload = example_payload(signal)
+    except SenderValidationError as exc:
+        raise click.ClickException(
+            f"could not build a valid example ({exc}); see `flowbus signals show {event_type}`"
+        ) from None
+    echo_json(payload, indent=2)

@@ -11,6 +11,7 @@ import click
 from pydantic_settings import SettingsError
 
 from flowbus.errors import FlowbusError
+from flowbus.json_output import echo_json
 from flowbus.settings import get_settings
 
 
@@ -33,8 +34,19 @@ def _load_data(data: str) -> dict[str, Any]:
 @click.option("--topic", help="Topic (default: the routes in FLOWBUS_PRODUCER_CONFIG).")
 @click.option("--key", help="Record key (default: the value at the signal's key path).")
 @click.option("--sender", help="Sender name carried in the ce_sender header.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per topic: topic, partition, offset, event_id, event_type, key.",
+)
 def produce(
-    event_type: str, data: str, topic: str | None, key: str | None, sender: str | None
+    event_type: str,
+    data: str,
+    topic: str | None,
+    key: str | None,
+    sender: str | None,
+    as_json: bool,
 ) -> None:
     """Validate an event against its signal, send it, print where it landed."""
     import flowbus.catalog  # noqa: F401  (registers the catalog's signals)
@@ -81,6 +93,18 @@ def produce(
                     signal, metadata, validated, topic=route_topic, key=route_key, sender=sender
                 )
                 assert report is not None  # synchronous mode always reports
+                if as_json:
+                    echo_json(
+                        {
+                            "topic": report.topic,
+                            "partition": report.partition,
+                            "offset": report.offset,
+                            "event_id": report.event_id,
+                            "event_type": event_type,
+                            "key": route_key,
+                        }
+                    )
+                    continue
                 click.echo(
                     f"{report.topic}[{report.partition}]@{report.offset} "
                     f"id={report.event_id} key={route_key}"

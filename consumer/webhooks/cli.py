@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -16,13 +20,17 @@ from flowbus.errors import (
     ReceiversAbandonedError,
     URLResolutionError,
 )
+from flowbus.json_output import echo_json
 
 from ..cli_params import EXIT_RECEIVERS_ABANDONED, metrics_options
 from .matching import filters_to_json
-from .models import Attempt, Delivery, DeliveryStatus, RetryPolicy, Subscription
+from .models import Attempt, Delivery, DeliveryStatus, RetryPolicy, Subscription, utc_now
 from .signing import generate_secret
 from .ssrf import SSRFPolicy, check_url
 from .store import WebhookStore, default_database_url
+
+if TYPE_CHECKING:
+    from .delivery import DeliveryEngine
 
 __all__ = ["listener", "webhooks"]
 
@@ -42,9 +50,12 @@ def _errors() -> Iterator[None]:
 
 
 @contextmanager
-def _store(ctx: click.Context) -> Iterator[WebhookStore]:
+def _store(ctx: click.Context, *, create: bool = False) -> Iterator[WebhookStore]:
+    """The webhook store; only commands that add subscriptions ``create`` a database."""
     with _errors():
-        store = WebhookStore.open(ctx.find_root().meta.get("flowbus.webhooks.database"))
+        store = WebhookStore.open(
+            ctx.find_root().meta.get("flowbus.webhooks.database"), create=create
+        )
         try:
             yield store
         finally:
@@ -56,7 +67,7 @@ def _time(value: datetime | None) -> str:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
+    echo_json(value, indent=2)
 
 
 def subscription_dict(sub: Subscription, *, show_secret: bool = False) -> dict[str, Any]:
@@ -86,8 +97,13 @@ def subscription_dict(sub: Subscription, *, show_secret: bool = False) -> dict[s
     return data
 
 
-def delivery_dict(delivery: Delivery) -> dict[str, Any]:
-    """A delivery as JSON (without its body)."""
+def delivery_dict(delivery: Delivery, now: datetime | None = None) -> dict[str, Any]:
+    """A delivery as JSON (without its body).
+
+    While an attempt runs, ``in_flight`` names it (number, start, lease end) and
+    ``next_attempt_at`` is null: the lease end is not a scheduled attempt.
+    """
+    in_flight = delivery.in_flight(now or utc_now())
     return {
         "id": delivery.id,
         "subscription_id": delivery.subscription_id,
@@ -95,8 +111,15 @@ def delivery_dict(delivery: Delivery) -> dict[str, Any]:
         "event_type": delivery.event_type,
         "status": delivery.status.value,
         "attempts": delivery.attempts,
+        "in_flight": {
+            "attempt": delivery.attempts + 1,
+            "since": _time(delivery.updated_at),
+            "lease_until": _time(delivery.claimed_until),
+        }
+        if in_flight
+        else None,
         "next_attempt_at": _time(delivery.next_attempt_at)
-        if delivery.status is DeliveryStatus.PENDING
+        if delivery.status is DeliveryStatus.PENDING and not in_flight
         else None,
         "last_status_code": delivery.last_status_code,
         "last_error": delivery.last_error,
@@ -205,7 +228,7 @@ def _check_before_adding(url: str, no_check: bool) -> None:
 def _create_and_print(
     ctx: click.Context, subscriptions: Sequence[Subscription], as_json: bool
 ) -> None:
-    with _store(ctx) as store:
+    with _store(ctx, create=True) as store:
         for sub in subscriptions:
             store.add_subscription(sub)
     if as_json:
@@ -464,14 +487,30 @@ def list_deliveries(
     if not rows:
         click.echo("no deliveries")
         return
+    now = utc_now()
     for d in rows:
-        extra = f"  next {_time(d.next_attempt_at)}" if d.status is DeliveryStatus.PENDING else ""
         failed = d.last_error and d.status is not DeliveryStatus.DELIVERED
         error = f"  {d.last_error}" if failed else ""
         click.echo(
-            f"{d.id}  {d.status.value:<9}  attempts {d.attempts}  {d.subscription_id}  "
-            f"{d.event_type} {d.event_id}{extra}{error}"
+            f"{d.id}  {_status_text(d, now):<9}  attempts {d.attempts}  {d.subscription_id}  "
+            f"{d.event_type} {d.event_id}{_schedule_text(d, now)}{error}"
         )
+
+
+def _status_text(delivery: Delivery, now: datetime) -> str:
+    return "in flight" if delivery.in_flight(now) else delivery.status.value
+
+
+def _schedule_text(delivery: Delivery, now: datetime) -> str:
+    """When the next attempt comes, or since when the current one runs."""
+    if delivery.in_flight(now):
+        return (
+            f"  attempt {delivery.attempts + 1} since {_time(delivery.updated_at)} "
+            f"(lease until {_time(delivery.claimed_until)})"
+        )
+    if delivery.status is DeliveryStatus.PENDING:
+        return f"  next {_time(delivery.next_attempt_at)}"
+    return ""
 
 
 @deliveries.command("show")
@@ -485,6 +524,8 @@ def show_delivery(ctx: click.Context, delivery_id: str, show_body: bool, as_json
         delivery = store.get_delivery(delivery_id)
         attempts = store.list_attempts(delivery_id)
     data = delivery_dict(delivery)
+    if not as_json:
+        data["status"] = _status_text(delivery, utc_now())
     data["attempt_log"] = [attempt_dict(a) for a in attempts]
     if show_body:
         data["body"] = json.loads(delivery.body)
@@ -494,6 +535,8 @@ def show_delivery(ctx: click.Context, delivery_id: str, show_body: bool, as_json
     for key, value in data.items():
         if key in ("attempt_log", "body"):
             continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items())
         click.echo(f"{key + ':':<18} {'-' if value is None else value}")
     for a in attempts:
         code = f" HTTP {a.status_code}" if a.status_code is not None else ""
@@ -570,8 +613,9 @@ def serve(
 
     Each consumed event is matched against the enabled subscriptions and its deliveries are
     stored before the offset is; attempts, retries and re-drives run alongside. Exits 0
-    after SIGTERM/SIGINT (attempts in flight finish, pending retries stay in the database),
-    2 when the configuration is invalid.
+    after SIGTERM/SIGINT (attempts in flight finish, pending retries stay in the database;
+    a second signal abandons the attempts to their leases), 2 when the configuration is
+    invalid.
     """
     from flowbus.settings import get_settings
 
@@ -610,6 +654,13 @@ def serve(
         f"(database {store.display_url})",
         err=True,
     )
+    # The worker handles the first SIGTERM/SIGINT while it runs; a signal after it
+    # returned (while attempts finish) lands here.
+    abandon = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: abandon.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         stats = worker.run()
     except ReceiversAbandonedError as exc:
@@ -617,6 +668,9 @@ def serve(
         raise SystemExit(EXIT_RECEIVERS_ABANDONED) from None
     finally:
         forwarder.disconnect()
+        _finish_attempts(engine, abandon)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         engine.stop()
         if metrics is not None:
             metrics.close()
@@ -625,6 +679,42 @@ def serve(
         f"stopped: {stats.handled} events handled, {stats.dead_lettered} dead-lettered",
         err=True,
     )
+
+
+def _finish_attempts(engine: DeliveryEngine, abandon: threading.Event) -> None:
+    """Let the attempts in flight finish, saying which and until when; ``abandon`` (a
+    second signal) exits at once, leaving them to their leases."""
+    running = engine.stop_dispatching()
+    if not running:
+        return
+    latest = max(a.times_out_at for a in running)
+    click.echo(
+        f"waiting for {len(running)} webhook attempt(s) in flight (their timeouts end "
+        f"them by about {_time(latest)}); SIGTERM/SIGINT again abandons them:",
+        err=True,
+    )
+    for attempt in running:
+        click.echo(
+            f"  delivery {attempt.delivery_id} (event {attempt.event_id}, subscription "
+            f"{attempt.subscription_id}) since {_time(attempt.started_at)}, "
+            f"times out {_time(attempt.times_out_at)}",
+            err=True,
+        )
+    while not engine.wait_for_attempts(timeout=0.2):
+        if abandon.is_set():
+            left = engine.attempts_in_flight()
+            until = max(a.lease_until for a in left) if left else latest
+            click.echo(
+                f"abandoned {len(left)} webhook attempt(s): each delivery stays pending and "
+                f"its lease makes it due again for the next worker (by {_time(until)})",
+                err=True,
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Their threads block in HTTP calls that cannot be interrupted, and the
+            # interpreter would join them at exit: leave without waiting. The offsets are
+            # committed and every delivery is in the database.
+            os._exit(0)
 
 
 @webhooks.command()

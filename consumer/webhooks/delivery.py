@@ -11,9 +11,10 @@ the Kafka offset. Everything after that runs in the engine's own threads:
   subscriber occupies a few slots and never holds up the others;
 * an attempt checks the URL against the SSRF policy, signs the CloudEvent body (Standard
   Webhooks), posts it over the pinned, pooled client and records the outcome;
-* failures retry with exponential backoff and jitter (``Retry-After`` is honoured up to
-  the subscription's maximum backoff) until the retry budget is spent; the schedule lives
-  in the store, so a restarted engine picks up pending retries where the last one stopped.
+* failures retry with exponential backoff and jitter (``Retry-After`` is a minimum wait,
+  counted up to the subscription's maximum backoff) until the retry budget is spent; the
+  schedule lives in the store, so a restarted engine picks up pending retries where the
+  last one stopped.
 
 Retried: 5xx, 408, 425, 429, timeouts, connection errors and DNS failures. Not retried:
 other statuses outside 2xx (redirects are never followed), and SSRF-blocked targets
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
     from .metrics import DeliveryMetrics
     from .store import WebhookStore
 
-__all__ = ["RETRYABLE_STATUSES", "DeliveryEngine", "EngineLimits"]
+__all__ = ["RETRYABLE_STATUSES", "AttemptInFlight", "DeliveryEngine", "EngineLimits"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,22 @@ class EngineLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptInFlight:
+    """An attempt the engine is running: what, since when, until when at the latest.
+
+    ``times_out_at``: when the subscription's timeout ends it; ``lease_until``: when another
+    worker may attempt the delivery again if this one is abandoned.
+    """
+
+    delivery_id: str
+    event_id: str
+    subscription_id: str
+    started_at: datetime
+    times_out_at: datetime
+    lease_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class _Outcome:
     outcome: AttemptOutcome
     status_code: int | None
@@ -151,9 +168,10 @@ class DeliveryEngine:
         self._clock = clock
         self._cond = threading.Condition()
         self._woken = False
-        self._stopping = False
+        self._stopping = False  # no new attempts
+        self._stopped = False  # stop() ran
         self._started = False
-        self._in_flight: dict[str, str] = {}  # delivery id -> subscription id
+        self._in_flight: dict[str, AttemptInFlight] = {}  # by delivery id
         self._per_subscription: dict[str, int] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._dispatcher: threading.Thread | None = None
@@ -224,12 +242,10 @@ class DeliveryEngine:
         Pending deliveries stay in the store for the next engine.
         """
         with self._cond:
-            if self._stopping:
+            if self._stopped:
                 return
-            self._stopping = True
-            self._cond.notify_all()
-        if self._dispatcher is not None:
-            self._dispatcher.join()
+            self._stopped = True
+        self.stop_dispatching()
         if self._executor is not None:
             self._executor.shutdown(wait=wait)
         if self._owns_client and wait:
@@ -237,6 +253,25 @@ class DeliveryEngine:
         if self._owns_store and wait:
             self._store.close()
         logger.info("webhook delivery engine stopped")
+
+    def stop_dispatching(self) -> list[AttemptInFlight]:
+        """Start no new attempt; returns the attempts still running (see :meth:`stop`)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._dispatcher is not None:
+            self._dispatcher.join()
+        return self.attempts_in_flight()
+
+    def attempts_in_flight(self) -> list[AttemptInFlight]:
+        """The attempts running right now, oldest first."""
+        with self._cond:
+            return sorted(self._in_flight.values(), key=lambda a: a.started_at)
+
+    def wait_for_attempts(self, timeout: float | None = None) -> bool:
+        """Wait until no attempt runs (or ``timeout`` seconds); whether none runs."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._in_flight, timeout)
 
     def __enter__(self) -> DeliveryEngine:
         return self.start()
@@ -394,7 +429,14 @@ class DeliveryEngine:
             return False
         assert self._executor is not None
         with self._cond:
-            self._in_flight[delivery.id] = subscription.id
+            self._in_flight[delivery.id] = AttemptInFlight(
+                delivery_id=delivery.id,
+                event_id=delivery.event_id,
+                subscription_id=subscription.id,
+                started_at=now,
+                times_out_at=now + timedelta(seconds=subscription.timeout),
+                lease_until=now + lease,
+            )
             self._per_subscription[subscription.id] = (
                 self._per_subscription.get(subscription.id, 0) + 1
             )

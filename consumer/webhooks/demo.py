@@ -15,6 +15,7 @@ Two ways to feed it:
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import threading
 import uuid
@@ -179,7 +180,9 @@ def _through_kafka(
         receiver_modules=[],
     )
     topic = f"{settings.topic_prefix}{name}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the topic exists
+    admin = AdminClient(  # kept alive until the topic exists
+        {"bootstrap.servers": bootstrap}, logger=logging.getLogger("flowbus.librdkafka")
+    )
     admin.create_topics([NewTopic(topic, 1)])[topic].result(30)
     # The worker's default deserializer reads the global settings; this one uses the demo's.
     deserializer = EventDeserializer.from_settings(settings)

@@ -218,6 +218,7 @@ class Delivery:
     current round began (0, or the count at the last re-drive), so the retry budget is
     ``max_attempts - (attempts - round_start)``. While pending, ``next_attempt_at`` is when
     the next attempt is due (while an attempt runs: when it is considered abandoned).
+    ``claimed_until`` is set while a worker runs an attempt: the end of its lease.
     """
 
     id: str
@@ -233,6 +234,15 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
     body: bytes = field(repr=False)
+    claimed_until: datetime | None = None
+
+    def in_flight(self, now: datetime) -> bool:
+        """Whether a worker is running an attempt (claimed, not recorded, lease not over)."""
+        return (
+            self.status is DeliveryStatus.PENDING
+            and self.claimed_until is not None
+            and self.claimed_until > now
+        )
 
     @property
     def attempts_in_round(self) -> int:

@@ -6,8 +6,12 @@
 times are unix milliseconds, JSON fields are text.
 
 Several workers may share one database: an attempt is claimed with a conditional update
-that pushes ``next_attempt_at`` past the attempt's lease, so exactly one worker runs it,
-and a worker that dies mid-attempt leaves the delivery due again once the lease expires.
+that pushes ``next_attempt_at`` past the attempt's lease (and records the lease's end in
+``claimed_until``, which says the attempt is in flight), so exactly one worker runs it, and
+a worker that dies mid-attempt leaves the delivery due again once the lease expires.
+
+Opening with ``create=False`` (what read-only commands do) never creates a database: a
+missing SQLite file, or a database without the webhook tables, is an error naming it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowbus.database import (
@@ -55,7 +60,7 @@ __all__ = ["SCHEMA_VERSION", "WebhookStore", "default_database_url", "redact_dat
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS webhook_subscriptions (
@@ -86,6 +91,7 @@ _SCHEMA = (
         attempts INTEGER NOT NULL,
         round_start INTEGER NOT NULL,
         next_attempt_at BIGINT,
+        claimed_until BIGINT,
         last_status_code INTEGER,
         last_error TEXT,
         created_at BIGINT NOT NULL,
@@ -108,6 +114,8 @@ _SCHEMA = (
     )""",
     "CREATE TABLE IF NOT EXISTS webhook_schema_version (version INTEGER NOT NULL)",
 )
+#: Schema version n-1 -> n.
+_MIGRATIONS = {2: ("ALTER TABLE webhook_deliveries ADD COLUMN claimed_until BIGINT",)}
 
 _SUB_COLUMNS = (
     "id, description, event_pattern, filters, url, method, headers, secrets, enabled,"
@@ -116,7 +124,8 @@ _SUB_COLUMNS = (
 )
 _DELIVERY_COLUMNS = (
     "id, subscription_id, event_id, event_type, status, attempts, round_start,"
-    " next_attempt_at, last_status_code, last_error, created_at, updated_at, body"
+    " next_attempt_at, last_status_code, last_error, created_at, updated_at, body,"
+    " claimed_until"
 )
 _D_COLUMNS = ", ".join("d." + c.strip() for c in _DELIVERY_COLUMNS.split(","))
 _ATTEMPT_COLUMNS = "delivery_id, number, started_at, latency_ms, status_code, outcome, error"
@@ -177,7 +186,7 @@ class WebhookStore:
     Thread-safe: one connection, one lock; every method is one short transaction.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self.display_url = redact_database_url(url)
         self._lock = threading.RLock()
@@ -185,13 +194,28 @@ class WebhookStore:
         if self.dialect == "sqlite":
             self._path = sqlite_path(url, WebhookStoreError)
         self._conn: Any = None
+        if not create and self.dialect == "sqlite" and self._path != ":memory:":
+            self._require_sqlite_tables()
         self._connect()
-        self._create_schema()
+        try:
+            if not create and self.dialect == "postgresql" and not self._has_tables():
+                raise WebhookStoreError(
+                    f"{self.display_url} holds no webhook tables; nothing was created "
+                    "(`flowbus webhooks add` creates them)"
+                )
+            self._create_schema()
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
-    def open(cls, url: str | None = None) -> WebhookStore:
-        """Open (and create if needed) the store at ``url`` or the configured default."""
-        return cls(url or default_database_url())
+    def open(cls, url: str | None = None, *, create: bool = True) -> WebhookStore:
+        """Open the store at ``url`` or the configured default.
+
+        ``create``: make the database and its tables if missing; without it (read-only
+        tools) a missing database is a :class:`WebhookStoreError` that names it.
+        """
+        return cls(url or default_database_url(), create=create)
 
     # -- connection -----------------------------------------------------------------
 
@@ -244,6 +268,39 @@ class WebhookStore:
             raise
         conn.execute("COMMIT")
 
+    def _require_sqlite_tables(self) -> None:
+        """Refuse a missing file, or one without the tables, leaving it untouched."""
+        if not Path(self._path).is_file():
+            raise WebhookStoreError(
+                f"no webhook database at {self._path}; nothing was created (`flowbus "
+                "webhooks add` creates it; --database or FLOWBUS_WEBHOOKS_DATABASE_URL "
+                "chooses another)"
+            )
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"{Path(self._path).resolve().as_uri()}?mode=ro", uri=True)
+            ) as conn:
+                found = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    ("webhook_schema_version",),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise WebhookStoreError(f"cannot open {self.display_url}: {exc}") from exc
+        if not found:
+            raise WebhookStoreError(
+                f"{self.display_url} holds no webhook tables; nothing was created "
+                "(`flowbus webhooks add` creates them)"
+            )
+
+    def _has_tables(self) -> bool:
+        with self._tx(write=False) as tx:
+            return bool(
+                tx.rows(
+                    "SELECT 1 FROM information_schema.tables WHERE table_name = ?",
+                    ("webhook_schema_version",),
+                )
+            )
+
     def _create_schema(self) -> None:
         with self._tx() as tx:
             if self.dialect == "postgresql":
@@ -252,12 +309,21 @@ class WebhookStore:
                 tx.execute(statement)
             versions = tx.rows("SELECT version FROM webhook_schema_version")
             if not versions:
-                tx.execute("INSERT INTO webhook_schema_version (version) VALUES (?)", (1,))
-            elif versions[0][0] > SCHEMA_VERSION:
+                tx.execute(
+                    "INSERT INTO webhook_schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+                )
+                return
+            version = int(versions[0][0])
+            if version > SCHEMA_VERSION:
                 raise WebhookStoreError(
-                    f"{self.display_url} has webhook schema version {versions[0][0]}; this "
+                    f"{self.display_url} has webhook schema version {version}; this "
                     f"flowbus understands up to {SCHEMA_VERSION}: upgrade flowbus"
                 )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    tx.execute(statement)
+            if version < SCHEMA_VERSION:
+                tx.execute("UPDATE webhook_schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def close(self) -> None:
         """Close the connection; the store is unusable afterwards."""
@@ -397,7 +463,7 @@ class WebhookStore:
                 )
                 cursor = tx.execute(
                     f"INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, 0, 0, ?, NULL, NULL, ?, ?, ?) "
+                    "VALUES (?, ?, ?, ?, ?, 0, 0, ?, NULL, NULL, ?, ?, ?, NULL) "
                     "ON CONFLICT (subscription_id, event_id) DO NOTHING",
                     (
                         delivery.id,
@@ -534,13 +600,16 @@ class WebhookStore:
         """Take the next attempt of ``delivery``; ``False`` if another worker has it.
 
         The claim moves ``next_attempt_at`` to ``lease_until``: if this worker dies, the
-        delivery becomes due again then.
+        delivery becomes due again then. ``claimed_until`` says the attempt is in flight
+        until it is recorded.
         """
         with self._tx() as tx:
             cursor = tx.execute(
-                "UPDATE webhook_deliveries SET next_attempt_at = ?, updated_at = ? "
+                "UPDATE webhook_deliveries SET next_attempt_at = ?, claimed_until = ?,"
+                " updated_at = ? "
                 "WHERE id = ? AND status = ? AND attempts = ? AND next_attempt_at <= ?",
                 (
+                    _ms(lease_until),
                     _ms(lease_until),
                     _ms(now),
                     delivery.id,
@@ -567,7 +636,7 @@ class WebhookStore:
         with self._tx() as tx:
             cursor = tx.execute(
                 "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?,"
-                " last_status_code = ?, last_error = ?, updated_at = ?"
+                " claimed_until = NULL, last_status_code = ?, last_error = ?, updated_at = ?"
                 " WHERE id = ? AND attempts = ?",
                 (
                     status.value,
@@ -696,4 +765,5 @@ def _delivery_from_row(row: Sequence[Any]) -> Delivery:
         created_at=_dt_required(row[10]),
         updated_at=_dt_required(row[11]),
         body=str(row[12]).encode("utf-8"),
+        claimed_until=_dt(row[13]),
     )

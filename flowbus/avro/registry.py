@@ -118,15 +118,22 @@ class SchemaRegistry:
             return self._writer(subject, latest.schema_id, latest.version, parsed)
         if auto_register:
             return self.register(subject, schema)
+        found = self.lookup(subject, schema)
+        if found is None:
+            raise SchemaRegistryError(
+                "the schema is not registered under this subject and automatic "
+                "registration is off (run: flowbus schemas register)",
+                subject=subject,
+            )
+        return found
+
+    def lookup(self, subject: str, schema: ParsedSchema) -> RegisteredWriter | None:
+        """``schema`` as registered under ``subject``; ``None`` when it is not (not cached)."""
         try:
             found = self._client.lookup_schema(subject, _schema(schema))
         except ClientError as exc:
             if exc.error_code in _NOT_FOUND:
-                raise SchemaRegistryError(
-                    "the schema is not registered under this subject and automatic "
-                    "registration is off (run: flowbus schemas register)",
-                    subject=subject,
-                ) from exc
+                return None
             raise SchemaRegistryError(str(exc), subject=subject) from exc
         except Exception as exc:  # connection errors come from the HTTP client
             raise SchemaRegistryError(f"registry unreachable: {exc}", subject=subject) from exc
@@ -151,6 +158,10 @@ class SchemaRegistry:
     def set_compatibility(self, subject: str, mode: CompatibilityMode) -> None:
         """Set the subject's compatibility level to ``mode``."""
         self._call(subject, self._client.set_compatibility, subject, mode.registry_level)
+
+    def compatibility_level(self) -> str:
+        """The registry's global compatibility level (``BACKWARD``, ``FULL_TRANSITIVE``...)."""
+        return str(self._call("(global)", self._client.get_compatibility))
 
     def is_compatible(self, subject: str, schema: ParsedSchema) -> bool | None:
         """The registry's verdict on ``schema`` for ``subject``; ``None``: subject is new."""

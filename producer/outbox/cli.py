@@ -4,7 +4,6 @@ re-queue rejected rows."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal as signals
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import click
 from pydantic_settings import SettingsError
 
 from flowbus.errors import FlowbusError
+from flowbus.json_output import echo_json
 from flowbus.settings import FlowbusSettings
 
 DATABASE = click.option(
@@ -55,7 +55,7 @@ def status(database_url: str, as_json: bool) -> None:
     except FlowbusError as exc:
         _fail(exc)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(found)))
+        echo_json(dataclasses.asdict(found))
         return
     age = "-" if found.oldest_age_seconds is None else f"{found.oldest_age_seconds:.1f}s"
     click.echo(
@@ -150,8 +150,10 @@ def run_relay(
     relay`` and the Django app's ``flowbus_outbox_relay`` command. Exits 1 on a
     configuration or database error, naming it."""
     import flowbus.catalog  # noqa: F401  (registers the catalog's signals)
+    from flowbus.progress import Progress
     from flowbus.receivers import import_receiver_modules
 
+    from . import status as read_status
     from .relay import OutboxRelay
 
     try:
@@ -168,6 +170,7 @@ def run_relay(
         if metrics_port is not None:
             port = runner.metrics.serve(metrics_port)
             click.echo(f"metrics on :{port}/metrics", err=True)
+        backlog = read_status(database_url).pending
     except (FlowbusError, SettingsError) as exc:
         _fail(exc)
 
@@ -176,8 +179,15 @@ def run_relay(
 
     for signum in (signals.SIGTERM, signals.SIGINT):
         signals.signal(signum, on_signal)
-    click.echo(f"outbox relay {runner.name} running", err=True)
-    runner.run(drain=drain)
+    click.echo(
+        f"outbox relay {runner.name} running"
+        + (f"; catching up with {backlog} pending event(s)" if backlog else ""),
+        err=True,
+    )
+    # What this relay published of the backlog it found; other relays may share it.
+    progress = Progress(f"outbox relay {runner.name}: published", backlog)
+    runner.run(drain=drain, on_published=progress.advance)
+    progress.finish()
     runner.metrics.close()
     if drain:
         click.echo(f"outbox relay {runner.name}: drained", err=True)

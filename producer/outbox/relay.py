@@ -201,11 +201,14 @@ class OutboxRelay:
         """The buckets this relay holds a lease on now."""
         return list(self._buckets)
 
-    def run(self, *, drain: bool = False) -> None:
+    def run(
+        self, *, drain: bool = False, on_published: Callable[[int], object] | None = None
+    ) -> None:
         """The relay loop, on this thread, until :meth:`stop` (or SIGTERM in the CLI).
 
         ``drain``: return as soon as the buckets this relay holds have nothing pending (a
         one-shot relay, for jobs and tests; through outages it keeps trying meanwhile).
+        ``on_published(n)``: called after each batch that published ``n > 0`` rows.
         """
         try:
             while not self._stop.is_set():
@@ -220,6 +223,8 @@ class OutboxRelay:
                     self._stop.wait(self.backoff.delay(self._failures))
                 else:
                     self._failures = 0
+                    if published and on_published is not None:
+                        on_published(published)
                     if published == 0:
                         if drain:
                             return

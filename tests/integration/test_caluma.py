@@ -78,14 +78,18 @@ def caluma_python() -> Path:
     return Path(built.stdout.strip().splitlines()[-1])
 
 
-def service_env(kafka_env: dict[str, str], database_url: str, topic: str) -> dict[str, str]:
-    """The Caluma service's environment: Caluma's own settings plus the documented lines."""
+def documented_settings() -> dict[str, str]:
+    """The lines docs/caluma.md tells an operator to add (``examples/caluma/caluma.env``)."""
+    lines = (ROOT / "examples" / "caluma" / "caluma.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def caluma_settings(database_url: str) -> dict[str, str]:
+    """Caluma's own settings (development mode) for the database at ``database_url``."""
     from urllib.parse import urlsplit
 
     db = urlsplit(database_url)
     return {
-        **kafka_env,
-        "PYTHONPATH": str(SERVICE),
         "ENV": "development",
         "DJANGO_SETTINGS_MODULE": "caluma.settings.django",
         "DATABASE_HOST": db.hostname or "",
@@ -93,8 +97,20 @@ def service_env(kafka_env: dict[str, str], database_url: str, topic: str) -> dic
         "DATABASE_USER": db.username or "",
         "DATABASE_PASSWORD": db.password or "",
         "DATABASE_NAME": db.path.lstrip("/"),
-        # The documented configuration (docs/caluma.md), plus the test service's own veto.
-        "EVENT_RECEIVER_MODULES": "flowbus.producer.caluma.receivers,veto",
+    }
+
+
+def service_env(kafka_env: dict[str, str], database_url: str, topic: str) -> dict[str, str]:
+    """The Caluma service's environment: Caluma's own settings plus the documented lines
+    (with this test's broker, registry and topic)."""
+    documented = documented_settings()
+    return {
+        **documented,
+        **kafka_env,
+        **caluma_settings(database_url),
+        "PYTHONPATH": str(SERVICE),
+        # The documented receiver module, plus the test service's own veto.
+        "EVENT_RECEIVER_MODULES": f"{documented['EVENT_RECEIVER_MODULES']},veto",
         "FLOWBUS_CALUMA_TOPIC": topic,
         "FLOWBUS_SCHEMA_AUTO_REGISTER": "true",
         "FLOWBUS_SERVICE_NAME": f"caluma-{uuid.uuid4().hex[:6]}",

@@ -20,6 +20,7 @@ from flowbus.avro.serializer import EventSerializer
 from flowbus.catalog import caluma
 from flowbus.cli import main
 from flowbus.consumer.deadletter import PREFIX, DeadLetter, Reason
+from flowbus.json_output import to_json_value
 from flowbus.settings import get_settings
 from flowbus.testing import isolated_receivers
 
@@ -197,7 +198,7 @@ def test_show_prints_headers_error_and_size_but_not_the_payload(unique_topic):
     produce_letters(dlq, [(0, dead, T0)])
 
     result = run("show", "--source", topic, "0")
-    with_data = run("show", "--source", topic, "0:0", "--data")
+    with_data = run("show", "--source", topic, "0:0", "--hex")
 
     assert result.exit_code == 0, result.output
     out = result.output
@@ -261,6 +262,8 @@ def test_replay_republishes_original_records_without_dlq_headers(three_letters):
         assert message.headers() == list(dead.headers)
         assert not [name for name, _ in message.headers() if name.startswith(PREFIX)]
     assert f"-> {topic}[0]@" in result.stdout
+    replayed = [line for line in result.stdout.splitlines() if " replayed " in line]
+    assert [line.split()[0] for line in replayed] == ["[1/2]", "[2/2]"]  # how far it is
 
 
 def test_replay_dry_run_writes_nothing(three_letters):
@@ -462,7 +465,7 @@ def test_list_and_show_mark_a_pointer_record(pointed_at):
     assert f"Original size: {len(BIG_VALUE)} bytes" in out
     assert f"SHA-256:       {hashlib.sha256(BIG_VALUE).hexdigest()}" in out
     assert f"  {PREFIX}pointer: true" in out
-    assert "Value:\n  null (a pointer record" in out
+    assert "Event:\n  null (a pointer record" in out
 
 
 def test_list_does_not_mark_ordinary_records(three_letters):
@@ -563,3 +566,47 @@ def test_replay_local_of_a_pointer_handles_the_original(unique_topic):
     assert f"handled 0:0 ({metadata.event_type} {metadata.id}) (pointer:" in result.stdout
     assert len(recorder.received) == 1
     assert recorder.received[0] == (metadata, data)
+
+
+def test_show_data_decodes_the_event_as_the_worker_does(unique_topic):
+    topic = unique_topic()
+    dlq = unique_topic(name=f"{topic}.dlq")
+    metadata, data = real_dead_letter(topic, dlq)
+
+    text = run("show", "--source", topic, "0", "--data")
+    as_json = run("show", "--source", topic, "0", "--data", "--json")
+    no_payload = run("show", "--source", topic, "0", "--json")
+
+    assert text.exit_code == 0, text.output
+    event = text.output.split("Event:\n", 1)[1]
+    assert f"{topic}[0]@0" in event and str(metadata.id) in event  # the original's place
+    assert '"task_slug": "review"' in event and "POISON" not in event
+    assert "Value:" not in text.output  # no hex dump without --hex
+    shown = json.loads(as_json.stdout)
+    assert (shown["topic"], shown["reason"], shown["attempts"]) == (dlq, "receiver-failed", 1)
+    assert shown["event"]["id"] == str(metadata.id)
+    assert shown["event"]["failure"] is None
+    assert shown["event"]["data"] == to_json_value(data)  # what was sent, as JSON
+    assert shown["event"]["data"]["user"]["username"] == "alice"
+    assert shown["value"] is None  # bytes only with --hex
+    quiet = json.loads(no_payload.stdout)
+    assert quiet["event"] is None and quiet["value"] is None and quiet["value_size"] > 0
+
+
+def test_show_data_names_why_a_poison_record_does_not_decode(unique_topic):
+    topic = unique_topic()
+    dlq = unique_topic(name=f"{topic}.dlq")
+    _, _, dead = real_event(topic)
+    poison = dataclasses.replace(dead, reason=Reason.UNDECODABLE, value=b"\x00\x01garbage")
+    produce_letters(dlq, [(0, poison, T0)])
+
+    text = run("show", "--source", topic, "0", "--data", "--hex")
+    as_json = run("show", "--source", topic, "0", "--data", "--hex", "--json")
+
+    assert text.exit_code == 0, text.output
+    assert "POISON undecodable (data failure): " in text.output
+    assert "00 01 67 61 72 62 61 67 65" in text.output  # the hex dump, asked for
+    shown = json.loads(as_json.stdout)
+    assert shown["event"]["data"] is None
+    assert shown["event"]["failure"]["reason"] == "undecodable"
+    assert shown["value"] == "AAFnYXJiYWdl"  # URL-safe base64 of the value

@@ -65,22 +65,27 @@ def _interpreter(version: str | None) -> str | None:
     return str(found[-1]) if found else None
 
 
-@pytest.fixture(scope="session", params=sorted(VERSIONS))
-def openedx_python(request: pytest.FixtureRequest) -> Path:
-    """The Open edX venv's interpreter (built the first time: a minute or two)."""
-    peer_dir, venv_name, version = VERSIONS[request.param]
+def openedx_venv_python(name: str) -> Path:
+    """The interpreter of the Open edX venv ``name`` (built the first time: a minute or two)."""
+    peer_dir, venv_name, version = VERSIONS[name]
     interpreter = _interpreter(version)
     if interpreter is None:
-        pytest.skip(f"no Python {version} under ~/.pyenv for the Open edX {request.param} venv")
+        pytest.skip(f"no Python {version} under ~/.pyenv for the Open edX {name} venv")
     built = subprocess.run(
         [interpreter, str(ROOT / "benchmarks" / "setup_peer_venv.py"), str(peer_dir),
          str(get_settings().cache_dir / venv_name)],
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
-    if built.returncode != 0 and request.param == "next":
-        pytest.skip(f"the Open edX {request.param} versions do not install: {built.stderr[-500:]}")
+    if built.returncode != 0 and name == "next":
+        pytest.skip(f"the Open edX {name} versions do not install: {built.stderr[-500:]}")
     assert built.returncode == 0, built.stderr[-3000:]
     return Path(built.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session", params=sorted(VERSIONS))
+def openedx_python(request: pytest.FixtureRequest) -> Path:
+    """The Open edX venv's interpreter, per version set."""
+    return openedx_venv_python(request.param)
 
 
 def peer(python: Path, kafka_stack: Any, *args: str) -> dict[str, Any]:

@@ -323,6 +323,28 @@ def test_sigkill_after_commit_loses_nothing(database_url, unique_topic, kafka_st
     assert outbox.status(database_url).pending == 0
 
 
+def test_relay_catching_up_shows_its_progress(tmp_path, unique_topic, kafka_stack):
+    """`outbox relay --drain` on a backlog of 50: a line per tenth published, then done."""
+    database_url = f"sqlite:///{tmp_path / 'backlog.sqlite3'}"
+    topic = unique_topic()
+    outbox.migrate(database_url)
+    write_events(database_url, topic, [uuid.uuid4() for _ in range(50)])
+    cli = subprocess.run(
+        [sys.executable, "-m", "flowbus", "outbox", "relay", "--database", database_url,
+         "--drain", "--batch-size", "10", "--name", "catch-up"],
+        env=kafka_stack.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    lines = cli.stderr.splitlines()
+    assert "outbox relay catch-up running; catching up with 50 pending event(s)" in lines
+    published = [line for line in lines if line.startswith("outbox relay catch-up: published")]
+    assert published == [
+        f"outbox relay catch-up: published {n}/50 ({2 * n}%)" for n in (10, 20, 30, 40, 50)
+    ]
+    assert lines[-1] == "outbox relay catch-up: drained"
+    assert outbox.status(database_url).pending == 0
+
+
 # --- the broker stopped for longer than message.timeout.ms ------------------------------
 
 

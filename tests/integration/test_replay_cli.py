@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 
@@ -267,3 +268,27 @@ def test_topic_prefix_is_prepended(unique_topic, unique_group, monkeypatch):
     assert result.exit_code == 0, result.output
     assert f"on topic '{full}'" in result.output
     assert committed(unique_group, full, 1) == {0: 1}
+
+
+def test_json_gives_the_plan_and_what_was_committed(unique_topic, unique_group):
+    topic = unique_topic(partitions=2)
+    produce_timed(topic, 6, partitions=2)
+    commit(unique_group, topic, {0: 3, 1: 1})
+
+    dry = run("--group", unique_group, "--topic", topic, "--to-earliest", "--dry-run", "--json")
+    real = run("--group", unique_group, "--topic", topic, "--to-offset", "1:3", "--json")
+
+    assert dry.exit_code == 0, dry.output
+    plan = json.loads(dry.stdout)
+    assert plan["dry_run"] is True and plan["committed"] is None
+    assert (plan["group"], plan["topic"], plan["redelivered"], plan["skipped"]) == (
+        unique_group, topic, 4, 0,
+    )  # fmt: skip
+    assert [(p["partition"], p["committed"], p["new"], p["end"]) for p in plan["partitions"]] == [
+        (0, 3, 0, 3),
+        (1, 1, 0, 3),
+    ]
+    assert real.exit_code == 0, real.output
+    moved = json.loads(real.stdout)
+    assert (moved["dry_run"], moved["committed"], moved["skipped"]) == (False, 1, 2)
+    assert committed(unique_group, topic, 2) == {0: 3, 1: 3}

@@ -534,19 +534,34 @@ def test_client_errors_and_redirects_are_not_retried_or_followed(
     assert elsewhere.requests == []
 
 
-def test_retry_after_is_honoured_up_to_the_maximum_backoff(
-    store: WebhookStore, receivers: Callable[..., Receiver]
-) -> None:
-    receiver = receivers(plan=[Reply(429, {"retry-after": "3600"})])
-    add(store, receiver.url(), retry=RetryPolicy(initial_backoff=0.05, max_backoff=120.0))
+def first_retry_wait(store: WebhookStore, receiver: Receiver, retry: RetryPolicy) -> float:
+    """Seconds between the first attempt's record and the retry it scheduled."""
+    add(store, receiver.url(), retry=retry)
     with DeliveryEngine(store, policy=loopback_policy(receiver)) as engine:
         (delivery,) = engine.submit(event())
         wait_until(lambda: store.get_delivery(delivery.id).attempts == 1, "the first attempt")
     pending = store.get_delivery(delivery.id)
     assert pending.status is DeliveryStatus.PENDING
     assert pending.next_attempt_at is not None
-    wait = (pending.next_attempt_at - pending.updated_at).total_seconds()
+    return (pending.next_attempt_at - pending.updated_at).total_seconds()
+
+
+def test_retry_after_is_honoured_up_to_the_maximum_backoff(
+    store: WebhookStore, receivers: Callable[..., Receiver]
+) -> None:
+    receiver = receivers(plan=[Reply(429, {"retry-after": "3600"})])
+    wait = first_retry_wait(store, receiver, RetryPolicy(initial_backoff=0.05, max_backoff=120.0))
     assert 100 <= wait <= 121  # the receiver's hour, capped at max_backoff (120 s)
+
+
+def test_a_shorter_retry_after_never_shortens_the_backoff(
+    store: WebhookStore, receivers: Callable[..., Receiver]
+) -> None:
+    """``Retry-After`` is a minimum wait: asking for 1 s after a 503 leaves the first
+    retry's backoff (60 s, +-20 % jitter) in place."""
+    receiver = receivers(plan=[Reply(503, {"retry-after": "1"})])
+    wait = first_retry_wait(store, receiver, RetryPolicy(initial_backoff=60.0, max_backoff=600.0))
+    assert 47 <= wait <= 73
 
 
 # -- restarts --------------------------------------------------------------------------
@@ -1050,6 +1065,57 @@ def test_webhooks_serve_delivers_consumed_events_and_stops_cleanly(
         (delivery,) = admin.list_deliveries()
         assert delivery.status is DeliveryStatus.DELIVERED
     assert os.environ.get("FLOWBUS_WEBHOOKS_DATABASE_URL") != database  # the test's env only
+
+
+def test_webhooks_serve_says_what_it_waits_for_and_a_second_signal_abandons_it(
+    kafka_stack: Any,
+    receivers: Callable[..., Receiver],
+    unique_topic: Callable[..., str],
+    unique_group: str,
+    tmp_path: Path,
+) -> None:
+    """An attempt hangs: `deliveries` shows it in flight; SIGTERM makes serve name it and
+    its deadline; a second SIGTERM exits at once, the delivery left to its lease."""
+    from click.testing import CliRunner
+
+    from flowbus.cli import main
+
+    topic = unique_topic()
+    receiver = receivers(default=Hang(threading.Event()))
+    database = f"sqlite:///{tmp_path / 'serve.sqlite3'}"
+    with WebhookStore.open(database) as admin:
+        sub = add(admin, receiver.url(), "org.flowbus.caluma.work_item.*", timeout=30.0)
+    process = start_serve(kafka_stack, database, receiver, topic, unique_group)
+    lines: list[str] = []
+    assert process.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(r.decode() for r in process.stderr))
+    reader.start()
+    try:
+        event_id = publish_work_item(kafka_stack, topic)
+        receiver.wait_for_requests(1)  # the attempt now hangs
+        shown = CliRunner().invoke(main, ["webhooks", "--database", database, "deliveries"])
+        (listed,) = shown.output.splitlines()
+        assert " in flight  attempts 0 " in listed and event_id in listed
+        process.send_signal(signal.SIGTERM)
+        wait_until(lambda: any("waiting for 1 webhook attempt" in x for x in lines), "the notice")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(10)
+    stderr = "".join(lines)
+    assert process.returncode == 0, stderr
+    with WebhookStore.open(database, create=False) as admin:
+        (delivery,) = admin.list_deliveries()
+        attempts = admin.list_attempts(delivery.id)
+    assert f"  delivery {delivery.id} (event {event_id}, subscription {sub.id}) since " in stderr
+    assert "SIGTERM/SIGINT again abandons them" in stderr
+    assert "abandoned 1 webhook attempt(s): each delivery stays pending and its lease" in stderr
+    assert delivery.status is DeliveryStatus.PENDING and attempts == []
+    assert delivery.claimed_until is not None and delivery.claimed_until > datetime.now(UTC)
+    assert delivery.next_attempt_at == delivery.claimed_until  # due again when the lease ends
 
 
 def scrape(client: httpx.Client, url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

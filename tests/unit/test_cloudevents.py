@@ -272,3 +272,58 @@ def test_an_unprefixed_header_that_is_read_is_still_checked() -> None:
 def test_the_open_edx_sourcehost_alias_is_read_among_foreign_headers() -> None:
     pairs = [*headers(ce_sourcehost=None), ("x-b3", b"\x80"), ("sourcehost", b"lms-worker-3")]
     assert from_headers(pairs).metadata.sourcehost == "lms-worker-3"
+
+
+# --- the remembered layouts: a second record of a producer is read the short way ---------
+
+
+def _with(pairs: list[tuple[str, str | bytes | None]], name: str, value: bytes | None) -> list:
+    """``pairs`` with ``name``'s value replaced in place (the names keep their order)."""
+    return [(n, value if n == name else v) for n, v in pairs]
+
+
+def test_a_record_with_known_constants_reads_as_a_cold_read_does() -> None:
+    pairs = headers(traceparent=TRACEPARENT)
+    cloudevents._LAYOUTS.clear()
+    cold = from_headers(pairs)
+    warm = from_headers(list(pairs))
+    assert warm == cold
+    layout = cloudevents._LAYOUTS[tuple(name for name, _ in pairs)]
+    assert layout is not None and len(layout.known) == 1
+    other = from_headers(_with(pairs, "ce_id", b"6dd391ea-e71c-11f1-922c-02fc00000002"))
+    assert other.metadata.id == UUID("6dd391ea-e71c-11f1-922c-02fc00000002")
+    assert other.metadata.time == cold.metadata.time
+    assert other.traceparent == TRACEPARENT and other.partitionkey == "case-1"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error", "reason"),
+    [
+        ("ce_id", b"work-item-42", MalformedHeaderError, "not a UUID"),
+        ("ce_id", b"\xff", MalformedHeaderError, "UTF-8"),
+        ("ce_id", None, MissingHeaderError, "ce_id"),
+        ("ce_time", b"yesterday", MalformedHeaderError, "not an RFC 3339 timestamp"),
+        ("ce_time", b"2026-11-23T09:30:15", MalformedHeaderError, "no UTC offset"),
+        ("ce_partitionkey", b"\xfe", MalformedHeaderError, "UTF-8"),
+        ("traceparent", b"\xfe", MalformedHeaderError, "UTF-8"),
+        ("ce_sourcelib", b"0.1.x", MalformedHeaderError, "not dotted integers"),
+        ("ce_type", b"", MalformedHeaderError, "at least 1 character"),
+    ],
+)
+def test_a_known_layout_still_checks_every_header(
+    name: str, value: bytes | None, error: type[EventHeaderError], reason: str
+) -> None:
+    pairs = headers(traceparent=TRACEPARENT)
+    from_headers(pairs)  # the layout and its constants are known now
+    with pytest.raises(error) as caught:
+        from_headers(_with(pairs, name, value))
+    assert caught.value.header == name
+    assert reason in str(caught.value)
+
+
+def test_a_layout_with_a_repeated_name_is_read_the_long_way() -> None:
+    pairs = [*headers(), ("ce_source", b"flowbus/caluma-api/app")]
+    assert from_headers(pairs).metadata.source == "flowbus/caluma-api/app"
+    assert cloudevents._LAYOUTS[tuple(name for name, _ in pairs)] is None
+    with pytest.raises(MalformedHeaderError, match="present twice"):
+        from_headers([*pairs[:-1], ("ce_source", b"elsewhere")])

@@ -169,3 +169,89 @@ def test_kafka_properties_are_single_node_kraft(tmp_path):
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:1234,CONTROLLER://127.0.0.1:1235"
     assert props["offsets.topic.replication.factor"] == "1"
     assert props["log.dirs"] == str(tmp_path)
+
+
+def _recorded_stack(state: Path, kafka_port: int = 40001, registry_port: int = 40002) -> None:
+    """A stack.json as `up` writes it, for processes that are long gone."""
+    state.mkdir(parents=True, exist_ok=True)
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    info = devstack.StackInfo(
+        bootstrap_servers=f"127.0.0.1:{kafka_port}",
+        schema_registry_url=f"http://127.0.0.1:{registry_port}{devstack.CCOMPAT_PATH}",
+        kafka=devstack.ProcessInfo("kafka", dead, kafka_port, str(state / "kafka.log")),
+        registry=devstack.ProcessInfo("registry", dead, registry_port, str(state / "r.log")),
+        kafka_version=devstack.KAFKA_VERSION,
+        registry_version=devstack.REGISTRY_VERSION,
+        started_at=0.0,
+    )
+    (state / "stack.json").write_text(info.to_json())
+
+
+def test_up_refuses_other_ports_for_a_recorded_stack(isolated_settings):
+    state = isolated_settings / "state"
+    _recorded_stack(state)
+    result = CliRunner().invoke(main, ["dev", "up", "--kafka-port", "40009"])
+    assert result.exit_code == 2
+    assert "runs its kafka on port 40001; `flowbus dev down` (which deletes its data)" in (
+        result.output
+    )
+    assert (state / "stack.json").exists()
+
+
+def test_up_restarts_a_dead_broker_on_its_recorded_port_or_says_it_is_taken(isolated_settings):
+    state = isolated_settings / "state"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        _recorded_stack(state, kafka_port=port)
+        (state / "server.properties").write_text(
+            devstack.kafka_properties(state / "kafka-data", port, devstack.free_port())
+        )
+        (state / "kafka-data").mkdir()
+        (state / "kafka-data" / "meta.properties").write_text("kept\n")
+        result = CliRunner().invoke(main, ["dev", "up"])
+    assert result.exit_code == 2
+    assert f"port {port} on 127.0.0.1 (Kafka) is already in use" in result.output
+    assert (state / "kafka-data" / "meta.properties").read_text() == "kept\n"  # data kept
+
+
+def test_leftover_data_without_a_state_file_is_not_overwritten(isolated_settings):
+    state = isolated_settings / "state"
+    (state / "registry-data").mkdir(parents=True)
+    (state / "registry-data" / "registry.mv.db").write_text("schemas")
+    result = CliRunner().invoke(main, ["dev", "up"])
+    assert result.exit_code == 2
+    assert "registry-data holds the data of a stack whose" in result.output
+    assert "`flowbus dev down` deletes it" in result.output
+    assert (state / "registry-data" / "registry.mv.db").read_text() == "schemas"
+    down = CliRunner().invoke(main, ["dev", "down"])
+    assert down.exit_code == 0
+    assert not (state / "registry-data").exists()
+
+
+def test_stop_keeps_what_down_deletes(isolated_settings):
+    state = isolated_settings / "state"
+    _recorded_stack(state)
+    for data in ("kafka-data", "registry-data"):
+        (state / data).mkdir()
+    stack = devstack.LocalStack(state, isolated_settings / "cache")
+    assert stack.stop() == []  # nothing runs
+    assert stack.info() is not None
+    assert (state / "kafka-data").is_dir() and (state / "registry-data").is_dir()
+    stack.down()
+    assert stack.info() is None
+    assert not (state / "kafka-data").exists() and not (state / "registry-data").exists()
+
+
+def test_a_port_in_time_wait_counts_as_free():
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM servers do
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end waits in TIME_WAIT
+        client.close()
+    devstack.ensure_port_free(port, "Kafka")  # a restarted server could bind it

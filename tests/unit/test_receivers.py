@@ -124,6 +124,22 @@ def test_import_receiver_modules_connects_their_receivers(module_dir: Path) -> N
     assert module.seen == [5]
 
 
+def test_receiver_modules_are_found_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", ".")])
+    package = tmp_path / f"flowbus_test_receivers_{uuid.uuid4().hex[:8]}"
+    package.mkdir()
+    (package / "receivers.py").write_text("LOADED = True\n")
+    try:
+        [module] = import_receiver_modules([f"{package.name}.receivers"])
+        assert module.LOADED
+    finally:
+        for name in [name for name in sys.modules if name.startswith(package.name)]:
+            del sys.modules[name]
+
+
 def test_import_receiver_modules_defaults_to_settings(
     module_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

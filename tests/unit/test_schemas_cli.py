@@ -155,3 +155,34 @@ def test_check_fails_on_an_incompatible_change_naming_type_field_and_rule(
     )
     assert forward.returncode == 1
     assert "currency" not in forward.stdout  # forward: old readers ignore new fields
+
+
+def test_check_json_reports_the_shipped_catalog_up_to_date() -> None:
+    # A process of its own: test modules define signals the shipped catalog lacks.
+    result = subprocess.run(
+        [sys.executable, "-m", "flowbus", "schemas", "check", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["problems"] == []
+    assert report["event_types"] >= 40 and report["versions"] >= report["event_types"]
+
+
+def test_check_json_lists_each_problem(tmp_path: Path, signal_modules: Path) -> None:
+    catalog = tmp_path / "schemas"
+    flowbus("generate", "--dir", str(catalog), "-m", "orders_v1", modules_dir=signal_modules)
+
+    result = flowbus(
+        "check", "--dir", str(catalog), "-m", "orders_broken", "--json", modules_dir=signal_modules
+    )
+
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    rules = {(p["event_type"], p["path"], p["rule"]) for p in report["problems"]}
+    assert (EVENT_TYPE, "amount", "type-mismatch") in rules
+    assert (EVENT_TYPE, "currency", "missing-field-default") in rules

@@ -794,3 +794,20 @@ def test_validate_decoded_validates_like_validate_data() -> None:
         ITEM_SIGNAL.validate_decoded({k: v for k, v in good.items() if k != "note"})
     with pytest.raises(SenderValidationError, match="argument 'other': not declared"):
         ITEM_SIGNAL.validate_decoded({**good, "other": 1})
+
+
+def test_receivers_for_follows_every_connect_and_disconnect() -> None:
+    signal = WorkflowSignal(unique_event_type(), data={"name": str})
+
+    def first(sender: object, **kwargs: Any) -> None: ...
+    def second(sender: object, **kwargs: Any) -> None: ...
+
+    assert signal.receivers_for("app.Service") == ()
+    signal.connect(first)
+    assert signal.receivers_for("app.Service") == (first,)
+    signal.connect(second, sender="app.Other")
+    assert signal.receivers_for("app.Service") == (first,)
+    assert signal.receivers_for("app.Other") == (first, second)
+    signal.disconnect(first)
+    assert signal.receivers_for("app.Service") == ()
+    assert signal.receivers_for("app.Other") == (second,)

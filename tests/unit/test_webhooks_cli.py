@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def test_add_refuses_bad_input_with_a_clear_message(
     result = run("webhooks", "add", *args)
     assert result.exit_code != 0
     assert message in result.output
-    assert run("webhooks", "list").output.strip() == "no webhook subscriptions"
+    assert "no webhook database at" in run("webhooks", "list").output  # nothing was stored
 
 
 def test_add_no_check_registers_a_currently_blocked_url(database: str) -> None:
@@ -122,6 +122,7 @@ def test_add_no_check_registers_a_currently_blocked_url(database: str) -> None:
 
 
 def test_unknown_ids_are_errors(database: str) -> None:
+    add_json("--event", "*", "--url", PUBLIC_URL)  # the database exists
     for command in ("show", "disable", "enable", "remove"):
         result = run("webhooks", command, "sub_nope")
         assert result.exit_code == 1
@@ -305,6 +306,84 @@ def test_database_option_overrides_the_setting(database: str, tmp_path: Path) ->
     other = f"sqlite:///{tmp_path / 'other.sqlite3'}"
     result = run("webhooks", "--database", other, "add", "--event", "*", "--url", PUBLIC_URL)
     assert result.exit_code == 0
-    assert run("webhooks", "list").output.strip() == "no webhook subscriptions"
+    assert "no webhook database at" in run("webhooks", "list").output  # the setting's
     assert "enabled" in run("webhooks", "--database", other, "list").output
     assert run("webhooks", "--database", other, "database-url").output.strip() == other
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["show", "sub_x"],
+        ["deliveries"],
+        ["deliveries", "list", "--json"],
+        ["deliveries", "show", "dlv_x"],
+        ["deliveries", "redrive", "--all-failed"],
+        ["disable", "sub_x"],
+        ["enable", "sub_x"],
+        ["remove", "sub_x"],
+        ["rotate-secret", "sub_x"],
+    ],
+)
+def test_commands_on_existing_data_never_create_a_database(
+    database: str, tmp_path: Path, command: list[str]
+) -> None:
+    path = tmp_path / "nonexistent" / "dir" / "x.db"
+    result = run("webhooks", "--database", f"sqlite:///{path}", *command)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: no webhook database at {path}; nothing was created")
+    assert not path.parent.parent.exists()
+
+
+def test_a_file_without_webhook_tables_is_named_and_left_alone(
+    database: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    result = run("webhooks", "--database", f"sqlite:///{path}", "deliveries")
+    assert result.exit_code == 1
+    assert f"sqlite:///{path} holds no webhook tables; nothing was created" in result.output
+    assert path.stat().st_size == 0
+
+
+def test_an_attempt_in_flight_shows_as_in_flight(database: str) -> None:
+    sub_id = add_json("--event", "*", "--url", PUBLIC_URL)["id"]
+    now = datetime.now(UTC)
+    lease_end = now + timedelta(seconds=70)
+    with WebhookStore.open(database) as store:
+        (delivery,) = store.create_deliveries(
+            event_id="e-1", event_type="org.flowbus.x.y.z.v1", body=b"{}",
+            subscription_ids=[sub_id], now=now,
+        )  # fmt: skip
+        assert store.claim(delivery, now=now, lease_until=lease_end)
+
+    (line,) = run("webhooks", "deliveries").output.splitlines()
+    assert f"{delivery.id}  in flight  attempts 0" in line
+    assert f"attempt 1 since {now.isoformat(timespec='seconds')}" in line
+    assert f"(lease until {lease_end.isoformat(timespec='seconds')})" in line
+    assert "next" not in line
+    (listed,) = json.loads(run("webhooks", "deliveries", "list", "--json").output)
+    assert listed["status"] == "pending"
+    assert listed["next_attempt_at"] is None
+    assert listed["in_flight"] == {
+        "attempt": 1,
+        "since": now.isoformat(timespec="seconds"),
+        "lease_until": lease_end.isoformat(timespec="seconds"),
+    }
+    shown = run("webhooks", "deliveries", "show", delivery.id).output
+    assert "status:            in flight" in shown
+    assert f"lease until {lease_end.isoformat(timespec='seconds')}" in shown
+
+    retry_at = now + timedelta(seconds=20)
+    with WebhookStore.open(database) as store:
+        store.record_attempt(
+            Attempt(delivery.id, 1, now, 9.0, 503, AttemptOutcome.HTTP_ERROR, "HTTP 503"),
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=retry_at,
+        )
+    (line,) = run("webhooks", "deliveries").output.splitlines()
+    assert f"{delivery.id}  pending    attempts 1" in line
+    assert f"next {retry_at.isoformat(timespec='seconds')}" in line
+    (listed,) = json.loads(run("webhooks", "deliveries", "list", "--json").output)
+    assert listed["in_flight"] is None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -167,6 +168,29 @@ def test_claim_is_exclusive_and_leases_until_expiry(store: WebhookStore) -> None
     assert store.claim(again, now=lease_end, lease_until=lease_end + timedelta(seconds=60))
 
 
+def test_a_claim_marks_the_attempt_in_flight_until_it_is_recorded(store: WebhookStore) -> None:
+    sub = store.add_subscription(subscription())
+    (delivery,) = store.create_deliveries(
+        event_id="e1", event_type="t", body=b"{}", subscription_ids=[sub.id], now=T0
+    )
+    assert delivery.claimed_until is None and not delivery.in_flight(T0)
+    lease_end = T0 + timedelta(seconds=60)
+    assert store.claim(delivery, now=T0, lease_until=lease_end)
+    claimed = store.get_delivery(delivery.id)
+    assert claimed.claimed_until == lease_end
+    assert claimed.in_flight(T0 + timedelta(seconds=59))
+    assert not claimed.in_flight(lease_end)  # the lease is over: a worker died
+    retry_at = T0 + timedelta(seconds=10)
+    recorded = store.record_attempt(
+        attempt(delivery.id, 1, AttemptOutcome.HTTP_ERROR, 503),
+        status=DeliveryStatus.PENDING,
+        next_attempt_at=retry_at,
+    )
+    assert recorded is not None
+    assert recorded.claimed_until is None and not recorded.in_flight(T0)
+    assert recorded.next_attempt_at == retry_at
+
+
 def test_attempts_move_the_delivery_through_retries_to_failure_and_redrive(
     store: WebhookStore,
 ) -> None:
@@ -266,6 +290,42 @@ def test_state_survives_reopening(store_url: str) -> None:
 
 
 # -- URLs and files --------------------------------------------------------------------
+
+
+def test_opening_without_create_refuses_a_database_without_the_tables(store_url: str) -> None:
+    with pytest.raises(WebhookStoreError, match="nothing was created"):
+        WebhookStore.open(store_url, create=False)
+    if store_url.startswith("sqlite"):
+        assert not Path(store_url.removeprefix("sqlite:///")).parent.exists()
+    WebhookStore.open(store_url).close()  # creating is explicit
+    with WebhookStore.open(store_url, create=False) as existing:
+        assert existing.list_subscriptions() == []
+
+
+def test_a_version_1_database_gains_the_claim_column(tmp_path: Path) -> None:
+    """A database from before ``claimed_until``: opening it migrates, its rows intact."""
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite3"
+    url = f"sqlite:///{path}"
+    with WebhookStore.open(url) as first:
+        sub = first.add_subscription(subscription())
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # back to version 1
+        conn.execute("ALTER TABLE webhook_deliveries DROP COLUMN claimed_until")
+        conn.execute("UPDATE webhook_schema_version SET version = 1")
+        conn.execute(
+            "INSERT INTO webhook_deliveries (id, subscription_id, event_id, event_type, body,"
+            " status, attempts, round_start, next_attempt_at, created_at, updated_at)"
+            " VALUES ('dlv_old', ?, 'e1', 't', '{}', 'pending', 0, 0, 0, 0, 0)",
+            (sub.id,),
+        )
+        conn.commit()
+    with WebhookStore.open(url, create=False) as migrated:
+        old = migrated.get_delivery("dlv_old")
+        assert old.claimed_until is None and old.status is DeliveryStatus.PENDING
+        assert migrated.claim(old, now=T0, lease_until=T0 + timedelta(seconds=5))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT version FROM webhook_schema_version").fetchall() == [(2,)]
 
 
 def test_sqlite_file_is_private(tmp_path: Path) -> None:

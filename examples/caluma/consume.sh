@@ -1,0 +1,1 @@
+flowbus consume --topic caluma-events --group notifier --receivers myapp.receivers

@@ -1,0 +1,2 @@
+export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
+export SCHEMA_REGISTRY_URL=http://127.0.0.1:8081/apis/ccompat/v7

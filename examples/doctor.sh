@@ -1,0 +1,1 @@
+flowbus doctor    # --json

@@ -1,0 +1,1 @@
+flowbus webhooks check-url http://169.254.169.254/

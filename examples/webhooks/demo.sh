@@ -1,0 +1,1 @@
+flowbus webhooks demo    # one delivery to a local receiver, printed as it arrives

@@ -1,0 +1,9 @@
+SUB=$(flowbus webhooks list | awk 'NR == 1 {print $1}')  # the id `add` printed: sub_…
+flowbus webhooks show "$SUB"                           # --show-secret, --json
+flowbus webhooks disable "$SUB"                        # and enable, remove
+flowbus webhooks enable "$SUB"
+flowbus webhooks rotate-secret "$SUB"                  # signs with both secrets ...
+flowbus webhooks rotate-secret "$SUB" --finish         # ... until --finish
+flowbus webhooks deliveries                            # = deliveries list
+flowbus webhooks deliveries list --status failed --subscription "$SUB"
+flowbus webhooks deliveries redrive --all-failed       # or one: deliveries redrive msg_…

@@ -1,0 +1,1 @@
+flowbus webhooks serve --topic caluma-events --group webhooks
