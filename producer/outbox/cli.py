@@ -78,7 +78,7 @@ def rejected(database_url: str, limit: int | None, as_json: bool) -> None:
         _fail(exc)
     for row in rows:
         if as_json:
-            click.echo(json.dumps(dataclasses.asdict(row)))
+            echo_json(dataclasses.asdict(row))
         else:
             click.echo(
                 f"{row.id}  {row.event_type}  topic {row.topic}  key {row.key}  "
