@@ -87,15 +87,18 @@ def format_sourcelib(sourcelib: tuple[int, ...]) -> str:
 
 
 @functools.cache
-def _opentelemetry() -> tuple[Callable[[], Any], Callable[[dict[str, str]], None]] | None:
+def _opentelemetry() -> (
+    tuple[Callable[[], Any], Callable[[], Any], Callable[[dict[str, str]], None]] | None
+):
     # Looked up once: a failed import is not cached by Python and costs a search of
     # sys.path on every call, i.e. on every event sent.
     try:
+        from opentelemetry.context import get_current
         from opentelemetry.propagate import inject
         from opentelemetry.trace import get_current_span
     except ImportError:
         return None
-    return get_current_span, inject
+    return get_current, get_current_span, inject
 
 
 def current_traceparent() -> str | None:
@@ -103,7 +106,9 @@ def current_traceparent() -> str | None:
     opentelemetry = _opentelemetry()
     if opentelemetry is None:
         return None
-    get_current_span, inject = opentelemetry
+    get_current, get_current_span, inject = opentelemetry
+    if not get_current():
+        return None  # an empty context holds no span (the usual case: one dict lookup)
     if not get_current_span().get_span_context().is_valid:
         return None  # no active span, no traceparent: skip the propagators (per event)
     carrier: dict[str, str] = {}

@@ -21,6 +21,8 @@ import threading
 import time
 from uuid import UUID
 
+from flowbus.prebuilt import uuid_from_int
+
 __all__ = ["new_event_id"]
 
 #: 100 ns intervals between the Gregorian epoch (1582-10-15) and the Unix epoch.
@@ -59,7 +61,9 @@ class _TimeBasedIds:
         time_low = now & 0xFFFFFFFF
         time_mid = (now >> 32) & 0xFFFF
         time_hi = (now >> 48) & 0x0FFF
-        return UUID(int=time_low << 96 | time_mid << 80 | _VERSION_1 | time_hi << 64 | self._low)
+        return uuid_from_int(
+            time_low << 96 | time_mid << 80 | _VERSION_1 | time_hi << 64 | self._low
+        )
 
 
 _ids = _TimeBasedIds()

@@ -11,16 +11,17 @@ import functools
 import re
 import socket
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 import flowbus
 from flowbus.event_ids import new_event_id
+from flowbus.prebuilt import FILLABLE, fill
 from flowbus.settings import get_settings
 
-__all__ = ["EventMetadata", "default_source", "flowbus_version_tuple"]
+__all__ = ["EventMetadata", "default_source", "flowbus_version_tuple", "new_metadata"]
 
 _LEADING_DIGITS = re.compile(r"\d+")
 
@@ -88,3 +89,44 @@ class EventMetadata(BaseModel):
     def from_json(cls, text: str | bytes) -> EventMetadata:
         """Parse what :meth:`to_json` wrote."""
         return cls.model_validate_json(text)
+
+
+_TEMPLATE_ID = UUID(int=0)
+_TEMPLATE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+#: The fields a new event's metadata was given (the others took their defaults).
+_GIVEN = frozenset({"event_type", "minorversion"})
+
+
+@functools.lru_cache(maxsize=256)
+def _template(event_type: str, minorversion: int, source: str, host: str) -> dict[str, Any]:
+    """The validated values every new event with these constants shares (raises pydantic's
+    ``ValidationError`` as ``EventMetadata`` would)."""
+    return dict(
+        EventMetadata(
+            id=_TEMPLATE_ID,
+            event_type=event_type,
+            minorversion=minorversion,
+            source=source,
+            sourcehost=host,
+            time=_TEMPLATE_TIME,
+        ).__dict__
+    )
+
+
+@functools.cache
+def _hostname() -> str:
+    """``socket.gethostname()``, asked once per process (a system call per event, else; a
+    forked child has its parent's host)."""
+    return socket.gethostname()
+
+
+def new_metadata(event_type: str, minorversion: int = 0) -> EventMetadata:
+    """``EventMetadata(event_type=..., minorversion=...)``, a new event's metadata, in a
+    fraction of the time: what every event of the type shares is validated once, and the
+    new id and time are what validation would keep (a UUID1, an aware UTC datetime)."""
+    if not FILLABLE:
+        return EventMetadata(event_type=event_type, minorversion=minorversion)
+    values = dict(_template(event_type, minorversion, default_source(), _hostname()))
+    values["id"] = new_event_id()
+    values["time"] = datetime.now(UTC)
+    return fill(EventMetadata, values, set(_GIVEN))

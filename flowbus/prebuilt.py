@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["FILLABLE", "INSTANCE_SLOTS", "fill", "uuid_from_text"]
+__all__ = ["FILLABLE", "INSTANCE_SLOTS", "fill", "uuid_from_int", "uuid_from_text"]
 
 #: The instance layout :func:`fill` writes.
 INSTANCE_SLOTS = (
@@ -64,3 +64,13 @@ def uuid_from_text(text: str) -> uuid.UUID:
     _set(value, "int", int(digits, 16))
     _set(value, "is_safe", uuid.SafeUUID.unknown)
     return value
+
+
+def uuid_from_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a ``value`` known to fit 128 bits, without its checks."""
+    if not _UUID_FILLABLE:
+        return uuid.UUID(int=value)
+    made = _new(uuid.UUID)
+    _set(made, "int", value)
+    _set(made, "is_safe", uuid.SafeUUID.unknown)
+    return made

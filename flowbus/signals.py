@@ -43,7 +43,7 @@ from flowbus.errors import (
     SignalDefinitionError,
     UnsupportedDataTypeError,
 )
-from flowbus.metadata import EventMetadata
+from flowbus.metadata import EventMetadata, new_metadata
 
 __all__ = [
     "EVENT_TYPE_PATTERN",
@@ -404,7 +404,7 @@ class WorkflowSignal:
         for index, segment in enumerate(_path_segments(path)):
             if current is None:
                 return None
-            if isinstance(current, BaseModel):
+            if type(current) is not dict and isinstance(current, BaseModel):
                 if segment not in _field_names(type(current)):
                     raise KeyPathError(
                         f"{self._event_type}: key path '{path}': '{segment}' is not a field "
@@ -429,6 +429,8 @@ class WorkflowSignal:
 
     def generate_signal_metadata(self, time: datetime | None = None) -> EventMetadata:
         """New metadata for an event of this signal (``time`` must be timezone-aware)."""
+        if time is None:
+            return new_metadata(self._event_type, self._minor_version)
         fields: dict[str, Any] = {
             "event_type": self._event_type,
             "minorversion": self._minor_version,
@@ -480,7 +482,9 @@ class WorkflowSignal:
                 validated[name] = data[name]
                 continue
             try:
-                value = adapter.validate_python(data[name])
+                # The adapter's validator itself: TypeAdapter.validate_python only adds a
+                # frame passing its defaults on.
+                value = adapter.validator.validate_python(data[name])
             except ValidationError as exc:
                 problems.append((name, _describe_validation_error(exc, self._data[name])))
                 continue
@@ -717,7 +721,7 @@ def _naive_datetime_keys(value: Any) -> list[Any] | None:
     elif isinstance(value, datetime):
         return [] if value.utcoffset() is None else None
     elif isinstance(value, BaseModel):
-        items = ((name, getattr(value, name)) for name in _datetime_fields(type(value)))
+        return _naive_datetime_field(value, _datetime_fields(type(value)))
     elif isinstance(value, Mapping):
         items = value.items()
     elif isinstance(value, list | tuple):
@@ -735,6 +739,26 @@ def _naive_datetime_keys(value: Any) -> list[Any] | None:
         found = _naive_datetime_keys(item)
         if found is not None:
             found.append(key)
+            return found
+    return None
+
+
+def _naive_datetime_field(model: BaseModel, names: tuple[str, ...]) -> list[Any] | None:
+    """:func:`_naive_datetime_keys` of a model's fields ``names``, read from its
+    ``__dict__`` (where a model keeps its field values) without a generator per model."""
+    fields = model.__dict__
+    for name in names:
+        item = fields[name] if name in fields else getattr(model, name)
+        item_cls = type(item)
+        if item_cls is datetime:
+            if item.utcoffset() is None:
+                return [name]
+            continue
+        if item_cls in _LEAF_TYPES:
+            continue
+        found = _naive_datetime_keys(item)
+        if found is not None:
+            found.append(name)
             return found
     return None
 
@@ -842,6 +866,9 @@ def _check_key_type(tp: Any, segments: list[str], path: str, event_type: str) ->
 
 
 def _key_string(value: Any, path: str, event_type: str) -> str | None:
+    cls = type(value)
+    if cls is UUID or cls is str:  # the usual keys first: ids
+        return str(value)
     if value is None:
         return None
     if isinstance(value, Enum):

@@ -347,7 +347,7 @@ class EventProducer:
         event: PreparedEvent,
         on_delivery: Callable[[KafkaError | None, Message], None],
     ) -> None:
-        deadline = time.monotonic() + QUEUE_FULL_WAIT_S
+        deadline = None
         while True:
             try:
                 self._producer.produce(
@@ -361,6 +361,8 @@ class EventProducer:
             except BufferError:
                 # librdkafka's local queue is full (broker unreachable for a while): give
                 # the poller a moment, but never hold the caller for long.
+                if deadline is None:
+                    deadline = time.monotonic() + QUEUE_FULL_WAIT_S
                 if time.monotonic() < deadline:
                     self._producer.poll(0.05)
                     continue

@@ -117,6 +117,17 @@ class RouteReceiver:
 
     def __init__(self, routes: Mapping[str, Sequence[tuple[Route, EventSink]]]) -> None:
         self.routes = routes
+        # What each event needs of its routes, taken once: the sink's ``send``, the topic,
+        # the key path and the keyword arguments (``wire`` only for a route that names one:
+        # custom sinks may not take it).
+        self._calls = {
+            event_type: tuple(
+                (sink.send, route.topic, route.key_path,
+                 {} if route.wire is None else {"wire": route.wire})
+                for route, sink in event_routes
+            )
+            for event_type, event_routes in routes.items()
+        }  # fmt: skip
 
     def __call__(
         self,
@@ -129,23 +140,21 @@ class RouteReceiver:
     ) -> int:
         if from_event_bus:
             return 0  # re-sent by a consumer: it already travelled
-        routes = self.routes.get(signal.event_type, ())
-        if not routes:
+        calls = self._calls.get(signal.event_type, ())
+        if not calls:
             return 0
         name = sender_name(sender)
-        for route, sink in routes:
-            # ``wire`` only for a route that names one: custom sinks may not take it.
-            extra = {} if route.wire is None else {"wire": route.wire}
-            sink.send(
+        for send, topic, key_path, extra in calls:
+            send(
                 signal,
                 metadata,
                 data,
-                topic=route.topic,
-                key=signal.resolve_key(data, route.key_path),
+                topic=topic,
+                key=signal.resolve_key(data, key_path),
                 sender=name,
                 **extra,
             )
-        return len(routes)
+        return len(calls)
 
 
 class Forwarder:

@@ -387,6 +387,12 @@ class EventCodec:
             if encoded is not None:
                 out.write(encoded)
                 return
+        self._write_reference(out, data, schema)
+
+    def _write_reference(
+        self, out: io.BytesIO, data: Mapping[str, Any], schema: ParsedSchema
+    ) -> None:
+        """``data`` through ``to_datum`` and fastavro: the result, or the error, of record."""
         try:
             datum = self.to_datum(data)
             fastavro.schemaless_writer(out, schema.parsed, datum)
@@ -424,8 +430,11 @@ class EventCodec:
 
     def encode(self, data: Mapping[str, Any]) -> bytes:
         """``data`` as a bare Avro body (no framing) written with :attr:`schema`."""
+        encoded = self._encoded_by_own_code(data)
+        if encoded is not None:
+            return bytes(encoded)
         out = io.BytesIO()
-        self.write(out, data, self.schema)
+        self._write_reference(out, data, self.schema)
         return out.getvalue()
 
     def _effective_writer(self, writer: ParsedSchema) -> ParsedSchema:

@@ -106,6 +106,25 @@ def _long_bytes(value: int) -> bytearray:
     return out
 
 
+def _long(value: int) -> bytes:
+    """:func:`_long_bytes` without the loop for up to 8 bytes (timestamps take 8): the
+    7-bit groups are spread into bytes in three steps, and the continuation bits set on
+    all bytes but the last, about twice as fast."""
+    if value not in _LONG_RANGE:
+        raise _Unhandled
+    n = (value << 1) ^ (value >> 63)
+    if n >> 56:
+        return bytes(_long_bytes(value))
+    n = (n & 0xFFFFFFF) | (n >> 28) << 32
+    n = (n & 0x00003FFF00003FFF) | (n & 0x0FFFC0000FFFC000) << 2
+    n = (n & 0x007F007F007F007F) | (n & 0x3F803F803F803F80) << 1
+    size = (n.bit_length() + 7) // 8 or 1
+    return (n | _CONTINUATION[size]).to_bytes(size, "little")
+
+
+#: The continuation bits of an encoding ``size`` bytes long (every byte but the last).
+_CONTINUATION = (0, *(0x8080808080808080 & ((1 << (8 * size - 8)) - 1) for size in range(1, 9)))
+
 #: The encoding of -64 .. 63, indexed by the value (a negative index counts from the end).
 _SMALL_LONGS = tuple(bytes(_long_bytes(n)) for n in (*range(64), *range(-64, 0)))
 
@@ -211,7 +230,7 @@ class _EncoderSource(_Source):
         super().__init__("write")
         self.namespace.update(
             _SMALL_LONGS=_SMALL_LONGS,
-            _long=_long_bytes,
+            _long=_long,
             _double=struct.Struct("<d").pack,
             _json_text=_json_text_function(json_encoder),
             _decimal_bytes=_decimal_bytes,

@@ -179,8 +179,7 @@ class EventSerializer:
         :meth:`frame` puts the header in front of it when the record is relayed. Raises
         :class:`~flowbus.errors.EncodeError` when the data does not fit the schema.
         """
-        codec = codec_for(signal, profile)
-        return _write(b"", codec, data, codec.schema)
+        return codec_for(signal, profile).encode(data)
 
     def frame_body(
         self,

@@ -1,5 +1,5 @@
-"""``python -m flowbus.producer.caluma outbox relay|migrate|status``: the outbox commands
-of ``flowbus outbox`` on the Caluma service's own database.
+"""``python -m flowbus.producer.caluma outbox relay|migrate|status|rejected|retry``: the
+outbox commands of ``flowbus outbox`` on the Caluma service's own database.
 
 Runs with Caluma's settings (``DJANGO_SETTINGS_MODULE``, default
 ``caluma.settings.django``, and Caluma's ``DATABASE_*`` environment): the database is

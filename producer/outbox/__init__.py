@@ -20,6 +20,8 @@ acknowledgement and the mark publishes a row twice; deduplicate by ``ce_id``).
     OutboxRelay("sqlite:///app.db").start()   # in the service, or `flowbus outbox relay`
 
 :func:`migrate` (``flowbus outbox migrate``) creates the tables; the relay does too.
+Rows the broker rejects for good are set aside (:func:`rejected`, ``flowbus outbox
+rejected``) until re-queued (:func:`retry`, ``flowbus outbox retry``); see ``relay.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 from .metrics import OutboxMetrics
 from .relay import OutboxRelay
 from .sink import OutboxSink, bind, bind_by_default, bound
-from .store import SCHEMA_VERSION, OutboxStatus, RelayStore
+from .store import SCHEMA_VERSION, OutboxStatus, RejectedRow, RelayStore
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,10 +37,13 @@ __all__ = [
     "OutboxRelay",
     "OutboxSink",
     "OutboxStatus",
+    "RejectedRow",
     "bind",
     "bind_by_default",
     "bound",
     "migrate",
+    "rejected",
+    "retry",
     "status",
 ]
 
@@ -58,5 +63,26 @@ def status(database_url: str) -> OutboxStatus:
     try:
         store.migrate()
         return store.status()
+    finally:
+        store.close()
+
+
+def rejected(database_url: str, limit: int | None = None) -> list[RejectedRow]:
+    """The rows the broker rejected for good, oldest first (migrating first if needed)."""
+    store = RelayStore(database_url)
+    try:
+        store.migrate()
+        return store.rejected(limit)
+    finally:
+        store.close()
+
+
+def retry(database_url: str, ids: list[str] | None) -> list[str]:
+    """Re-queue rejected rows (the events ``ids``, or all when ``None``) in their old place;
+    returns the ids re-queued."""
+    store = RelayStore(database_url)
+    try:
+        store.migrate()
+        return store.requeue(ids)
     finally:
         store.close()

@@ -1,4 +1,5 @@
-"""``flowbus outbox``: migrate the outbox tables, run the relay, show the backlog."""
+"""``flowbus outbox``: migrate the outbox tables, run the relay, show the backlog, list and
+re-queue rejected rows."""
 
 from __future__ import annotations
 
@@ -58,7 +59,55 @@ def status(database_url: str, as_json: bool) -> None:
         echo_json(dataclasses.asdict(found))
         return
     age = "-" if found.oldest_age_seconds is None else f"{found.oldest_age_seconds:.1f}s"
-    click.echo(f"pending {found.pending}  oldest {age}  sent (kept) {found.sent_kept}")
+    click.echo(
+        f"pending {found.pending}  oldest {age}  rejected {found.rejected}  "
+        f"sent (kept) {found.sent_kept}"
+    )
+
+
+@outbox.command()
+@DATABASE
+@click.option("--limit", type=click.IntRange(1), help="At most this many rows.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+def rejected(database_url: str, limit: int | None, as_json: bool) -> None:
+    """Rows the broker rejected for good (never the payload), oldest first."""
+    from . import rejected as read_rejected
+
+    try:
+        rows = read_rejected(database_url, limit)
+    except FlowbusError as exc:
+        _fail(exc)
+    for row in rows:
+        if as_json:
+            echo_json(dataclasses.asdict(row))
+        else:
+            click.echo(
+                f"{row.id}  {row.event_type}  topic {row.topic}  key {row.key}  "
+                f"{row.payload_bytes} bytes  {row.code}: {row.reason}"
+            )
+    if not as_json:
+        click.echo(f"{len(rows)} rejected row(s)", err=True)
+
+
+@outbox.command()
+@DATABASE
+@click.argument("ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every rejected row.")
+def retry(database_url: str, ids: tuple[str, ...], every: bool) -> None:
+    """Re-queue rejected rows (event ids, or --all) in their old place, for the relay to
+    publish again. Exits 1 when an id is not a rejected row."""
+    from . import retry as requeue
+
+    if bool(ids) == every:
+        _fail(click.UsageError("give the event ids of rejected rows, or --all"))
+    try:
+        done = requeue(database_url, None if every else list(ids))
+    except FlowbusError as exc:
+        _fail(exc)
+    click.echo(f"{len(done)} row(s) re-queued")
+    missing = sorted(set(ids) - set(done))
+    if missing:
+        _fail(click.UsageError(f"not rejected rows: {', '.join(missing)}"))
 
 
 @outbox.command()

@@ -1,7 +1,9 @@
 """Prometheus metrics of an outbox relay, in a registry of their own.
 
-``flowbus_outbox_pending`` and ``flowbus_outbox_oldest_age_seconds`` are the figures
-``flowbus outbox status`` prints, refreshed at each lease renewal; alert on the age.
+``flowbus_outbox_pending``, ``flowbus_outbox_oldest_age_seconds`` and
+``flowbus_outbox_rejected_rows`` are the figures ``flowbus outbox status`` prints, refreshed at
+each lease renewal; alert on the age and on any rejected row.
+``flowbus_outbox_rejected_total`` counts the rows this relay set aside.
 """
 
 from __future__ import annotations
@@ -40,11 +42,25 @@ class OutboxMetrics:
             "Failed delivery attempts of outbox rows (each stays and is retried).",
             registry=self.registry,
         )
+        self.rejected_rows = Gauge(
+            f"{NAMESPACE}_rejected_rows",
+            "Outbox rows the broker rejected for good, kept until re-queued.",
+            registry=self.registry,
+        )
+        self.rejected_total = Counter(
+            f"{NAMESPACE}_rejected",
+            "Outbox rows this relay set aside as rejected by the broker.",
+            registry=self.registry,
+        )
         self._server: Any = None
 
     def observe_status(self, status: OutboxStatus) -> None:
         self.pending.set(status.pending)
         self.oldest_age.set(status.oldest_age_seconds or 0.0)
+        self.rejected_rows.set(status.rejected)
+
+    def rejected(self, count: int) -> None:
+        self.rejected_total.inc(count)
 
     def published(self, count: int) -> None:
         self.published_total.inc(count)

@@ -43,6 +43,24 @@ ends the batch there: the rows before it are produced, it and the rest wait. A d
 that fails leaves its row pending; with the idempotent producer, messages of one
 partition are acknowledged in order, so a failure in a run of one key's messages fails
 the rest of that run with it (they time out together in a broker outage).
+
+**Rejected rows.** Some refusals never get better by retrying: a record larger than the
+topic's ``max.message.bytes``, an invalid record, a topic that does not exist (auto-create
+off) or may not be written (:data:`PERMANENT_ERRORS`). The broker refuses a whole record
+batch at once, so a permanent error of a message batched with others does not yet say that
+*this* row is at fault: the relay produces each such row again on its own, and only a
+refusal of that lone message (or librdkafka refusing the message itself in ``produce``)
+rejects the row. A rejected row is kept, with its error code and message and the time,
+is no longer pending, is never deleted by the clean-up, and is logged (event id, type,
+topic, reason; never the payload) and counted (``flowbus outbox status``, the metrics).
+``flowbus outbox retry`` re-queues it in its old place.
+
+The **order rule** for its key: later rows of that key are published as if the rejected
+one were not there. A permanent refusal does not end by waiting, and holding the key
+would stop every later event of that key (one Caluma case) until an operator acts;
+instead its consumers miss that one event until it is re-queued, and a re-queued row is
+published after the rows of its key that went out meanwhile (out of order; ``ce_time``
+says when it happened). Every other failure keeps the row pending and retried as before.
 """
 
 from __future__ import annotations
@@ -76,9 +94,9 @@ from flowbus.signals import WorkflowSignal
 
 from ..event_producer import DEFAULT_KAFKA_CONFIG
 from .metrics import OutboxMetrics
-from .store import CHANNEL, PendingRow, RelayStore
+from .store import CHANNEL, PendingRow, Rejection, RelayStore
 
-__all__ = ["OutboxRelay"]
+__all__ = ["PERMANENT_ERRORS", "OutboxRelay"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +104,22 @@ log = logging.getLogger(__name__)
 DEFAULT_MESSAGE_TIMEOUT_S = 10.0
 #: Slack between the producer's deadline and the lease's.
 LEASE_MARGIN_S = 2.0
+#: Delivery errors no retry can cure: the row is rejected (module docstring).
+PERMANENT_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError._INVALID_ARG,
+    }
+)
 
 
 class OutboxRelay:
@@ -226,6 +260,7 @@ class OutboxRelay:
         producer = self._kafka()
         outcomes: dict[int, KafkaError | None] = {}
         produced: list[PendingRow] = []
+        messages: dict[int, tuple[bytes, cloudevents.KafkaHeaders]] = {}
         complete = True
         for row in rows:
             try:
@@ -238,14 +273,40 @@ class OutboxRelay:
                 complete = False
                 break
             on_delivery = functools.partial(_record, outcomes, row.seq)
-            _produce(producer, row.topic, row.key, value, headers, on_delivery)
+            messages[row.seq] = (value, headers)
+            try:
+                _produce(producer, row.topic, row.key, value, headers, on_delivery)
+            except KafkaException as exc:  # librdkafka refused this message itself
+                outcomes[row.seq] = _kafka_error(exc)
             produced.append(row)
         while len(outcomes) < len(produced):  # every message settles within its timeout
             producer.flush(self.message_timeout + LEASE_MARGIN_S)
+        rejected: dict[int, Rejection] = {}
+        for row in produced:
+            error = outcomes[row.seq]
+            if error is None or error.code() not in PERMANENT_ERRORS:
+                continue
+            # The broker refuses whole batches: only a lone message's refusal is this row's.
+            outcomes[row.seq] = error = self._produce_alone(producer, row, *messages[row.seq])
+            if error is not None and error.code() in PERMANENT_ERRORS:
+                rejected[row.seq] = Rejection(error.name(), error.str())
         sent = [row.seq for row in produced if outcomes[row.seq] is None]
         failed = [row for row in produced if outcomes[row.seq] is not None]
+        failed = [row for row in failed if row.seq not in rejected]
         store.mark_sent(sent)
         self.metrics.published(len(sent))
+        if rejected:
+            store.mark_rejected(rejected)
+            self.metrics.rejected(len(rejected))
+            self.metrics.observe_status(store.status())
+            for row in produced:
+                if row.seq in rejected:
+                    log.error(
+                        "event %s (%s) for %s rejected by the broker for good, set aside "
+                        "in the outbox (flowbus outbox rejected / retry): %s: %s",
+                        row.id, row.event_type, row.topic,
+                        rejected[row.seq].code, rejected[row.seq].message,
+                    )  # fmt: skip
         if failed:
             store.mark_failed([row.seq for row in failed])
             self.metrics.failed(len(failed))
@@ -256,7 +317,23 @@ class OutboxRelay:
                 )  # fmt: skip
             if len(failed) > 20:
                 log.error("... and %d more undelivered events stay in the outbox", len(failed) - 20)
-        return len(sent) if complete and not failed else None
+        return len(sent) + len(rejected) if complete and not failed else None
+
+    def _produce_alone(
+        self, producer: Producer, row: PendingRow, value: bytes, headers: cloudevents.KafkaHeaders
+    ) -> KafkaError | None:
+        """Produce one message with nothing else in flight; its delivery error, if any."""
+        outcome: dict[int, KafkaError | None] = {}
+        try:
+            _produce(
+                producer, row.topic, row.key, value, headers,
+                functools.partial(_record, outcome, row.seq),
+            )  # fmt: skip
+        except KafkaException as exc:
+            return _kafka_error(exc)
+        while not outcome:
+            producer.flush(self.message_timeout + LEASE_MARGIN_S)
+        return outcome[row.seq]
 
     def _message(self, row: PendingRow) -> tuple[bytes, cloudevents.KafkaHeaders]:
         schema = self._schema(row.event_type, row.schema_fingerprint)
@@ -358,6 +435,11 @@ def _record(
     outcomes: dict[int, KafkaError | None], seq: int, error: KafkaError | None, _: Message
 ) -> None:
     outcomes[seq] = error
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError:
+    error = exc.args[0] if exc.args else None
+    return error if isinstance(error, KafkaError) else KafkaError(KafkaError._FAIL, str(exc))
 
 
 def _produce(

@@ -18,7 +18,7 @@ import logging
 import math
 import sqlite3
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from flowbus.database import Dialect, connect, redact_database_url
@@ -31,6 +31,8 @@ __all__ = [
     "OutboxRow",
     "OutboxStatus",
     "PendingRow",
+    "RejectedRow",
+    "Rejection",
     "RelayStore",
     "bucket_of",
     "dialect_of_connection",
@@ -83,6 +85,18 @@ _V1_TABLE = """CREATE TABLE flowbus_outbox (
     attempts INTEGER NOT NULL DEFAULT 0
 )"""
 
+#: Version 2: rows the broker rejects for good (see relay.py) are kept, set aside with the
+#: reason, and no longer pending.
+_V2 = (
+    "ALTER TABLE flowbus_outbox ADD COLUMN rejected_at BIGINT",
+    "ALTER TABLE flowbus_outbox ADD COLUMN rejected_code TEXT",
+    "ALTER TABLE flowbus_outbox ADD COLUMN rejected_reason TEXT",
+    "DROP INDEX flowbus_outbox_pending",
+    "CREATE INDEX flowbus_outbox_pending ON flowbus_outbox (bucket, seq) "
+    "WHERE sent_at IS NULL AND rejected_at IS NULL",
+    "CREATE INDEX flowbus_outbox_rejected ON flowbus_outbox (seq) WHERE rejected_at IS NOT NULL",
+)
+
 #: version -> statements per dialect. Append; never edit a released version.
 MIGRATIONS: dict[int, dict[Dialect, tuple[str, ...]]] = {
     1: {
@@ -99,6 +113,7 @@ MIGRATIONS: dict[int, dict[Dialect, tuple[str, ...]]] = {
                 FOR EACH STATEMENT EXECUTE FUNCTION flowbus_outbox_notify()""",
         ),
     },
+    2: {"sqlite": _V2, "postgresql": _V2},
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -189,11 +204,38 @@ class PendingRow:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OutboxStatus:
-    """The backlog: rows not yet sent, and how old the oldest one is."""
+    """The backlog: rows not yet sent, and how old the oldest one is; rows the broker
+    rejected for good (kept, not pending)."""
 
     pending: int
     oldest_age_seconds: float | None
     sent_kept: int
+    rejected: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why the broker refused a row for good: its error code name and message."""
+
+    code: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A row set aside as rejected (no payload: what an operator lists)."""
+
+    seq: int
+    id: str
+    topic: str
+    key: str | None
+    event_type: str
+    payload_bytes: int
+    created_at: int
+    rejected_at: int
+    code: str
+    reason: str
+    attempts: int
 
 
 class _Tx:
@@ -321,7 +363,8 @@ class RelayStore:
             rows = tx.rows(
                 "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, "
                 "schema_fingerprint FROM flowbus_outbox WHERE sent_at IS NULL "
-                f"AND bucket IN ({_marks(len(buckets))}) ORDER BY seq LIMIT ?",
+                f"AND rejected_at IS NULL AND bucket IN ({_marks(len(buckets))}) "
+                "ORDER BY seq LIMIT ?",
                 (*buckets, limit),
             )
         return [PendingRow(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6], r[7]) for r in rows]
@@ -333,6 +376,54 @@ class RelayStore:
     def mark_failed(self, seqs: Sequence[int]) -> None:
         """Count a failed attempt on rows that stay pending."""
         self._update("attempts = attempts + 1", seqs)
+
+    def mark_rejected(self, rejected: Mapping[int, Rejection]) -> None:
+        """Set rows aside that the broker refused for good: kept with the reason, no longer
+        pending, never deleted by the clean-up."""
+        if not rejected:
+            return
+        with self.transaction() as tx:
+            for seq, why in rejected.items():
+                tx.execute(
+                    f"UPDATE flowbus_outbox SET rejected_at = {tx.now}, rejected_code = ?, "
+                    "rejected_reason = ?, attempts = attempts + 1 WHERE seq = ?",
+                    (why.code, why.message, seq),
+                )
+
+    def rejected(self, limit: int | None = None) -> list[RejectedRow]:
+        """The rejected rows, oldest first (at most ``limit``)."""
+        with self.transaction() as tx:
+            rows = tx.rows(
+                "SELECT seq, id, aggregatetype, aggregateid, type, length(payload), created_at, "
+                "rejected_at, rejected_code, rejected_reason, attempts FROM flowbus_outbox "
+                "WHERE rejected_at IS NOT NULL ORDER BY seq"
+                + ("" if limit is None else " LIMIT ?"),
+                () if limit is None else (limit,),
+            )
+        return [RejectedRow(*row) for row in rows]
+
+    def requeue(self, ids: Sequence[str] | None) -> list[str]:
+        """Make rejected rows pending again, keeping their place (``seq``): the events
+        ``ids``, or every rejected row when ``None``. Returns the ids re-queued (an id that
+        is not a rejected row is not among them)."""
+        clear = "rejected_at = NULL, rejected_code = NULL, rejected_reason = NULL"
+        with self.transaction() as tx:
+            if ids is None:
+                found = tx.rows(
+                    f"UPDATE flowbus_outbox SET {clear} WHERE rejected_at IS NOT NULL RETURNING id"
+                )
+            else:
+                found = []
+                for start in range(0, len(ids), 500):
+                    chunk = list(ids[start : start + 500])
+                    found += tx.rows(
+                        f"UPDATE flowbus_outbox SET {clear} WHERE rejected_at IS NOT NULL "
+                        f"AND id IN ({_marks(len(chunk))}) RETURNING id",
+                        chunk,
+                    )
+            if found and self.dialect == "postgresql":
+                tx.execute(f"SELECT pg_notify('{CHANNEL}', '')")  # wake the relays now
+        return sorted(str(event_id) for (event_id,) in found)
 
     def _update(self, assignment: str, seqs: Sequence[int]) -> None:
         if not seqs:
@@ -355,15 +446,19 @@ class RelayStore:
             return int(cursor.rowcount)
 
     def status(self) -> OutboxStatus:
-        """Backlog and oldest age (by the database's clock), and sent rows still kept."""
+        """Backlog and oldest age (by the database's clock), sent rows still kept, and
+        rejected rows."""
         with self.transaction() as tx:
             [(pending, oldest, now)] = tx.rows(
                 f"SELECT count(*), min(created_at), {tx.now} FROM flowbus_outbox "
-                "WHERE sent_at IS NULL"
+                "WHERE sent_at IS NULL AND rejected_at IS NULL"
             )
             [(kept,)] = tx.rows("SELECT count(*) FROM flowbus_outbox WHERE sent_at IS NOT NULL")
+            [(rejected,)] = tx.rows(
+                "SELECT count(*) FROM flowbus_outbox WHERE rejected_at IS NOT NULL"
+            )
         age = None if oldest is None else max(0.0, (int(now) - int(oldest)) / 1000)
-        return OutboxStatus(int(pending), age, int(kept))
+        return OutboxStatus(int(pending), age, int(kept), int(rejected))
 
 
 def migrate(store: RelayStore) -> int:

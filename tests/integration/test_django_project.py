@@ -108,6 +108,7 @@ def test_rollback_publishes_nothing_and_commit_publishes_the_event(
             "pending": 0,
             "oldest_age_seconds": None,
             "sent_kept": 1,
+            "rejected": 0,
         }
     else:
         assert result["outbox_pending"] == 0

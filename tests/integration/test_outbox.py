@@ -3,6 +3,7 @@ rollback and commit, SIGKILL after the commit, broker and registry outages, two 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -495,6 +496,76 @@ def test_two_relays_keep_per_key_order(postgres_url, unique_topic):
     assert per_key(messages) == expected
     assert all(count > 0 for count in counts), counts  # both relays did publish
     assert sum(counts) == total
+
+
+# --- a row the broker rejects for good ---------------------------------------------------
+
+
+def set_topic_limit(topic: str, max_message_bytes: int) -> None:
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": get_settings().kafka_bootstrap_servers})
+    entry = ConfigEntry("max.message.bytes", str(max_message_bytes),
+                        incremental_operation=AlterConfigOpType.SET)  # fmt: skip
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+
+def test_a_row_too_large_for_its_topic_is_rejected_kept_and_retried(
+    database_url, unique_topic, caplog
+):
+    from click.testing import CliRunner
+
+    from flowbus.producer.outbox.cli import outbox as outbox_cli
+
+    topic = unique_topic()
+    set_topic_limit(topic, 8_000)
+    outbox.migrate(database_url)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    large = base64.b64encode(os.urandom(30_000)).decode()  # lz4 cannot shrink it below 8 kB
+    sink, conn, written = OutboxSink(), connect(database_url), []
+    with conn, outbox.bind(conn):
+        for case_id, meta in ((first, {}), (first, {"blob": large}), (first, {}), (second, {})):
+            metadata = SIGNAL.generate_signal_metadata()
+            data = SIGNAL.validate_data(**sample_events.work_item_event(case_id, meta=meta))
+            sink.send(SIGNAL, metadata, data, topic=topic, key=str(case_id))
+            written.append(str(metadata.id))
+    conn.close()
+    too_large = written[1]
+    cli = CliRunner()
+
+    with relay(database_url) as running:
+        messages = collect(topic, 3, timeout=60)
+        # The relay went on: the other rows, of the same key too, are published in order.
+        assert event_ids(messages) == [uuid.UUID(e).hex for e in written if e != too_large]
+        wait_for(lambda: outbox.status(database_url).rejected == 1, 30, "the row rejected")
+        status = outbox.status(database_url)
+        assert (status.pending, status.rejected) == (0, 1)
+        [row] = outbox.rejected(database_url)
+        assert (row.id, row.topic, row.key) == (too_large, topic, str(first))
+        assert row.code == "MSG_SIZE_TOO_LARGE" and "too large" in row.reason
+        assert row.payload_bytes > 8_000
+        assert running.metrics.rejected_total._value.get() == 1
+        logged = [r.getMessage() for r in caplog.records if "rejected by" in r.getMessage()]
+        assert len(logged) == 1 and too_large in logged[0] and SIGNAL.event_type in logged[0]
+        assert large[:100] not in logged[0]
+        shown = cli.invoke(outbox_cli, ["status", "--database", database_url])
+        assert shown.exit_code == 0 and "rejected 1" in shown.output, shown.output
+        listed = cli.invoke(outbox_cli, ["rejected", "--database", database_url, "--json"])
+        assert listed.exit_code == 0 and too_large in listed.output, listed.output
+        unknown = cli.invoke(outbox_cli, ["retry", "--database", database_url, written[0]])
+        assert unknown.exit_code == 1 and "not rejected rows" in unknown.output
+
+        set_topic_limit(topic, 1_000_000)
+        retried = cli.invoke(outbox_cli, ["retry", "--database", database_url, too_large])
+        assert retried.exit_code == 0 and "1 row(s) re-queued" in retried.output, retried.output
+        messages = collect(topic, 4, timeout=60)
+        wait_for(lambda: outbox.status(database_url).pending == 0, 30, "the retry marked sent")
+    assert event_ids(messages)[3] == uuid.UUID(too_large).hex  # after its key's later rows
+    assert len(messages) == 4
+    status = outbox.status(database_url)
+    assert (status.pending, status.rejected, status.sent_kept) == (0, 0, 4)
 
 
 # --- a SQLAlchemy Session ----------------------------------------------------------------

@@ -41,7 +41,9 @@ from flowbus.avro.codec import EventCodec
 from flowbus.avro.compiled import (
     Decoder,
     Encoder,
+    _long,
     _long_bytes,
+    _Unhandled,
     compile_decoder,
     compile_encoder,
 )
@@ -949,3 +951,24 @@ def test_data_resolved_by_fastavro_is_validated_in_full() -> None:
     assert type(decoded) is dict
     validated = signal.validate_decoded(decoded)
     assert exact(validated) == exact({"x": 3.0, "item": Cat(name="", lives=9)})
+
+
+def test_the_unrolled_long_writes_what_fastavro_writes() -> None:
+    # Every length from 1 to 10 bytes, both signs, the range's ends, and random values.
+    rng = random.Random(7)
+    values = [0, -1, 63, -64, 64, -65, (1 << 63) - 1, -(1 << 63)]
+    values += [
+        sign * ((1 << bits) + offset)
+        for bits in range(64)
+        for offset in (-1, 0, 1)
+        for sign in (1, -1)
+        if -(1 << 63) <= sign * ((1 << bits) + offset) < 1 << 63
+    ]
+    values += [rng.randrange(-(1 << 63), 1 << 63) >> rng.randrange(64) for _ in range(5000)]
+    for value in values:
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, "long", value)
+        assert _long(value) == out.getvalue() == bytes(_long_bytes(value)), value
+    for outside in (1 << 63, -(1 << 63) - 1):
+        with pytest.raises(_Unhandled):
+            _long(outside)

@@ -11,7 +11,7 @@ import pydantic
 import pytest
 
 import flowbus
-from flowbus.metadata import EventMetadata, default_source, flowbus_version_tuple
+from flowbus.metadata import EventMetadata, default_source, flowbus_version_tuple, new_metadata
 from flowbus.settings import get_settings
 
 
@@ -122,3 +122,21 @@ def test_json_round_trip_keeps_every_field() -> None:
 )
 def test_version_tuple(version: str, expected: tuple[int, ...]) -> None:
     assert flowbus_version_tuple(version) == expected
+
+
+def test_new_metadata_is_what_validation_builds(service_name: str) -> None:
+    before = datetime.now(UTC)
+    made = new_metadata("org.flowbus.test.thing.happened.v1", 2)
+    validated = EventMetadata(event_type="org.flowbus.test.thing.happened.v1", minorversion=2)
+    assert made.model_fields_set == validated.model_fields_set
+    assert EventMetadata.model_validate(made.model_dump()) == made
+    for field in ("event_type", "minorversion", "source", "sourcehost", "sourcelib", "specversion"):
+        assert getattr(made, field) == getattr(validated, field)
+    assert made.source == "flowbus/caluma-api/app"
+    assert made.id.version == 1 and made.id != new_metadata(made.event_type, 2).id
+    assert made.time.tzinfo is UTC and before <= made.time <= datetime.now(UTC)
+
+
+def test_new_metadata_rejects_what_validation_rejects() -> None:
+    with pytest.raises(pydantic.ValidationError, match="minorversion"):
+        new_metadata("org.flowbus.test.thing.happened.v1", -1)

@@ -23,7 +23,9 @@ from flowbus.producer import outbox
 from flowbus.producer.outbox import OutboxRelay, OutboxSink, RelayStore
 from flowbus.producer.outbox.store import (
     BUCKETS,
+    MIGRATIONS,
     SCHEMA_VERSION,
+    Rejection,
     bucket_of,
     dialect_of_connection,
     migrate_in_transaction,
@@ -168,8 +170,8 @@ def test_migrating_inside_a_callers_transaction_goes_with_it(tmp_path: Path) -> 
     conn.execute("COMMIT")
     assert outbox.migrate(f"sqlite:///{path}") == SCHEMA_VERSION  # nothing left to apply
     assert conn.execute("SELECT version FROM flowbus_outbox_schema_version").fetchall() == [
-        (SCHEMA_VERSION,)
-    ]
+        (version,) for version in sorted(MIGRATIONS)
+    ]  # each version once
     assert {name for (name,) in conn.execute(tables)} == {
         "flowbus_outbox", "flowbus_outbox_leases", "flowbus_outbox_relays",
         "flowbus_outbox_schema_version",
@@ -193,3 +195,49 @@ def test_a_draining_relay_returns_once_nothing_is_pending(url: str) -> None:
         assert owned == 0
     finally:
         store.close()
+
+
+def test_a_version_1_outbox_is_upgraded_and_rejected_rows_are_kept_and_requeued(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (*MIGRATIONS[1]["sqlite"],
+                      "CREATE TABLE flowbus_outbox_schema_version (version INTEGER)",
+                      "INSERT INTO flowbus_outbox_schema_version VALUES (1)"):  # fmt: skip
+        conn.execute(statement)
+    conn.close()
+    url = f"sqlite:///{path}"
+    conn = sqlite3.connect(path)
+    with conn, outbox.bind(conn):  # a writer of the old flowbus: the v1 columns only
+        ids = [send(OutboxSink(), key="case-1") for _ in range(3)]
+    conn.close()
+    assert outbox.migrate(url) == SCHEMA_VERSION == 2
+    store = RelayStore(url)
+    try:
+        [first, second, third] = store.pending(list(range(BUCKETS)), 10)
+        store.mark_rejected({second.seq: Rejection("MSG_SIZE_TOO_LARGE", "too large")})
+        store.mark_sent([first.seq])
+        assert [row.id for row in store.pending(list(range(BUCKETS)), 10)] == [third.id]
+        status = store.status()
+        assert (status.pending, status.rejected, status.sent_kept) == (1, 1, 1)
+        store.clean_up(0)  # rejected rows are never cleaned up
+        [row] = store.rejected()
+        assert (row.id, row.code, row.reason, row.attempts) == (ids[1], "MSG_SIZE_TOO_LARGE",
+                                                                "too large", 1)  # fmt: skip
+        assert store.requeue(["not-an-event", ids[2]]) == []  # neither is a rejected row
+        assert store.requeue(None) == [ids[1]]
+        # Back in its old place, before the later row of its key.
+        assert [r.id for r in store.pending(list(range(BUCKETS)), 10)] == [ids[1], ids[2]]
+        assert store.status().rejected == 0 and store.rejected() == []
+    finally:
+        store.close()
+
+
+def test_retry_command_needs_ids_or_all(url: str) -> None:
+    result = CliRunner().invoke(main, ["outbox", "retry", "--database", url])
+    assert result.exit_code == 1 and "--all" in result.output
+    result = CliRunner().invoke(main, ["outbox", "retry", "--database", url, "--all"])
+    assert result.exit_code == 0 and "0 row(s) re-queued" in result.output
+    result = CliRunner().invoke(main, ["outbox", "rejected", "--database", url])
+    assert result.exit_code == 0 and "0 rejected row(s)" in result.output

@@ -24,6 +24,11 @@ class OutboxEvent(models.Model):  # type: ignore[misc]  # Django has no type stu
     created_at = models.BigIntegerField(help_text="unix ms, database clock")
     sent_at = models.BigIntegerField(null=True, help_text="unix ms; NULL while pending")
     attempts = models.IntegerField(default=0)
+    rejected_at = models.BigIntegerField(
+        null=True, help_text="unix ms when the broker rejected the row for good"
+    )
+    rejected_code = models.TextField(null=True, help_text="the broker's error code name")
+    rejected_reason = models.TextField(null=True, help_text="the broker's error message")
 
     class Meta:
         managed = False
