@@ -193,6 +193,12 @@ def compat(reader_path: Path, writer_path: Path) -> None:
     raise SystemExit(ExitCode.FAILURE)
 
 
+def _listed(names: list[str], shown: int = 3) -> str:
+    """``: a, b, c and 38 more`` (a few names, then how many more)."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f": {', '.join(names[:shown])}{more}"
+
+
 def _routed_topics(event_type: str) -> list[str]:
     """Topics FLOWBUS_PRODUCER_CONFIG routes ``event_type`` to (prefix applied)."""
     from flowbus.settings import get_settings
@@ -214,8 +220,9 @@ def _routed_topics(event_type: str) -> list[str]:
     "--topic",
     "topics",
     multiple=True,
-    help="Register every event type under this topic (repeatable; the topic prefix is not "
-    "applied). Default: the topics FLOWBUS_PRODUCER_CONFIG routes each event type to.",
+    help="Register every event type under this topic (repeatable; FLOWBUS_TOPIC_PREFIX is "
+    "applied, as by produce and consume). Default: the topics FLOWBUS_PRODUCER_CONFIG routes "
+    "each event type to.",
 )
 @click.option("--registry-url", help="Default: SCHEMA_REGISTRY_URL.")
 @_mode_option
@@ -226,7 +233,8 @@ def register(
 
     Subjects follow TopicRecordName (<topic>-<event type>). Each subject's compatibility
     level is set to MODE, then every catalog version is registered oldest first; the
-    registry's verdict is reported per subject. Exit 1 when a subject was rejected.
+    registry's verdict is reported per subject, and the event types without a topic in one
+    line. Exit 1 when a subject was rejected.
     """
     from flowbus.avro.registry import SchemaRegistry, subject_name
     from flowbus.settings import get_settings
@@ -239,10 +247,12 @@ def register(
     catalog = _catalog(directory)
     level = CompatibilityMode(mode)
     failed = registered = 0
+    given = [f"{settings.topic_prefix}{topic}" for topic in topics]
+    skipped: list[str] = []
     for event_type in catalog.event_types():
-        event_topics = list(topics) or _routed_topics(event_type)
+        event_topics = given or _routed_topics(event_type)
         if not event_topics:
-            click.echo(f"{event_type}: skipped, no topic (pass --topic or route it)")
+            skipped.append(event_type)
             continue
         versions = catalog.versions(event_type)
         for topic in event_topics:
@@ -267,6 +277,11 @@ def register(
                 continue
             registered += 1
             click.echo(f"{subject}: ok ({level.registry_level}) " + ", ".join(verdicts))
+    if skipped:
+        click.echo(
+            f"skipped {len(skipped)} event type(s) without a topic (pass --topic or route "
+            f"them in FLOWBUS_PRODUCER_CONFIG){_listed(skipped)}"
+        )
     if failed:
         raise SystemExit(ExitCode.FAILURE)
     if not registered:

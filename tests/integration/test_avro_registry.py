@@ -28,6 +28,7 @@ from flowbus.avro.schema import derive_record_schema
 from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.errors import SchemaRegistryError, UnknownSchemaError
 from flowbus.schemas_cli import schemas
+from flowbus.settings import get_settings
 
 # Name the subject strategy: the default asks the registry for topic associations,
 # an endpoint Apicurio may leave unanswered.
@@ -242,3 +243,31 @@ def test_schemas_register_reports_the_registry_verdict(
     assert rejected.exit_code == 1
     assert f"{subject}: REJECTED (FULL_TRANSITIVE)" in rejected.output
     assert client.get_latest_version(subject).version == 2
+
+
+def test_schemas_register_applies_the_topic_prefix_and_sums_up_what_it_skipped(
+    url: str, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = SchemaCatalog(tmp_path)
+    routed, others = EVENT_TYPE, [f"{EVENT_TYPE}.other{i}" for i in range(4)]
+    for event_type in (routed, *others):
+        catalog.generate([FakeSignal(event_type, {"n": int})])
+    monkeypatch.setenv("FLOWBUS_TOPIC_PREFIX", "staging.")
+    monkeypatch.setenv("FLOWBUS_PRODUCER_CONFIG", json.dumps({routed: [{"topic": topic}]}))
+    get_settings.cache_clear()
+    try:
+        args = ["register", "--dir", str(tmp_path), "--registry-url", url]
+        routes = CliRunner().invoke(schemas, args)
+        given = CliRunner().invoke(schemas, [*args, "--topic", topic])
+    finally:
+        get_settings.cache_clear()
+    assert routes.exit_code == 0, routes.output
+    lines = routes.output.splitlines()
+    assert lines[0].startswith(f"{subject_name('staging.' + topic, routed)}: ok")
+    assert lines[1:] == [
+        "skipped 4 event type(s) without a topic (pass --topic or route them in "
+        f"FLOWBUS_PRODUCER_CONFIG): {', '.join(sorted(others)[:3])} and 1 more"
+    ]
+    assert given.exit_code == 0, given.output
+    assert f"{subject_name('staging.' + topic, others[0])}: ok" in given.output
+    assert "skipped" not in given.output
