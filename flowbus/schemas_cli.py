@@ -226,8 +226,19 @@ def _routed_topics(event_type: str) -> list[str]:
 )
 @click.option("--registry-url", help="Default: SCHEMA_REGISTRY_URL.")
 @_mode_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object: {"subjects": [{"subject", "ok", "level", "versions": [{"version", '
+    '"registered_as", "schema_id", "new_subject"}], "error"}], "skipped": [event type]}.',
+)
 def register(
-    directory: Path | None, topics: tuple[str, ...], registry_url: str | None, mode: str
+    directory: Path | None,
+    topics: tuple[str, ...],
+    registry_url: str | None,
+    mode: str,
+    as_json: bool,
 ) -> None:
     """Register the catalog with the schema registry, one subject per topic and event type.
 
@@ -249,6 +260,8 @@ def register(
     failed = registered = 0
     given = [f"{settings.topic_prefix}{topic}" for topic in topics]
     skipped: list[str] = []
+    reports: list[dict[str, Any]] = []
+    say = (lambda line: None) if as_json else click.echo
     for event_type in catalog.event_types():
         event_topics = given or _routed_topics(event_type)
         if not event_topics:
@@ -257,6 +270,11 @@ def register(
         versions = catalog.versions(event_type)
         for topic in event_topics:
             subject = subject_name(topic, versions[-1].parsed.parsed["name"])
+            report: dict[str, Any] = {
+                "subject": subject, "ok": True, "level": level.registry_level,
+                "versions": [], "error": None,
+            }  # fmt: skip
+            reports.append(report)
             verdicts: list[str] = []
             current = "compatibility level"
             try:
@@ -268,16 +286,21 @@ def register(
                     version = written.dataschema.rsplit("/", 1)[1]
                     new = ", new subject" if known is None else ""
                     verdicts.append(f"v{entry.version}->{version} (id {written.schema_id}{new})")
+                    report["versions"].append(
+                        {"version": entry.version, "registered_as": int(version),
+                         "schema_id": written.schema_id, "new_subject": known is None}
+                    )  # fmt: skip
             except SchemaRegistryError as exc:
                 failed += 1
                 done = f" after {', '.join(verdicts)}" if verdicts else ""
-                click.echo(
-                    f"{subject}: REJECTED ({level.registry_level}) {current}{done}: {exc.message}"
-                )
+                report.update(ok=False, error=f"{current}: {exc.message}")
+                say(f"{subject}: REJECTED ({level.registry_level}) {current}{done}: {exc.message}")
                 continue
             registered += 1
-            click.echo(f"{subject}: ok ({level.registry_level}) " + ", ".join(verdicts))
-    if skipped:
+            say(f"{subject}: ok ({level.registry_level}) " + ", ".join(verdicts))
+    if as_json:
+        echo_json({"subjects": reports, "skipped": skipped})
+    elif skipped:
         click.echo(
             f"skipped {len(skipped)} event type(s) without a topic (pass --topic or route "
             f"them in FLOWBUS_PRODUCER_CONFIG){_listed(skipped)}"

@@ -271,3 +271,19 @@ def test_schemas_register_applies_the_topic_prefix_and_sums_up_what_it_skipped(
     assert given.exit_code == 0, given.output
     assert f"{subject_name('staging.' + topic, others[0])}: ok" in given.output
     assert "skipped" not in given.output
+
+
+def test_schemas_register_json_reports_each_subject_and_what_it_skipped(
+    url: str, topic: str, tmp_path: Path
+) -> None:
+    catalog = SchemaCatalog(tmp_path)
+    catalog.generate([FakeSignal(EVENT_TYPE, {"n": int})])
+    args = ["register", "--dir", str(tmp_path), "--topic", topic, "--registry-url", url]
+    result = CliRunner().invoke(schemas, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    [subject] = report["subjects"]
+    assert subject["subject"] == subject_name(topic, EVENT_TYPE) and subject["ok"] is True
+    assert [v["version"] for v in subject["versions"]] == [1]
+    assert subject["versions"][0]["schema_id"] > 0 and subject["error"] is None
+    assert report["skipped"] == []
