@@ -440,6 +440,13 @@ def _key_text(key: bytes | None) -> str:
     multiple=True,
     help="With --local: module whose receivers to connect (repeatable).",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON object instead of a line per record: {"dry_run", "selected", "replayed", '
+    '"records": [{"record", "event_type", "event_id", "outcome", ...}]}.',
+)
 def replay(
     source: str | None,
     dlq_name: str | None,
@@ -454,6 +461,7 @@ def replay(
     local: bool,
     group: str | None,
     receiver_modules: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Re-publish dead-lettered messages to their original topic, or handle them --local.
 
@@ -488,20 +496,53 @@ def replay(
             err=True,
         )
         raise click.exceptions.Exit(ExitCode.FAILURE)
+    outcomes = _Outcomes(as_json)
     if dry_run:
         for record in chosen:
             where = "here" if local else record.original_topic
-            click.echo(f"would replay {_describe(record)}{_pointer_note(record)} -> {where}")
-        click.echo(f"Dry run: {len(chosen)} record(s) would be replayed; nothing changed.")
+            outcomes.add(
+                f"would replay {_describe(record)}{_pointer_note(record)} -> {where}",
+                record, "would replay", destination=where,
+            )  # fmt: skip
+        outcomes.done(
+            f"Dry run: {len(chosen)} record(s) would be replayed; nothing changed.",
+            dry_run=True, selected=len(chosen), replayed=0,
+        )  # fmt: skip
         return
     if local:
-        failed = _handle_locally(chosen, group, receiver_modules, dlq_topic.timeout)
+        failed = _handle_locally(chosen, group, receiver_modules, dlq_topic.timeout, outcomes)
     else:
-        _republish(chosen, dlq_topic.timeout)
+        _republish(chosen, dlq_topic.timeout, outcomes)
         failed = 0
-    click.echo(f"Replayed {len(chosen) - failed} of {len(chosen)} record(s).")
+    outcomes.done(
+        f"Replayed {len(chosen) - failed} of {len(chosen)} record(s).",
+        dry_run=False, selected=len(chosen), replayed=len(chosen) - failed,
+    )  # fmt: skip
     if failed:
         raise click.exceptions.Exit(ExitCode.FAILURE)
+
+
+class _Outcomes:
+    """What ``dlq replay`` did per record: a line each, or one JSON object at the end."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, line: str, record: DeadLetterRecord, outcome: str, **details: Any) -> None:
+        if not self.as_json:
+            click.echo(line)
+            return
+        self.records.append(
+            {"record": record.position, "event_type": record.event_type,
+             "event_id": record.event_id, "outcome": outcome, **details}
+        )  # fmt: skip
+
+    def done(self, line: str, **summary: Any) -> None:
+        if self.as_json:
+            echo_json({**summary, "records": self.records})
+        else:
+            click.echo(line)
 
 
 def _describe(record: DeadLetterRecord) -> str:
@@ -517,18 +558,20 @@ def _with_original(record: DeadLetterRecord, timeout: float) -> DeadLetterRecord
     return resolve_pointer(record, reader_config(get_settings()), timeout=timeout)
 
 
-def _republish(records: list[DeadLetterRecord], timeout: float) -> None:
+def _republish(records: list[DeadLetterRecord], timeout: float, outcomes: _Outcomes) -> None:
     if not records:
         return
     with Republisher(republisher_config(get_settings()), timeout=timeout) as republisher:
         for index, pointer_or_record in enumerate(records, 1):
             record = _with_original(pointer_or_record, timeout)
             landed = republisher.republish(record)
-            click.echo(
+            outcomes.add(
                 f"{_counter(index, records)}replayed {_describe(record)}"
                 f"{_pointer_note(pointer_or_record)} -> "
-                f"{landed.topic}[{landed.partition}]@{landed.offset}"
-            )
+                f"{landed.topic}[{landed.partition}]@{landed.offset}",
+                record, "replayed",
+                topic=landed.topic, partition=landed.partition, offset=landed.offset,
+            )  # fmt: skip
 
 
 def _counter(index: int, records: list[DeadLetterRecord]) -> str:
@@ -545,6 +588,7 @@ def _handle_locally(
     group: str | None,
     receiver_modules: tuple[str, ...],
     timeout: float,
+    outcomes: _Outcomes,
 ) -> int:
     """Handle each record here; returns how many failed again."""
     if not records:
@@ -579,20 +623,27 @@ def _handle_locally(
             engine.close()
         if not done:
             failed += 1
-            click.echo(f"{counter}NOT HANDLED {_describe(record)}: {'; '.join(engine.degraded())}")
+            why = "; ".join(engine.degraded())
+            outcomes.add(
+                f"{counter}NOT HANDLED {_describe(record)}: {why}", record, "not handled",
+                error=why,
+            )  # fmt: skip
             continue
         [context] = finished.contexts
         letter = context.dead_letter
         if letter is None:
-            click.echo(
+            outcomes.add(
                 f"{counter}handled {_describe(record)}{_pointer_note(pointer_or_record)} "
-                f"({context.attempts} attempt(s))"
-            )
+                f"({context.attempts} attempt(s))",
+                record, "handled", attempts=context.attempts,
+            )  # fmt: skip
             continue
         failed += 1
         error = str(letter.error).splitlines()[0] if str(letter.error) else ""
-        click.echo(
+        outcomes.add(
             f"{counter}FAILED {_describe(record)}: {letter.reason.value}: "
-            f"{type(letter.error).__name__}: {error[:200]}"
-        )
+            f"{type(letter.error).__name__}: {error[:200]}",
+            record, "failed", reason=letter.reason.value,
+            error=f"{type(letter.error).__name__}: {error[:200]}",
+        )  # fmt: skip
     return failed

@@ -277,6 +277,27 @@ def test_replay_dry_run_writes_nothing(three_letters):
     assert read_topic(topic) == []
 
 
+def test_replay_json_reports_the_plan_and_each_record(three_letters):
+    topic, _, letters = three_letters
+
+    plan = run("replay", "--source", topic, "--all", "--dry-run", "--json")
+    assert plan.exit_code == 0, plan.output
+    planned = json.loads(plan.stdout)
+    assert (planned["dry_run"], planned["selected"], planned["replayed"]) == (True, 3, 0)
+    assert [r["outcome"] for r in planned["records"]] == ["would replay"] * 3
+    assert {r["destination"] for r in planned["records"]} == {topic}
+    assert read_topic(topic) == []
+
+    done = run("replay", "--source", topic, "--record", "0:1", "--json")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert (report["dry_run"], report["selected"], report["replayed"]) == (False, 1, 1)
+    [record] = report["records"]
+    assert (record["record"], record["outcome"], record["topic"]) == ("0:1", "replayed", topic)
+    [message] = read_topic(topic)
+    assert message.offset() == record["offset"] and message.key() == letters[2].key
+
+
 def test_replay_by_record_position(three_letters):
     topic, _, letters = three_letters
 
