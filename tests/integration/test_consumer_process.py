@@ -166,12 +166,16 @@ def test_a_sigterm_right_after_the_start_line_stops_the_worker_cleanly(
         text=True,
     )
     assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith(announced):
-            break
-    else:
-        raise AssertionError(f"no start line; exit {process.wait()}")
-    process.send_signal(signal.SIGTERM)
-    _, rest = process.communicate(timeout=60)
+    try:
+        for line in process.stderr:
+            if line.startswith(announced):
+                break
+        else:
+            raise AssertionError(f"no start line; exit {process.wait()}")
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
     assert process.returncode == 0, rest
     assert "stopped:" in rest
