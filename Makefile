@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUICK ?=
 
-.PHONY: install lint typecheck fetch postgres-server test demo bench clean
+.PHONY: install dist-venv lint typecheck imports fetch postgres-server test demo bench clean
 
 $(BIN)/flowbus: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,37 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Type checkers do not follow the package-dir renames: check the three roots.
-typecheck: install
-	$(BIN)/mypy flowbus producer consumer
+# The package as users import it: a venv with a non-editable install, for the tools that
+# walk the package (mypy, import-linter) and do not follow the editable install's
+# package-dir renames (producer/ -> flowbus.producer...). The dependencies are installed
+# once (again when pyproject.toml changes), the package again whenever a source changes.
+DIST_VENV ?= .venv-dist
+DIST_BIN := $(abspath $(DIST_VENV))/bin
+PACKAGE_FILES := pyproject.toml $(shell find flowbus producer consumer dev schemas -type f \
+	-not -path '*/__pycache__/*' -not -name '*.pyc')
+
+$(DIST_VENV)/deps: pyproject.toml
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(DIST_BIN)/pip install --quiet import-linter '.[test,postgres]'
+	touch $@
+
+$(DIST_VENV)/installed: $(DIST_VENV)/deps $(PACKAGE_FILES)
+	$(DIST_BIN)/pip install --quiet --no-deps --force-reinstall --no-build-isolation . \
+		2> $(DIST_VENV)/install.log || { cat $(DIST_VENV)/install.log; exit 1; }
+	rm -rf build
+	touch $@
+
+dist-venv: $(DIST_VENV)/installed
+
+# Run from the dist venv's directory, where `flowbus` is not importable from the sources.
+typecheck: dist-venv
+	cd $(DIST_VENV) && $(DIST_BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+		--cache-dir $(CURDIR)/.mypy_cache -p flowbus
+
+# The import contracts of [tool.importlinter] in pyproject.toml.
+imports: dist-venv
+	cd $(DIST_VENV) && $(DIST_BIN)/lint-imports --no-cache --no-logo $(CURDIR)/pyproject.toml
 
 # Kafka and the schema registry from Maven Central (cached after the first time).
 fetch: install
@@ -39,7 +67,7 @@ postgres-server:
 		echo "no PostgreSQL server binaries: the PostgreSQL webhook-store tests will skip"; \
 	fi
 
-test: lint typecheck fetch postgres-server
+test: lint typecheck imports fetch postgres-server
 	$(BIN)/pytest
 
 demo: fetch
@@ -49,4 +77,4 @@ bench: fetch
 	$(BIN)/python benchmarks/run.py $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(DIST_VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

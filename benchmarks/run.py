@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/run.py [--quick] [--sections codec,producer,...] [--postgres URL]
 
 Runs against KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL when both are set, otherwise
-starts a local Kafka + registry (``flowbus.devstack.LocalStack``) in a temporary state
+starts a local Kafka + registry (``flowbus.dev.devstack.LocalStack``) in a temporary state
 directory and stops it at the end. Writes ``benchmarks/results/latest.json`` (and a
 timestamped copy), ``benchmarks/results/latest.md``, and prints the markdown table.
 See ``benchmarks/README.md`` for the method.
@@ -42,7 +42,7 @@ import confluent_kafka
 import report
 from bench_common import Target, loadavg
 
-from flowbus import devstack
+from flowbus.dev import devstack
 from flowbus.settings import get_settings
 
 HERE = Path(__file__).resolve().parent

@@ -31,8 +31,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "flowbus.consumer.webhooks.cli:listener",
         "Mistral-style listeners: webhooks for one execution or task.",
     ),
-    "dev": ("flowbus.devstack_cli:dev", "Run a local Kafka broker and schema registry."),
-    "demo": ("flowbus.demo:demo", "Show events travelling through a real broker."),
+    "dev": ("flowbus.dev.cli:dev", "Run a local Kafka broker and schema registry."),
+    "demo": ("flowbus.dev.demo:demo", "Show events travelling through a real broker."),
     "produce": ("flowbus.producer.cli:produce", "Validate an event and send it to Kafka."),
     "outbox": (
         "flowbus.producer.outbox.cli:outbox",

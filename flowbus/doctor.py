@@ -155,7 +155,7 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
     from confluent_kafka.admin import AdminClient
 
     from flowbus.broker import BrokerLog, probe_broker
-    from flowbus.consumer.kafka_clients import admin_config  # type: ignore[import-not-found]
+    from flowbus.consumer.kafka_clients import admin_config
 
     bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
     if not bootstrap:
@@ -188,11 +188,11 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
 def _local_kafka_version(settings: FlowbusSettings, bootstrap: str) -> str | None:
     """The version of the local dev stack's broker when it is the one configured (the
     Kafka protocol does not report a broker's version)."""
-    from flowbus.devstack import LocalStack
+    from flowbus.stack_state import read_stack_info, state_file
 
     try:
-        info = LocalStack(settings.state_dir, settings.cache_dir).info()
-    except (OSError, ValueError, FlowbusError):
+        info = read_stack_info(state_file(settings.state_dir))
+    except (OSError, ValueError):
         return None
     return info.kafka_version if info is not None and info.bootstrap_servers == bootstrap else None
 
@@ -236,7 +236,7 @@ def check_subjects(
     from flowbus.avro.registry import subject_name
     from flowbus.avro.serializer import codec_for
     from flowbus.errors import SchemaRegistryError
-    from flowbus.producer.forwarding import parse_forwarding_config  # type: ignore[import-not-found]
+    from flowbus.producer.forwarding import parse_forwarding_config
     from flowbus.signals import WorkflowSignal
     from flowbus.wire import get_profile
 
@@ -288,7 +288,7 @@ def check_subjects(
 
 
 def check_webhook_database(settings: FlowbusSettings, timeout: float) -> Check:
-    from flowbus.consumer.webhooks.store import default_database_url  # type: ignore[import-not-found]
+    from flowbus.consumer.webhooks.store import default_database_url
     from flowbus.database import dialect_of, redact_database_url, sqlite_path
     from flowbus.errors import WebhookStoreError
 
@@ -382,7 +382,7 @@ def check_receivers(settings: FlowbusSettings) -> Check:
 
 
 def check_ssrf_allowlist(settings: FlowbusSettings) -> Check:
-    from flowbus.consumer.webhooks.ssrf import SSRFPolicy  # type: ignore[import-not-found]
+    from flowbus.consumer.webhooks.ssrf import SSRFPolicy
 
     try:
         policy = SSRFPolicy.from_allowlist(

@@ -3,7 +3,7 @@
 Chosen once per session, in this order:
 1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``SCHEMA_REGISTRY_URL`` set: use them, manage nothing;
 2. a Docker engine answers: testcontainers (apache/kafka + Apicurio Registry);
-3. otherwise: the local stack (`flowbus.devstack`) in a temporary state directory.
+3. otherwise: the local stack (`flowbus.dev.devstack`) in a temporary state directory.
 Every test under ``tests/integration`` is marked ``integration``.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from flowbus import devstack
+from flowbus.dev import devstack
 from flowbus.settings import get_settings
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"

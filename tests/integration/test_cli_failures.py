@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from flowbus.catalog import post_complete_work_item
-from flowbus.devstack import free_port
+from flowbus.dev.devstack import free_port
 from flowbus.exit_codes import ExitCode
 from flowbus.metadata import EventMetadata
 from flowbus.producer.event_producer import EventProducer

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from flowbus import devstack
+from flowbus.dev import devstack
 from flowbus.settings import get_settings
 
 FLOWBUS = shutil.which("flowbus") or str(Path(sys.executable).parent / "flowbus")
@@ -112,7 +112,7 @@ def _dev_up(state_dir: Path) -> subprocess.CompletedProcess[str]:
 
 def _produce_cases(bootstrap: str, registry: str, topic: str, cases: int) -> int:
     """Each case's Caluma lifecycle, Avro with registered schemas; returns how many."""
-    from flowbus.demo_workflow import lifecycle
+    from flowbus.dev.demo_workflow import lifecycle
     from flowbus.producer.event_producer import EventProducer
     from flowbus.settings import FlowbusSettings
 

@@ -25,10 +25,11 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from tcp_proxy import TcpProxy
 
-from flowbus import cloudevents, devstack
+from flowbus import cloudevents
 from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.backoff import Backoff
 from flowbus.catalog import caluma
+from flowbus.dev import devstack
 from flowbus.metadata import EventMetadata
 from flowbus.producer import outbox
 from flowbus.producer.event_producer import EventProducer

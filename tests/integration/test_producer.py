@@ -26,11 +26,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from tcp_proxy import TcpProxy
 
-from flowbus import cloudevents, devstack
+from flowbus import cloudevents
 from flowbus.avro.serializer import EventDeserializer
 from flowbus.backoff import Backoff
 from flowbus.catalog import caluma
 from flowbus.catalog.models import CaseStatus, WorkItemStatus
+from flowbus.dev import devstack
 from flowbus.metadata import EventMetadata
 from flowbus.producer.event_producer import EventProducer
 from flowbus.producer.forwarding import start_forwarding

@@ -45,7 +45,7 @@ from flowbus.consumer.webhooks import (
     WebhookStore,
 )
 from flowbus.consumer.webhooks.ssrf import check_url
-from flowbus.devstack import free_port
+from flowbus.dev.devstack import free_port
 from flowbus.errors import BlockedURLError, URLResolutionError
 
 FAST_RETRY = RetryPolicy(max_attempts=5, initial_backoff=0.05, max_backoff=0.2)

@@ -11,7 +11,7 @@ import contextlib
 import socket
 import threading
 
-from flowbus.devstack import free_port
+from flowbus.dev.devstack import free_port
 
 
 class TcpProxy:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from flowbus.devstack import free_port
+from flowbus.dev.devstack import free_port
 
 PG_BIN_DIRS = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15", "14")]
 

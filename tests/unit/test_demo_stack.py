@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowbus import demo, devstack
+from flowbus.dev import demo, devstack
 from flowbus.settings import get_settings
 
 

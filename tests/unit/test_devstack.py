@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flowbus import devstack
 from flowbus.cli import main
+from flowbus.dev import devstack
 from flowbus.settings import get_settings
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from flowbus.cli import main
 from flowbus.consumer.webhooks.models import Attempt, AttemptOutcome, DeliveryStatus
 from flowbus.consumer.webhooks.store import WebhookStore
-from flowbus.devstack import free_port
+from flowbus.dev.devstack import free_port
 from flowbus.settings import get_settings
 
 PUBLIC_URL = "https://93.184.216.34/hooks"

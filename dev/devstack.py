@@ -11,7 +11,6 @@ import base64
 import contextlib
 import dataclasses
 import errno
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,11 @@ from pathlib import Path
 import httpx
 
 from flowbus.errors import FlowbusError
+
+# ProcessInfo and StackInfo are re-exported: LocalStack hands them out.
+from flowbus.stack_state import ProcessInfo as ProcessInfo
+from flowbus.stack_state import StackInfo as StackInfo
+from flowbus.stack_state import read_stack_info, state_file
 
 KAFKA_VERSION = "4.1.1"
 KAFKA_MIN_JAVA = 17
@@ -65,46 +69,6 @@ class Artifacts:
 
     kafka_classpath: Path
     registry_jar: Path
-
-
-@dataclasses.dataclass
-class ProcessInfo:
-    """One server process the stack started."""
-
-    name: str
-    pid: int
-    port: int
-    log: str
-
-
-@dataclasses.dataclass
-class StackInfo:
-    """What ``flowbus dev up`` started; persisted as ``stack.json`` in the state dir."""
-
-    bootstrap_servers: str
-    schema_registry_url: str
-    kafka: ProcessInfo
-    registry: ProcessInfo
-    kafka_version: str
-    registry_version: str
-    started_at: float
-
-    def env_lines(self) -> list[str]:
-        """Shell lines that point every later flowbus command at this stack."""
-        return [
-            f"export KAFKA_BOOTSTRAP_SERVERS={self.bootstrap_servers}",
-            f"export SCHEMA_REGISTRY_URL={self.schema_registry_url}",
-        ]
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> StackInfo:
-        raw = json.loads(text)
-        raw["kafka"] = ProcessInfo(**raw["kafka"])
-        raw["registry"] = ProcessInfo(**raw["registry"])
-        return cls(**raw)
 
 
 # --- Java and Maven ---------------------------------------------------------------
@@ -467,7 +431,7 @@ class LocalStack:
         # For test sessions: the servers get SIGTERM if the process that started them dies
         # without `down` (a crash, SIGKILL), so no JVM outlives its owner. Linux only.
         self.die_with_parent = die_with_parent
-        self.state_file = state_dir / "stack.json"
+        self.state_file = state_file(state_dir)
         self.kafka_data = state_dir / "kafka-data"
         self.registry_data = state_dir / "registry-data"
         # Put on both command lines so `down` recognises its processes even after pid reuse.
@@ -476,10 +440,8 @@ class LocalStack:
     def info(self) -> StackInfo | None:
         """The recorded stack, or None when nothing was started here."""
         try:
-            return StackInfo.from_json(self.state_file.read_text())
-        except FileNotFoundError:
-            return None
-        except (ValueError, TypeError, KeyError) as exc:
+            return read_stack_info(self.state_file)
+        except ValueError as exc:
             raise DevStackError(f"{self.state_file} is unreadable ({exc}); remove it") from exc
 
     def health(self) -> dict[str, bool]:
@@ -799,6 +761,13 @@ def docker_engine_answers(timeout: float = 10.0) -> bool:
 
 def compose(compose_file: Path, *args: str) -> None:
     """Run ``docker compose`` on the project's compose file; fail with its output."""
+    if not compose_file.is_file():
+        # The wheel does not ship it: docker-compose.yml is at the root of a source checkout.
+        raise DevStackError(
+            f"--docker needs {compose_file.resolve()}, which does not exist: run it from a "
+            "flowbus source checkout (docker-compose.yml is at its root), or drop --docker "
+            "to run local JVMs"
+        )
     if not docker_engine_answers():
         raise DevStackError("--docker needs a running Docker engine; none answers here")
     proc = subprocess.run(

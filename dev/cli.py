@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from flowbus import devstack
+from flowbus.dev import devstack
 from flowbus.exit_codes import ExitCode
 from flowbus.json_output import echo_json
 from flowbus.settings import get_settings

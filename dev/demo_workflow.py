@@ -3,8 +3,8 @@
 The service walks a few cases through their lifecycle with the catalog's signals; the
 producer forwards every event to one topic, keyed by case. A consumer worker reads the
 topic and re-sends each signal with the original metadata; its receivers print what
-arrived. One poison message shows the dead-letter path. Producer and consumer sides are
-imported lazily: the core never imports them at module level.
+arrived. One poison message shows the dead-letter path. Like all of :mod:`flowbus.dev`,
+it sits above both sides and may import them.
 """
 
 from __future__ import annotations
@@ -100,10 +100,10 @@ def lifecycle(case_id: uuid.UUID, now: datetime) -> list[tuple[WorkflowSignal, d
 def run_workflow_demo(cases: int = 3) -> None:
     """Service → Kafka → worker, then a poison message → dead-letter topic."""
     # The sides install as flowbus.producer/consumer, a rename type checkers do not follow.
-    from flowbus.consumer.deadletter import read_dead_letter_headers  # type: ignore[import-not-found]
-    from flowbus.consumer.worker import Worker  # type: ignore[import-not-found]
-    from flowbus.producer.event_producer import EventProducer  # type: ignore[import-not-found]
-    from flowbus.producer.forwarding import start_forwarding  # type: ignore[import-not-found]
+    from flowbus.consumer.deadletter import read_dead_letter_headers
+    from flowbus.consumer.worker import Worker
+    from flowbus.producer.event_producer import EventProducer
+    from flowbus.producer.forwarding import start_forwarding
 
     run = uuid.uuid4().hex[:8]
     topic = f"flowbus-demo-workflow-{run}"
@@ -230,7 +230,7 @@ def _read_topic(topic: str, bootstrap: str, timeout: float = 10.0) -> list[Any]:
 
 def run_webhooks_demo(bootstrap: str, registry_url: str) -> None:
     """One event through Kafka to a local HTTP receiver, signed and verified."""
-    from flowbus.consumer.webhooks.demo import run_webhook_demo  # type: ignore[import-not-found]
+    from flowbus.consumer.webhooks.demo import run_webhook_demo
     from flowbus.producer.event_producer import EventProducer
 
     def publish(topic: str) -> None:

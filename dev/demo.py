@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import click
 from confluent_kafka.schema_registry import topic_subject_name_strategy
 
-from flowbus import devstack
+from flowbus.dev import devstack
 from flowbus.exit_codes import ExitCode
 from flowbus.settings import get_settings
 
@@ -66,7 +66,7 @@ def pipes_round_trip(bootstrap: str, registry_url: str) -> None:
     from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    from flowbus.demo_workflow import LIBRDKAFKA_LOG
+    from flowbus.dev.demo_workflow import LIBRDKAFKA_LOG
 
     topic = f"flowbus-demo-pipes-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap}, logger=LIBRDKAFKA_LOG)
@@ -118,7 +118,7 @@ def demo(keep_stack: bool) -> None:
             os.environ["SCHEMA_REGISTRY_URL"] = registry_url
             os.environ.setdefault("FLOWBUS_SCHEMA_AUTO_REGISTER", "true")
             get_settings.cache_clear()
-            from flowbus.demo_workflow import run_webhooks_demo, run_workflow_demo
+            from flowbus.dev.demo_workflow import run_webhooks_demo, run_workflow_demo
 
             run_workflow_demo()
             run_webhooks_demo(bootstrap, registry_url)
