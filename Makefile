@@ -30,7 +30,7 @@ PACKAGE_FILES := pyproject.toml $(shell find flowbus producer consumer dev schem
 $(DIST_VENV)/deps: pyproject.toml
 	$(PYTHON) -m venv $(DIST_VENV)
 	$(DIST_BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(DIST_BIN)/pip install --quiet import-linter '.[test,postgres]'
+	$(DIST_BIN)/pip install --quiet '.[test,postgres]'
 	touch $@
 
 $(DIST_VENV)/installed: $(DIST_VENV)/deps $(PACKAGE_FILES)

@@ -161,6 +161,15 @@ def test_docker_flag_without_engine_is_refused(isolated_settings, monkeypatch):
     assert "--docker needs a running Docker engine" in result.output
 
 
+def test_docker_flag_names_the_missing_compose_file(isolated_settings, monkeypatch):
+    # An installed flowbus outside a source checkout: no docker-compose.yml in the cwd.
+    monkeypatch.chdir(isolated_settings)
+    result = CliRunner().invoke(main, ["dev", "up", "--docker"])
+    assert result.exit_code == 2
+    assert f"--docker needs {isolated_settings.resolve() / 'docker-compose.yml'}" in result.output
+    assert "which does not exist" in result.output
+
+
 def test_kafka_properties_are_single_node_kraft(tmp_path):
     props = dict(
         line.split("=", 1) for line in devstack.kafka_properties(tmp_path, 1234, 1235).splitlines()
