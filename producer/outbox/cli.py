@@ -95,7 +95,7 @@ def rejected(database_url: str, limit: int | None, as_json: bool) -> None:
 @click.option("--all", "every", is_flag=True, help="Every rejected row.")
 def retry(database_url: str, ids: tuple[str, ...], every: bool) -> None:
     """Re-queue rejected rows (event ids, or --all) in their old place, for the relay to
-    publish again. Exits 1 when an id is not a rejected row."""
+    publish again. An id that is not a rejected row is bad input (exit 2)."""
     from . import retry as requeue
 
     if bool(ids) == every:

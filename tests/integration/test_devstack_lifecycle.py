@@ -73,6 +73,28 @@ eval "$({flowbus} dev up)"   # a second `up` reuses the running stack
     assert after.returncode == 1
 
 
+def test_the_readme_dev_stack_sample_runs_as_written(tmp_path):
+    # README.md's "A local broker and registry" block, examples/devstack.sh, run from the
+    # checkout (it names .venv/bin/flowbus) on a stack of its own.
+    root = Path(__file__).resolve().parents[2]
+    state_dir = tmp_path / "state"
+    env = stack_env(state_dir)
+    env["PATH"] = f"{Path(FLOWBUS).parent}{os.pathsep}{env.get('PATH', '')}"
+    stack = devstack.LocalStack(state_dir, get_settings().cache_dir)
+    try:
+        run = subprocess.run(
+            ["bash", "-e", str(root / "examples" / "devstack.sh")],
+            cwd=root, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        if stack.running_pids():
+            subprocess.run([FLOWBUS, "dev", "down"], env=env, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("up\n") == 2, run.stdout  # `dev status`: both components
+    assert stack.running_pids() == []  # `dev stop`, then `dev down`
+    assert not stack.kafka_data.exists() and not stack.registry_data.exists()  # down deletes
+
+
 def _register(url: str, subject: str, schema: dict[str, Any]) -> int:
     response = httpx.post(
         f"{url}/subjects/{subject}/versions", json={"schema": json.dumps(schema)}, timeout=30

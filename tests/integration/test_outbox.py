@@ -30,6 +30,7 @@ from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.backoff import Backoff
 from flowbus.catalog import caluma
 from flowbus.dev import devstack
+from flowbus.exit_codes import ExitCode
 from flowbus.metadata import EventMetadata
 from flowbus.producer import outbox
 from flowbus.producer.event_producer import EventProducer
@@ -556,7 +557,7 @@ def test_a_row_too_large_for_its_topic_is_rejected_kept_and_retried(
         listed = cli.invoke(outbox_cli, ["rejected", "--database", database_url, "--json"])
         assert listed.exit_code == 0 and too_large in listed.output, listed.output
         unknown = cli.invoke(outbox_cli, ["retry", "--database", database_url, written[0]])
-        assert unknown.exit_code == 1 and "not rejected rows" in unknown.output
+        assert unknown.exit_code == ExitCode.BAD_INPUT and "not rejected rows" in unknown.output
 
         set_topic_limit(topic, 1_000_000)
         retried = cli.invoke(outbox_cli, ["retry", "--database", database_url, too_large])

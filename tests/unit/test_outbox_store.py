@@ -19,6 +19,7 @@ from flowbus.avro.serializer import EventSerializer, codec_for
 from flowbus.catalog import caluma
 from flowbus.cli import main
 from flowbus.errors import ConfigurationError, OutboxError, OutboxNotBoundError, OutboxStoreError
+from flowbus.exit_codes import ExitCode
 from flowbus.producer import outbox
 from flowbus.producer.outbox import OutboxRelay, OutboxSink, RelayStore
 from flowbus.producer.outbox.store import (
@@ -236,7 +237,7 @@ def test_a_version_1_outbox_is_upgraded_and_rejected_rows_are_kept_and_requeued(
 
 def test_retry_command_needs_ids_or_all(url: str) -> None:
     result = CliRunner().invoke(main, ["outbox", "retry", "--database", url])
-    assert result.exit_code == 1 and "--all" in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "--all" in result.output
     result = CliRunner().invoke(main, ["outbox", "retry", "--database", url, "--all"])
     assert result.exit_code == 0 and "0 row(s) re-queued" in result.output
     result = CliRunner().invoke(main, ["outbox", "rejected", "--database", url])
