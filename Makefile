@@ -33,7 +33,10 @@ $(DIST_VENV)/deps: pyproject.toml
 	$(DIST_BIN)/pip install --quiet '.[test,postgres]'
 	touch $@
 
+# setuptools builds in ./build and copies what it finds there: a file moved or deleted
+# since an earlier build would be installed again, so the build starts from nothing.
 $(DIST_VENV)/installed: $(DIST_VENV)/deps $(PACKAGE_FILES)
+	rm -rf build
 	$(DIST_BIN)/pip install --quiet --no-deps --force-reinstall --no-build-isolation . \
 		2> $(DIST_VENV)/install.log || { cat $(DIST_VENV)/install.log; exit 1; }
 	rm -rf build
