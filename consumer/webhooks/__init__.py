@@ -1,7 +1,8 @@
 """Webhooks: deliver events to subscribers over HTTP - signed, retried, logged, SSRF-safe.
 
-The consumer worker builds a :class:`WebhookEvent` from each decoded message and calls
-:meth:`DeliveryEngine.submit`; see ``docs/webhooks.md``.
+A :class:`WebhookForwarder` is a receiver on the signals: for each event the consumer
+worker re-sends, it builds a :class:`WebhookEvent` and calls :meth:`DeliveryEngine.submit`
+(``flowbus webhooks serve`` wires the three); see ``docs/webhooks.md``.
 """
 
 from .delivery import DeliveryEngine, EngineLimits
