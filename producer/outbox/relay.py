@@ -75,7 +75,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -93,8 +93,10 @@ from flowbus.settings import FlowbusSettings, get_settings
 from flowbus.signals import WorkflowSignal
 
 from ..event_producer import DEFAULT_KAFKA_CONFIG
-from .metrics import OutboxMetrics
 from .store import CHANNEL, PendingRow, Rejection, RelayStore
+
+if TYPE_CHECKING:
+    from .metrics import OutboxMetrics
 
 __all__ = ["PERMANENT_ERRORS", "OutboxRelay"]
 
@@ -166,7 +168,11 @@ class OutboxRelay:
         self.lease_ttl = lease_ttl
         self.retention = retention
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
-        self.metrics = metrics or OutboxMetrics()
+        if metrics is None:
+            from .metrics import OutboxMetrics  # the 'metrics' extra; the sink needs none
+
+            metrics = OutboxMetrics()
+        self.metrics = metrics
         self._kafka_config = config
         self._serializer = serializer or EventSerializer.from_settings(self.settings)
         self._schemas: dict[tuple[str, str], ParsedSchema] = {}
