@@ -85,6 +85,7 @@ from flowbus.avro.serializer import EventSerializer, codec_for
 from flowbus.backoff import Backoff
 from flowbus.errors import (
     ConfigurationError,
+    MissingExtraError,
     OutboxError,
     OutboxStoreError,
     SchemaRegistryError,
@@ -124,8 +125,39 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+class _NoMetrics:
+    """The relay's metrics without the 'metrics' extra: nothing is counted."""
+
+    def observe_status(self, status: object) -> None:
+        pass
+
+    def published(self, count: int) -> None:
+        pass
+
+    def rejected(self, count: int) -> None:
+        pass
+
+    def failed(self, count: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _default_metrics() -> OutboxMetrics | _NoMetrics:
+    try:
+        from .metrics import OutboxMetrics
+    except MissingExtraError:
+        return _NoMetrics()
+    return OutboxMetrics()
+
+
 class OutboxRelay:
-    """Publishes an outbox's committed rows; ``start()`` in a thread or ``run()`` here."""
+    """Publishes an outbox's committed rows; ``start()`` in a thread or ``run()`` here.
+
+    ``metrics``: default :class:`OutboxMetrics` when the ``metrics`` extra is installed,
+    else none (the relay itself needs no extra).
+    """
 
     def __init__(
         self,
@@ -168,11 +200,7 @@ class OutboxRelay:
         self.lease_ttl = lease_ttl
         self.retention = retention
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
-        if metrics is None:
-            from .metrics import OutboxMetrics  # the 'metrics' extra; the sink needs none
-
-            metrics = OutboxMetrics()
-        self.metrics = metrics
+        self.metrics: OutboxMetrics | _NoMetrics = metrics or _default_metrics()
         self._kafka_config = config
         self._serializer = serializer or EventSerializer.from_settings(self.settings)
         self._schemas: dict[tuple[str, str], ParsedSchema] = {}

@@ -61,21 +61,24 @@ def test_a_command_without_its_extra_names_the_extra(blocked, args, message):
     assert result.stderr.strip() == message
 
 
-def test_the_outbox_relay_without_metrics_names_the_extra_and_the_sink_needs_none(tmp_path):
+def test_the_outbox_relay_runs_without_metrics_and_its_metrics_port_names_the_extra(tmp_path):
+    url = f"sqlite:///{tmp_path}/app.db"
     code = (
-        "from flowbus.errors import MissingExtraError\n"
         "from flowbus.producer import outbox\n"
-        "outbox.OutboxSink()\n"
-        "try:\n"
-        f"    outbox.OutboxRelay('sqlite:///{tmp_path}/app.db',\n"
-        "                       kafka_config={'bootstrap.servers': '127.0.0.1:1'})\n"
-        "except MissingExtraError as exc:\n"
-        "    print(exc)\n"
+        "kafka = {'bootstrap.servers': '127.0.0.1:1'}\n"
+        f"relay = outbox.OutboxRelay({url!r}, kafka_config=kafka)\n"
+        "print(type(relay.metrics).__name__)\n"
     )
     result = _run(["prometheus_client"], code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (
-        "the outbox relay's Prometheus metrics need the 'metrics' extra: "
+    assert result.stdout.strip() == "_NoMetrics"
+
+    result = _flowbus(
+        ["prometheus_client"], "outbox", "relay", "--database", url, "--metrics-port", "0"
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "flowbus outbox: the outbox relay's Prometheus metrics need the 'metrics' extra: "
         "pip install 'flowbus[metrics]'"
     )
 
