@@ -9,7 +9,7 @@ QUICK ?=
 $(BIN)/flowbus: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,postgres]'
+	$(BIN)/pip install --quiet -e '.[test,postgres,webhooks,metrics]'
 	touch $@
 
 install: $(BIN)/flowbus

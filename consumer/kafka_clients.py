@@ -35,10 +35,6 @@ def base_config(settings: FlowbusSettings) -> dict[str, Any]:
     }
 
 
-def admin_config(settings: FlowbusSettings) -> dict[str, Any]:
-    return base_config(settings)
-
-
 def reader_config(settings: FlowbusSettings) -> dict[str, Any]:
     """A consumer that only reads assigned partitions and never commits.
 

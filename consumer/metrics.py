@@ -23,18 +23,20 @@ from collections.abc import Callable, Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-
+from flowbus.extras import requires_extra
 from flowbus.signals import WorkflowSignal
 
 from .deadletter import Reason
+
+with requires_extra("metrics", "Prometheus metrics"):
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
 
 log = logging.getLogger(__name__)
 

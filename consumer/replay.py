@@ -35,7 +35,7 @@ from flowbus.errors import (
 )
 from flowbus.settings import FlowbusSettings, get_settings
 
-from .kafka_clients import admin_config, topic_partitions
+from .kafka_clients import base_config, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class ConsumerGroupOffsets:
     def from_settings(
         cls, settings: FlowbusSettings | None = None, *, timeout: float = 30.0
     ) -> ConsumerGroupOffsets:
-        config = admin_config(settings or get_settings())
+        config = base_config(settings or get_settings())
         return cls(AdminClient(config), timeout=timeout, config=config)
 
     @staticmethod

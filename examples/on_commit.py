@@ -1,9 +1,12 @@
 import sqlite3
 import uuid
 
-from flowbus.producer.event_producer import EventProducer
-from flowbus.producer.forwarding import start_forwarding
-from flowbus.producer.on_commit import DBAPITransactions, OnCommitSink
+from flowbus.producer import (
+    DBAPITransactions,
+    EventProducer,
+    OnCommitSink,
+    start_forwarding,
+)
 
 from review import complete_review
 

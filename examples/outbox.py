@@ -1,9 +1,7 @@
 import sqlite3
 import uuid
 
-from flowbus.producer import outbox
-from flowbus.producer.event_producer import EventProducer
-from flowbus.producer.forwarding import start_forwarding
+from flowbus.producer import EventProducer, outbox, start_forwarding
 
 from review import complete_review
 

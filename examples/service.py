@@ -1,7 +1,6 @@
 import uuid
 
-from flowbus.producer.event_producer import EventProducer
-from flowbus.producer.forwarding import start_forwarding
+from flowbus.producer import EventProducer, start_forwarding
 
 from review import complete_review
 

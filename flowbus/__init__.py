@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from flowbus.lazy_exports import lazy_exports
 
 try:
     __version__ = version("flowbus")
@@ -21,22 +22,12 @@ __all__ = ["EventMetadata", "SenderValidationError", "WorkflowSignal", "__versio
 
 # The public names are imported on first use, so that `import flowbus` (and every `flowbus`
 # command) does not pay for pydantic until a signal is needed.
-_EXPORTS = {
-    "EventMetadata": "flowbus.metadata",
-    "SenderValidationError": "flowbus.errors",
-    "WorkflowSignal": "flowbus.signals",
-    "on": "flowbus.receivers",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flowbus' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "EventMetadata": "flowbus.metadata",
+        "SenderValidationError": "flowbus.errors",
+        "WorkflowSignal": "flowbus.signals",
+        "on": "flowbus.receivers",
+    },
+)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from flowbus.errors import FlowbusError
+from flowbus.extras import requires_extra
 
 __all__ = [
     "Dialect",
@@ -92,12 +93,10 @@ def connect_sqlite(
 def connect_postgres(
     url: str, error: type[FlowbusError], *, autocommit: bool = True, timeout: float = 10
 ) -> Any:
-    """A psycopg 3 connection; a missing extra or a refused connection raises ``error``
-    (``timeout``: seconds to connect)."""
-    try:
+    """A psycopg 3 connection; a refused connection raises ``error`` (``timeout``: seconds
+    to connect), a missing ``postgres`` extra :class:`~flowbus.errors.MissingExtraError`."""
+    with requires_extra("postgres", "PostgreSQL databases"):
         import psycopg
-    except ImportError as exc:
-        raise error("PostgreSQL storage needs psycopg 3: pip install 'flowbus[postgres]'") from exc
     url = "postgresql" + url[url.index(":") :]
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, round(timeout)))

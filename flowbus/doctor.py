@@ -155,7 +155,7 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
     from confluent_kafka.admin import AdminClient
 
     from flowbus.broker import BrokerLog, probe_broker
-    from flowbus.consumer.kafka_clients import admin_config
+    from flowbus.consumer.kafka_clients import base_config
 
     bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
     if not bootstrap:
@@ -166,7 +166,7 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
             'set it to the broker addresses (`eval "$(flowbus dev up)"` for a local one)',
         )
     # librdkafka's connection errors would repeat every few milliseconds; the verdict says it once.
-    config = {**admin_config(settings), **BrokerLog(quiet=True).client_config()}
+    config = {**base_config(settings), **BrokerLog(quiet=True).client_config()}
     try:
         metadata = probe_broker(AdminClient(config), config, timeout=timeout)
     except BrokerUnreachableError as exc:

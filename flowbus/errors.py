@@ -11,6 +11,10 @@ class ConfigurationError(FlowbusError):
     """Settings or a configuration file are invalid; the message names the entry."""
 
 
+class MissingExtraError(ConfigurationError):
+    """An optional part of flowbus was used without the extra that installs its libraries."""
+
+
 class InputError(FlowbusError):
     """A value or file given on the command line cannot be read or parsed; names the option."""
 

@@ -1,8 +1,8 @@
 """Event ids: time-based UUIDs (RFC 9562 version 1), as Open edX's event metadata uses.
 
-:func:`uuid.uuid1` asks libuuid, which locks a clock file for every id (about 10 us, the
-single largest cost of creating an event's metadata). Here the state lives in the
-process instead, and uniqueness comes from:
+:func:`uuid.uuid1` asks libuuid, which locks a clock file for every id (the single largest
+cost of creating an event's metadata; figures: ``benchmarks/README.md``). Here the state
+lives in the process instead, and uniqueness comes from:
 
 * within a process: a strictly increasing 100 ns timestamp, taken under a lock;
 * across processes and hosts: a random 48-bit node with the multicast bit set (RFC 9562

@@ -1,13 +1,18 @@
 """Webhooks: deliver events to subscribers over HTTP - signed, retried, logged, SSRF-safe.
 
-The consumer worker builds a :class:`WebhookEvent` from each decoded message and calls
-:meth:`DeliveryEngine.submit`; see ``docs/webhooks.md``.
+A :class:`WebhookForwarder` is a receiver on the signals: for each event the consumer
+worker re-sends, it builds a :class:`WebhookEvent` and calls :meth:`DeliveryEngine.submit`
+(``flowbus webhooks serve`` wires the three); see ``docs/webhooks.md``.
 """
+
+from typing import TYPE_CHECKING
+
+from flowbus.lazy_exports import lazy_exports
 
 from .delivery import DeliveryEngine, EngineLimits
 from .event import CLOUDEVENTS_JSON, WebhookEvent
 from .forwarder import WebhookForwarder
-from .http import WebhookHTTPClient
+from .http import HTTPResult, WebhookHTTPClient
 from .matching import EventTypePattern, PropertyFilter, parse_filters
 from .models import (
     Attempt,
@@ -21,6 +26,12 @@ from .signing import generate_secret, signature_headers, verify
 from .ssrf import CheckedURL, SSRFPolicy, check_url
 from .store import WebhookStore, default_database_url
 
+if TYPE_CHECKING:
+    from .metrics import DeliveryMetrics
+
+# Imported on first use: it needs the 'metrics' extra.
+__getattr__, __dir__ = lazy_exports(__name__, {"DeliveryMetrics": ".metrics"})
+
 __all__ = [
     "CLOUDEVENTS_JSON",
     "Attempt",
@@ -28,9 +39,11 @@ __all__ = [
     "CheckedURL",
     "Delivery",
     "DeliveryEngine",
+    "DeliveryMetrics",
     "DeliveryStatus",
     "EngineLimits",
     "EventTypePattern",
+    "HTTPResult",
     "PropertyFilter",
     "RetryPolicy",
     "SSRFPolicy",

@@ -1,9 +1,10 @@
 """The webhook delivery engine: events in, signed HTTP requests out, every attempt logged.
 
-The consumer worker calls :meth:`DeliveryEngine.submit` for each decoded event. ``submit``
-matches the event against the enabled subscriptions and records one pending delivery per
-match in the store; once it returns, the deliveries are durable and the worker may commit
-the Kafka offset. Everything after that runs in the engine's own threads:
+The :class:`~.forwarder.WebhookForwarder` calls :meth:`DeliveryEngine.submit` for each
+event the consumer worker re-sends to it. ``submit`` matches the event against the enabled
+subscriptions and records one pending delivery per match in the store; once it returns,
+the deliveries are durable and the worker may commit the Kafka offset. Everything after
+that runs in the engine's own threads:
 
 * a dispatcher claims due deliveries from the store (so several workers can share one
   database) and hands them to a bounded thread pool - at most ``max_concurrency`` attempts

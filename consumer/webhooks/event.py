@@ -38,7 +38,7 @@ _ATTRIBUTES = (
 
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
-    """One decoded event, as the consumer worker hands it to the delivery engine.
+    """One decoded event, as the webhook forwarder hands it to the delivery engine.
 
     ``data`` must be a JSON object (nested dicts, lists, strings, finite numbers, booleans,
     ``None``); :meth:`from_metadata` converts models, UUIDs and datetimes. The CloudEvents

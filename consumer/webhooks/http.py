@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import certifi
-import httpcore
 import httpx
 
 from flowbus.errors import BlockedURLError
+from flowbus.extras import requires_extra
+
+with requires_extra("webhooks", "webhooks"):
+    import certifi
+    import httpcore
 
 from .ssrf import CheckedURL
 

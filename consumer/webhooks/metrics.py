@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
 from flowbus.errors import WebhookError
+from flowbus.extras import requires_extra
 
 from .models import AttemptOutcome, DeliveryStatus
+
+with requires_extra("metrics", "Prometheus metrics"):
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["ATTEMPT_BUCKETS", "NAMESPACE", "DeliveryMetrics"]
 

@@ -6,7 +6,7 @@ import random
 import re
 import secrets as _secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -184,10 +184,6 @@ class Subscription:
     def matches(self, event: WebhookEvent) -> bool:
         """Whether this subscription wants ``event`` (the enabled flag is not considered)."""
         return matches(self.event_pattern, self.filters, event)
-
-    def with_changes(self, **changes: Any) -> Subscription:
-        """A copy with some fields replaced and ``updated_at`` set to now."""
-        return replace(self, updated_at=utc_now(), **changes)
 
 
 class DeliveryStatus(StrEnum):

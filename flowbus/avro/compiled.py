@@ -2,11 +2,10 @@
 
 Why: fastavro walks the parsed schema for every value, and the codec converts between
 models and datums on top (:meth:`EventCodec.to_datum`, :meth:`EventCodec.from_datum`).
-For the benchmark record (Caluma ``work_item.post_complete``, ~500 bytes, 23 leaf fields)
-that costs ~25 us to encode and ~29 us to decode. The Python code generated here once per
-codec does the same work in straight lines per record: it writes validated data (models,
-enum members, UUIDs, datetimes) straight to bytes, and reads a body straight to the
-signal's keyword arguments (figures: ``benchmarks/README.md``).
+The Python code generated here once per codec does the same work in straight lines per
+record: it writes validated data (models, enum members, UUIDs, datetimes) straight to
+bytes, and reads a body straight to the signal's keyword arguments (figures:
+``benchmarks/README.md``).
 
 Scope: only bodies written with the codec's own schema layout, and only values of the
 exact types validated data has (a model instance, not a dict or a subclass instance; an
@@ -601,8 +600,8 @@ def _has_aliases(model: type[BaseModel]) -> bool:
 
 
 def _json_text_function(encoder: json.JSONEncoder) -> Callable[[Any], str]:
-    """``encoder.encode`` without its per-call set-up (-1 us a value): the C encoder it
-    builds for every call, built once. Without the circular-reference check, whose state
+    """``encoder.encode`` without its per-call set-up: the C encoder it builds for every
+    call, built once. Without the circular-reference check, whose state
     would outlive a failed call: a circular value recurses until RecursionError instead,
     and falls back."""
     make_encoder = getattr(json.encoder, "c_make_encoder", None)

@@ -26,10 +26,19 @@ rejected``) until re-queued (:func:`retry`, ``flowbus outbox retry``); see ``rel
 
 from __future__ import annotations
 
-from .metrics import OutboxMetrics
+from typing import TYPE_CHECKING
+
+from flowbus.lazy_exports import lazy_exports
+
 from .relay import OutboxRelay
 from .sink import OutboxSink, bind, bind_by_default, bound
 from .store import SCHEMA_VERSION, OutboxStatus, RejectedRow, RelayStore
+
+if TYPE_CHECKING:
+    from .metrics import OutboxMetrics
+
+# Imported on first use: the sink runs without the 'metrics' extra.
+__getattr__, __dir__ = lazy_exports(__name__, {"OutboxMetrics": ".metrics"})
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -159,6 +159,11 @@ def run_relay(
 
     try:
         import_receiver_modules(list(modules) or None)
+        metrics = None
+        if metrics_port is not None:
+            from .metrics import OutboxMetrics  # without the 'metrics' extra: an error naming it
+
+            metrics = OutboxMetrics()
         runner = OutboxRelay(
             database_url,
             settings=settings,
@@ -167,9 +172,10 @@ def run_relay(
             poll_interval=poll_interval,
             lease_ttl=lease_ttl,
             retention=retention,
+            metrics=metrics,
         )
-        if metrics_port is not None:
-            port = runner.metrics.serve(metrics_port)
+        if metrics is not None and metrics_port is not None:
+            port = metrics.serve(metrics_port)
             click.echo(f"metrics on :{port}/metrics", err=True)
         backlog = read_status(database_url).pending
     except (FlowbusError, SettingsError) as exc:

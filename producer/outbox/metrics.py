@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
+from flowbus.extras import requires_extra
 
 from .store import OutboxStatus
+
+with requires_extra("metrics", "the outbox relay's Prometheus metrics"):
+    from prometheus_client import (
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        generate_latest,
+        start_http_server,
+    )
 
 __all__ = ["OutboxMetrics"]
 

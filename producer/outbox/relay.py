@@ -75,7 +75,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -85,6 +85,7 @@ from flowbus.avro.serializer import EventSerializer, codec_for
 from flowbus.backoff import Backoff
 from flowbus.errors import (
     ConfigurationError,
+    MissingExtraError,
     OutboxError,
     OutboxStoreError,
     SchemaRegistryError,
@@ -93,8 +94,10 @@ from flowbus.settings import FlowbusSettings, get_settings
 from flowbus.signals import WorkflowSignal
 
 from ..event_producer import DEFAULT_KAFKA_CONFIG
-from .metrics import OutboxMetrics
 from .store import CHANNEL, PendingRow, Rejection, RelayStore
+
+if TYPE_CHECKING:
+    from .metrics import OutboxMetrics
 
 __all__ = ["PERMANENT_ERRORS", "OutboxRelay"]
 
@@ -122,8 +125,39 @@ PERMANENT_ERRORS = frozenset(
 )
 
 
+class _NoMetrics:
+    """The relay's metrics without the 'metrics' extra: nothing is counted."""
+
+    def observe_status(self, status: object) -> None:
+        pass
+
+    def published(self, count: int) -> None:
+        pass
+
+    def rejected(self, count: int) -> None:
+        pass
+
+    def failed(self, count: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _default_metrics() -> OutboxMetrics | _NoMetrics:
+    try:
+        from .metrics import OutboxMetrics
+    except MissingExtraError:
+        return _NoMetrics()
+    return OutboxMetrics()
+
+
 class OutboxRelay:
-    """Publishes an outbox's committed rows; ``start()`` in a thread or ``run()`` here."""
+    """Publishes an outbox's committed rows; ``start()`` in a thread or ``run()`` here.
+
+    ``metrics``: default :class:`OutboxMetrics` when the ``metrics`` extra is installed,
+    else none (the relay itself needs no extra).
+    """
 
     def __init__(
         self,
@@ -166,7 +200,7 @@ class OutboxRelay:
         self.lease_ttl = lease_ttl
         self.retention = retention
         self.backoff = backoff or Backoff(initial=0.5, maximum=30.0)
-        self.metrics = metrics or OutboxMetrics()
+        self.metrics: OutboxMetrics | _NoMetrics = metrics or _default_metrics()
         self._kafka_config = config
         self._serializer = serializer or EventSerializer.from_settings(self.settings)
         self._schemas: dict[tuple[str, str], ParsedSchema] = {}
