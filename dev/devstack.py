@@ -414,6 +414,8 @@ def _terminate_with_parent() -> None:
 
 
 def _cluster_id() -> str:
+    # Given as --cluster-id=ID: one in 64 of these ids starts with "-", which the storage
+    # tool's argument parser takes for an option when the id is a separate argument.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -581,7 +583,7 @@ class LocalStack:
             formatted = subprocess.run(
                 [str(java.path), "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}",
                  "kafka.tools.StorageTool", "format", "--standalone",
-                 "-t", _cluster_id(), "-c", str(properties)],
+                 f"--cluster-id={_cluster_id()}", "-c", str(properties)],
                 stdout=out, stderr=subprocess.STDOUT, check=False, timeout=120,
             )  # fmt: skip
         if formatted.returncode != 0:

@@ -45,14 +45,17 @@ partition are acknowledged in order, so a failure in a run of one key's messages
 the rest of that run with it (they time out together in a broker outage).
 
 **Rejected rows.** Some refusals never get better by retrying: a record larger than the
-topic's ``max.message.bytes``, an invalid record, a topic that does not exist (auto-create
-off) or may not be written (:data:`PERMANENT_ERRORS`). The broker refuses a whole record
-batch at once, so a permanent error of a message batched with others does not yet say that
-*this* row is at fault: the relay produces each such row again on its own, and only a
-refusal of that lone message (or librdkafka refusing the message itself in ``produce``)
-rejects the row. A rejected row is kept, with its error code and message and the time,
-is no longer pending, is never deleted by the clean-up, and is logged (event id, type,
-topic, reason; never the payload) and counted (``flowbus outbox status``, the metrics).
+topic's ``max.message.bytes``, an invalid record, a topic that may not be written
+(:data:`PERMANENT_ERRORS`; an unknown topic is not among them: a restarting broker says
+so for a while). The broker refuses a whole record batch at once, so a permanent error of
+a message batched with others does not yet say that *this* row is at fault: the relay
+produces each such row again on its own, and only a refusal of that lone message (or
+librdkafka refusing the message itself in ``produce``) rejects the row. It is produced
+again only when no earlier row of its key in the batch stays pending: otherwise it would
+overtake that row, and it waits with it instead. A rejected row is kept, with its error
+code and message and the time, is no longer pending, is never deleted by the clean-up,
+and is logged (event id, type, topic, reason; never the payload) and counted (``flowbus
+outbox status``, the metrics).
 ``flowbus outbox retry`` re-queues it in its old place.
 
 The **order rule** for its key: later rows of that key are published as if the rejected
@@ -117,12 +120,11 @@ PERMANENT_ERRORS = frozenset(
         KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
         KafkaError.POLICY_VIOLATION,
         KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._UNKNOWN_TOPIC,
-        KafkaError._UNKNOWN_PARTITION,
         KafkaError._INVALID_ARG,
     }
 )
+# Not among them: an unknown topic or partition. A broker that is restarting, or a topic
+# being created, answers so for a while; such a row waits (pending) as in any outage.
 
 
 class _NoMetrics:
@@ -316,14 +318,20 @@ class OutboxRelay:
         while len(outcomes) < len(produced):  # every message settles within its timeout
             producer.flush(self.message_timeout + LEASE_MARGIN_S)
         rejected: dict[int, Rejection] = {}
+        held: set[str | None] = set()  # keys with an earlier row left pending in this batch
         for row in produced:
             error = outcomes[row.seq]
-            if error is None or error.code() not in PERMANENT_ERRORS:
+            if error is None:
+                continue
+            if error.code() not in PERMANENT_ERRORS or row.key in held:
+                held.add(row.key)  # retried later, and what follows it in its key with it
                 continue
             # The broker refuses whole batches: only a lone message's refusal is this row's.
             outcomes[row.seq] = error = self._produce_alone(producer, row, *messages[row.seq])
             if error is not None and error.code() in PERMANENT_ERRORS:
                 rejected[row.seq] = Rejection(error.name(), error.str())
+            elif error is not None:
+                held.add(row.key)
         sent = [row.seq for row in produced if outcomes[row.seq] is None]
         failed = [row for row in produced if outcomes[row.seq] is not None]
         failed = [row for row in failed if row.seq not in rejected]

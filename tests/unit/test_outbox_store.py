@@ -9,10 +9,12 @@ import threading
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sample_events
 from click.testing import CliRunner
+from confluent_kafka import KafkaError
 
 from flowbus import cloudevents
 from flowbus.avro.serializer import EventSerializer, codec_for
@@ -242,3 +244,55 @@ def test_retry_command_needs_ids_or_all(url: str) -> None:
     assert result.exit_code == 0 and "0 row(s) re-queued" in result.output
     result = CliRunner().invoke(main, ["outbox", "rejected", "--database", url])
     assert result.exit_code == 0 and "0 rejected row(s)" in result.output
+
+
+class ScriptedProducer:
+    """Stands in for confluent-kafka's producer: each message produced with a key settles,
+    on the next flush, with that key's next scripted delivery error (``None``: acked)."""
+
+    def __init__(self, errors: dict[str | None, list[KafkaError | None]]) -> None:
+        self.errors = errors
+        self.keys: list[str | None] = []
+        self._waiting: list[tuple[Any, KafkaError | None]] = []
+
+    def produce(self, topic: str, *, value: bytes, key: str | None, headers: Any,
+                on_delivery: Any) -> None:  # fmt: skip
+        self.keys.append(key)
+        self._waiting.append((on_delivery, self.errors[key].pop(0)))
+
+    def flush(self, timeout: float | None = None) -> int:
+        waiting, self._waiting = self._waiting, []
+        for on_delivery, error in waiting:
+            on_delivery(error, None)
+        return 0
+
+    poll = flush
+
+
+def test_a_refused_row_is_not_produced_again_ahead_of_an_earlier_row_of_its_key(url: str) -> None:
+    # In one batch: a row of case-1 times out (a broker outage), the next row of case-1
+    # gets a refusal that may be its own (too large). Producing that one again alone now
+    # would put it on the topic before the earlier row: both wait for the next batch.
+    conn = sqlite3.connect(url[len("sqlite:///") :])
+    with conn, outbox.bind(conn):
+        first, second = send(OutboxSink()), send(OutboxSink())
+        other = send(OutboxSink(), key="case-2")
+    conn.close()
+    relay = OutboxRelay(url, kafka_config={"bootstrap.servers": "127.0.0.1:1"})
+    timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    script = {"case-1": [timed_out, too_large], "case-2": [too_large, None]}
+    relay._producer = ScriptedProducer(script)  # type: ignore[assignment]
+    store = RelayStore(url)
+    try:
+        rows = store.pending(list(range(BUCKETS)), 10)
+        assert [r.id for r in rows if r.key == "case-1"] == [first, second]
+        relay._publish(store, rows)
+        # case-2's refused row was produced again on its own (and acknowledged then).
+        assert relay._producer.keys.count("case-2") == 2  # type: ignore[attr-defined]
+        assert relay._producer.keys.count("case-1") == 2  # type: ignore[attr-defined]
+        assert [r.id for r in store.pending(list(range(BUCKETS)), 10)] == [first, second]
+        assert store.status().rejected == 0
+        assert other not in [r.id for r in store.pending(list(range(BUCKETS)), 10)]
+    finally:
+        store.close()
