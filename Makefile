@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 QUICK ?=
+# The extras the tests need, in both venvs.
+EXTRAS := test,postgres,webhooks,metrics
 
 .PHONY: install dist-venv lint typecheck imports fetch postgres-server test demo bench clean
 
 $(BIN)/flowbus: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,postgres,webhooks,metrics]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(BIN)/flowbus
@@ -30,7 +32,7 @@ PACKAGE_FILES := pyproject.toml $(shell find flowbus producer consumer dev schem
 $(DIST_VENV)/deps: pyproject.toml
 	$(PYTHON) -m venv $(DIST_VENV)
 	$(DIST_BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(DIST_BIN)/pip install --quiet '.[test,postgres]'
+	$(DIST_BIN)/pip install --quiet '.[$(EXTRAS)]'
 	touch $@
 
 # setuptools builds in ./build and copies what it finds there: a file moved or deleted
