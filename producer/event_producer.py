@@ -74,6 +74,9 @@ DEFAULT_KAFKA_CONFIG: dict[str, Any] = {
 }
 #: How long ``send`` waits for room when librdkafka's local queue is full.
 QUEUE_FULL_WAIT_S = 1.0
+#: How long the poller thread waits for delivery reports at a time, and how long a caller
+#: must have stopped sending before the poller serves them (see ``_poll_loop``).
+POLL_INTERVAL_S = 0.1
 #: How many events may wait for their writer schema (see the module docstring).
 DEFAULT_MAX_PENDING = 10_000
 
@@ -160,6 +163,8 @@ class EventProducer:
                 f"invalid Kafka configuration (FLOWBUS_KAFKA_CONFIG / kafka_config): {reason}"
             ) from exc
         self._closed = threading.Event()
+        #: When a caller last served delivery reports itself (``_produce``).
+        self._served_at = 0.0
         self._poller = threading.Thread(target=self._poll_loop, name="flowbus-producer-poll")
         self._poller.daemon = True
         self._poller.start()
@@ -385,6 +390,7 @@ class EventProducer:
             # GIL once per report), and unserved reports keep their messages in
             # librdkafka's queue until it is full.
             self._producer.poll(0)
+            self._served_at = time.monotonic()
             return
 
     def _send_and_wait(self, event: PreparedEvent) -> DeliveryReport:
@@ -442,8 +448,16 @@ class EventProducer:
             setattr(self.stats, field, getattr(self.stats, field) + 1)
 
     def _poll_loop(self) -> None:
-        while not self._closed.is_set():
-            self._producer.poll(0.1)
+        # While a caller sends, its own poll(0) serves the reports: a second thread taking
+        # the GIL for them only makes the caller wait. The poller serves them once the
+        # caller has been quiet for a poll interval.
+        closed = self._closed
+        while not closed.is_set():
+            quiet = time.monotonic() - self._served_at
+            if quiet < POLL_INTERVAL_S:
+                closed.wait(POLL_INTERVAL_S - quiet)
+            else:
+                self._producer.poll(POLL_INTERVAL_S)
 
     # --- flushing and closing ----------------------------------------------------------
 
