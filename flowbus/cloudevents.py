@@ -448,7 +448,8 @@ def _envelope(
     template = constant.metadata
     values = dict(template.__dict__)
     values["id"] = event_id
-    values["time"] = _parse_time(time_text).astimezone(UTC)
+    time = _parse_time(time_text)
+    values["time"] = time if time.tzinfo is UTC else time.astimezone(UTC)
     metadata = (
         fill(EventMetadata, values, template.__pydantic_fields_set__)
         if FILLABLE
