@@ -19,7 +19,12 @@ from flowbus.errors import BlockedURLError, InvalidSubscriptionError, URLResolut
 from flowbus.exit_codes import ExitCode
 
 from ..cli_params import metrics_options
-from .mistral import ListenerError, listener_description, listener_subscriptions
+from .mistral import (
+    ListenerError,
+    ListenerKind,
+    listener_description,
+    listener_subscriptions,
+)
 from .models import DeliveryStatus, RetryPolicy, Subscription, utc_now
 from .output import (
     added_lines,
@@ -56,6 +61,9 @@ def _store(ctx: click.Context, *, create: bool = False) -> Iterator[WebhookStore
         yield store
     finally:
         store.close()
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def _echo_lines(lines: Iterable[str]) -> None:
@@ -178,7 +186,7 @@ def _adding_options(func: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--no-check", is_flag=True, help="Register even if the URL is blocked right now."
         ),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        _json_option,
     ]
     decorated: Callable[..., None] = command
     for option in reversed(options):
@@ -274,7 +282,7 @@ def add(
 
 
 @webhooks.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_json_option
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List subscriptions."""
@@ -292,7 +300,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @webhooks.command()
 @click.argument("subscription_id")
 @click.option("--show-secret", is_flag=True, help="Include the signing secrets.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_json_option
 @click.pass_context
 def show(ctx: click.Context, subscription_id: str, show_secret: bool, as_json: bool) -> None:
     """Show one subscription and how its deliveries stand."""
@@ -379,7 +387,7 @@ def deliveries(ctx: click.Context) -> None:
 )
 @click.option("--event", "event_id", help="Only this event id's.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_json_option
 @click.pass_context
 def list_deliveries(
     ctx: click.Context,
@@ -410,7 +418,7 @@ def list_deliveries(
 @deliveries.command("show")
 @click.argument("delivery_id")
 @click.option("--body", "show_body", is_flag=True, help="Also print the CloudEvent body.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_json_option
 @click.pass_context
 def show_delivery(ctx: click.Context, delivery_id: str, show_body: bool, as_json: bool) -> None:
     """Show one delivery and its attempt log."""
@@ -575,7 +583,7 @@ def listener_add(
     """
     if database:
         ctx.find_root().meta[_DATABASE_KEY] = database
-    listener_kind = "execution" if kind == "execution" else "task"
+    listener_kind: ListenerKind = "execution" if kind == "execution" else "task"
     try:
         plans = listener_subscriptions(listener_kind, target_id, event_names)
     except ListenerError as exc:

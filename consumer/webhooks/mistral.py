@@ -14,6 +14,7 @@ __all__ = [
     "MISTRAL_TASK_PATTERN",
     "MISTRAL_WORKFLOW_PATTERN",
     "ListenerError",
+    "ListenerKind",
     "listener_description",
     "listener_subscriptions",
 ]
@@ -21,6 +22,7 @@ __all__ = [
 MISTRAL_WORKFLOW_PATTERN = "org.flowbus.mistral.workflow_execution.*"
 MISTRAL_TASK_PATTERN = "org.flowbus.mistral.task_execution.*"
 
+#: What a listener follows: a workflow execution (and its tasks) or one task.
 ListenerKind = Literal["execution", "task"]
 
 
