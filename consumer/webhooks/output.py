@@ -18,7 +18,7 @@ __all__ = [
     "delivery_dict",
     "delivery_lines",
     "delivery_list_line",
-    "format_time",
+    "display_time",
     "print_json",
     "status_text",
     "subscription_dict",
@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 
-def format_time(value: datetime | None) -> str:
-    """A time to the second, or ``-`` when there is none."""
+def display_time(value: datetime | None) -> str:
+    """A time as the webhook commands show it: to the second, ``-`` when there is none."""
     return "-" if value is None else value.isoformat(timespec="seconds")
 
 
@@ -54,8 +54,8 @@ def subscription_dict(sub: Subscription, *, show_secret: bool = False) -> dict[s
             "initial_backoff": sub.retry.initial_backoff,
             "max_backoff": sub.retry.max_backoff,
         },
-        "created_at": format_time(sub.created_at),
-        "updated_at": format_time(sub.updated_at),
+        "created_at": display_time(sub.created_at),
+        "updated_at": display_time(sub.updated_at),
     }
     if show_secret:
         data["secrets"] = list(sub.secrets)
@@ -80,18 +80,18 @@ def delivery_dict(delivery: Delivery, now: datetime | None = None) -> dict[str, 
         "attempts": delivery.attempts,
         "in_flight": {
             "attempt": delivery.attempts + 1,
-            "since": format_time(delivery.updated_at),
-            "lease_until": format_time(delivery.claimed_until),
+            "since": display_time(delivery.updated_at),
+            "lease_until": display_time(delivery.claimed_until),
         }
         if in_flight
         else None,
-        "next_attempt_at": format_time(delivery.next_attempt_at)
+        "next_attempt_at": display_time(delivery.next_attempt_at)
         if delivery.status is DeliveryStatus.PENDING and not in_flight
         else None,
         "last_status_code": delivery.last_status_code,
         "last_error": delivery.last_error,
-        "created_at": format_time(delivery.created_at),
-        "updated_at": format_time(delivery.updated_at),
+        "created_at": display_time(delivery.created_at),
+        "updated_at": display_time(delivery.updated_at),
     }
 
 
@@ -99,7 +99,7 @@ def attempt_dict(attempt: Attempt) -> dict[str, Any]:
     """One attempt log entry as JSON."""
     return {
         "number": attempt.number,
-        "started_at": format_time(attempt.started_at),
+        "started_at": display_time(attempt.started_at),
         "outcome": attempt.outcome.value,
         "status_code": attempt.status_code,
         "latency_ms": None if attempt.latency_ms is None else round(attempt.latency_ms, 1),
@@ -139,11 +139,11 @@ def _schedule_text(delivery: Delivery, now: datetime) -> str:
     """When the next attempt comes, or since when the current one runs."""
     if delivery.in_flight(now):
         return (
-            f"  attempt {delivery.attempts + 1} since {format_time(delivery.updated_at)} "
-            f"(lease until {format_time(delivery.claimed_until)})"
+            f"  attempt {delivery.attempts + 1} since {display_time(delivery.updated_at)} "
+            f"(lease until {display_time(delivery.claimed_until)})"
         )
     if delivery.status is DeliveryStatus.PENDING:
-        return f"  next {format_time(delivery.next_attempt_at)}"
+        return f"  next {display_time(delivery.next_attempt_at)}"
     return ""
 
 
@@ -169,4 +169,4 @@ def delivery_lines(data: dict[str, Any], attempts: Sequence[Attempt]) -> Iterato
         code = f" HTTP {a.status_code}" if a.status_code is not None else ""
         latency = f" {a.latency_ms:.0f} ms" if a.latency_ms is not None else ""
         error = f"  {a.error}" if a.error else ""
-        yield f"  #{a.number} {format_time(a.started_at)} {a.outcome.value}{code}{latency}{error}"
+        yield f"  #{a.number} {display_time(a.started_at)} {a.outcome.value}{code}{latency}{error}"

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .output import format_time
+from .output import display_time
 from .store import WebhookStore
 
 if TYPE_CHECKING:
@@ -102,13 +102,13 @@ def _finish_attempts(
     latest = max(a.times_out_at for a in running)
     say(
         f"waiting for {len(running)} webhook attempt(s) in flight (their timeouts end "
-        f"them by about {format_time(latest)}); SIGTERM/SIGINT again abandons them:"
+        f"them by about {display_time(latest)}); SIGTERM/SIGINT again abandons them:"
     )
     for attempt in running:
         say(
             f"  delivery {attempt.delivery_id} (event {attempt.event_id}, subscription "
-            f"{attempt.subscription_id}) since {format_time(attempt.started_at)}, "
-            f"times out {format_time(attempt.times_out_at)}"
+            f"{attempt.subscription_id}) since {display_time(attempt.started_at)}, "
+            f"times out {display_time(attempt.times_out_at)}"
         )
     while not engine.wait_for_attempts(timeout=0.2):
         if abandon.is_set():
@@ -116,7 +116,7 @@ def _finish_attempts(
             until = max(a.lease_until for a in left) if left else latest
             say(
                 f"abandoned {len(left)} webhook attempt(s): each delivery stays pending and "
-                f"its lease makes it due again for the next worker (by {format_time(until)})"
+                f"its lease makes it due again for the next worker (by {display_time(until)})"
             )
             sys.stdout.flush()
             sys.stderr.flush()
