@@ -18,98 +18,66 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowbus.lazy_exports import lazy_exports
+from flowbus.lazy_exports import lazy_exports_by_module
 
+# Type checkers do not run __getattr__: they read the names here (`X as X` re-exports them).
 if TYPE_CHECKING:
-    from .deadletter import DeadLetter, Reason, dead_letter_topic
-    from .engine import WorkerStats
-    from .failures import Failure, FailureClassifier, FailureKind
-    from .metrics import WorkerMetrics
-    from .middleware import (
-        ConsumedRecord,
-        DeadLetterNow,
-        DeadLetters,
-        Deadlines,
-        Decision,
-        DecodedEvent,
-        InfrastructurePauses,
-        MessageContext,
-        Metrics,
-        Middleware,
-        Outcome,
-        PausePartition,
-        Retries,
-        RetryLater,
-        Tracing,
-        default_middlewares,
-    )
-    from .retry import RetryPolicy
-    from .worker import Worker
-
-__all__ = [
-    "ConsumedRecord",
-    "DeadLetter",
-    "DeadLetterNow",
-    "DeadLetters",
-    "Deadlines",
-    "Decision",
-    "DecodedEvent",
-    "Failure",
-    "FailureClassifier",
-    "FailureKind",
-    "InfrastructurePauses",
-    "MessageContext",
-    "Metrics",
-    "Middleware",
-    "Outcome",
-    "PausePartition",
-    "Reason",
-    "Retries",
-    "RetryLater",
-    "RetryPolicy",
-    "Tracing",
-    "Worker",
-    "WorkerMetrics",
-    "WorkerStats",
-    "dead_letter_topic",
-    "default_middlewares",
-]
+    from .deadletter import DeadLetter as DeadLetter
+    from .deadletter import Reason as Reason
+    from .deadletter import dead_letter_topic as dead_letter_topic
+    from .engine import WorkerStats as WorkerStats
+    from .failures import Failure as Failure
+    from .failures import FailureClassifier as FailureClassifier
+    from .failures import FailureKind as FailureKind
+    from .metrics import WorkerMetrics as WorkerMetrics
+    from .middleware import ConsumedRecord as ConsumedRecord
+    from .middleware import DeadLetterNow as DeadLetterNow
+    from .middleware import DeadLetters as DeadLetters
+    from .middleware import Deadlines as Deadlines
+    from .middleware import Decision as Decision
+    from .middleware import DecodedEvent as DecodedEvent
+    from .middleware import InfrastructurePauses as InfrastructurePauses
+    from .middleware import MessageContext as MessageContext
+    from .middleware import Metrics as Metrics
+    from .middleware import Middleware as Middleware
+    from .middleware import Outcome as Outcome
+    from .middleware import PausePartition as PausePartition
+    from .middleware import Retries as Retries
+    from .middleware import RetryLater as RetryLater
+    from .middleware import Tracing as Tracing
+    from .middleware import default_middlewares as default_middlewares
+    from .retry import RetryPolicy as RetryPolicy
+    from .worker import Worker as Worker
 
 # Imported on first use: `flowbus consume --help` must not pay for confluent-kafka, and
 # WorkerMetrics needs the 'metrics' extra only when it is used.
-__getattr__, __dir__ = lazy_exports(
+__all__, __getattr__, __dir__ = lazy_exports_by_module(
     __name__,
     {
-        "DeadLetter": ".deadletter",
-        "Reason": ".deadletter",
-        "dead_letter_topic": ".deadletter",
-        "WorkerStats": ".engine",
-        "Failure": ".failures",
-        "FailureClassifier": ".failures",
-        "FailureKind": ".failures",
-        "WorkerMetrics": ".metrics",
-        **dict.fromkeys(
-            [
-                "ConsumedRecord",
-                "DeadLetterNow",
-                "DeadLetters",
-                "Deadlines",
-                "Decision",
-                "DecodedEvent",
-                "InfrastructurePauses",
-                "MessageContext",
-                "Metrics",
-                "Middleware",
-                "Outcome",
-                "PausePartition",
-                "Retries",
-                "RetryLater",
-                "Tracing",
-                "default_middlewares",
-            ],
-            ".middleware",
-        ),
-        "RetryPolicy": ".retry",
-        "Worker": ".worker",
+        ".deadletter": ["DeadLetter", "Reason", "dead_letter_topic"],
+        ".engine": ["WorkerStats"],
+        ".failures": ["Failure", "FailureClassifier", "FailureKind"],
+        ".metrics": ["WorkerMetrics"],
+        # The handling pipeline's seam: every public name of the middleware module.
+        ".middleware": [
+            "ConsumedRecord",
+            "DeadLetterNow",
+            "DeadLetters",
+            "Deadlines",
+            "Decision",
+            "DecodedEvent",
+            "InfrastructurePauses",
+            "MessageContext",
+            "Metrics",
+            "Middleware",
+            "Outcome",
+            "PausePartition",
+            "Retries",
+            "RetryLater",
+            "Tracing",
+            "default_middlewares",
+        ],
+        ".retry": ["RetryPolicy"],
+        ".worker": ["Worker"],
     },
 )

@@ -16,6 +16,8 @@ infrastructure failure pauses (nothing is ever dropped). The default chain is
 :func:`default_middlewares`; users insert their own, in the style of dramatiq's
 middleware. Hooks run on the thread handling the message, except when a receiver timed
 out: then on the worker's thread. A hook that raises is logged and ignored.
+
+The public names are those :mod:`flowbus.consumer` exports from here (it lists them).
 """
 
 from __future__ import annotations
@@ -39,25 +41,6 @@ if TYPE_CHECKING:
     from .deadletter import DeadLetter
     from .metrics import WorkerMetrics
     from .retry import RetryPolicy
-
-__all__ = [
-    "ConsumedRecord",
-    "DeadLetterNow",
-    "DeadLetters",
-    "Deadlines",
-    "Decision",
-    "DecodedEvent",
-    "InfrastructurePauses",
-    "MessageContext",
-    "Metrics",
-    "Middleware",
-    "Outcome",
-    "PausePartition",
-    "Retries",
-    "RetryLater",
-    "Tracing",
-    "default_middlewares",
-]
 
 log = logging.getLogger(__name__)
 

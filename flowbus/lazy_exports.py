@@ -2,15 +2,19 @@
 
 A package door (``flowbus``, ``flowbus.producer``, ``flowbus.consumer``) lists its names
 here instead of importing them, so that importing the package - which every ``flowbus``
-command does - pays only for what it uses.
+command does - pays only for what it uses. Type checkers do not run ``__getattr__``: a door
+also imports its lazy names under ``TYPE_CHECKING`` (``tests/unit/test_doors.py`` checks
+that the two agree).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+__all__ = ["lazy_exports", "lazy_exports_by_module"]
 
 
 def lazy_exports(
@@ -35,3 +39,18 @@ def lazy_exports(
         return sorted({*namespace, *exports})
 
     return __getattr__, __dir__
+
+
+def lazy_exports_by_module(
+    package: str, modules: Mapping[str, Sequence[str]]
+) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """The names ``modules`` declares (each module, absolute or relative to ``package``,
+    with the public names it defines), for ``__all__``, and :func:`lazy_exports` of them.
+
+    One declaration gives a door both its ``__all__`` (or the lazy part of it) and the
+    map its ``__getattr__`` imports from.
+    """
+    exports = {name: module for module, names in modules.items() for name in names}
+    if len(exports) != sum(len(names) for names in modules.values()):
+        raise ValueError(f"{package}: a name is declared twice")
+    return [*exports], *lazy_exports(package, exports)

@@ -7,7 +7,7 @@ worker re-sends, it builds a :class:`WebhookEvent` and calls :meth:`DeliveryEngi
 
 from typing import TYPE_CHECKING
 
-from flowbus.lazy_exports import lazy_exports
+from flowbus.lazy_exports import lazy_exports_by_module
 
 from .delivery import DeliveryEngine, EngineLimits
 from .event import CLOUDEVENTS_JSON, WebhookEvent
@@ -26,20 +26,20 @@ from .signing import generate_secret, signature_headers, verify
 from .ssrf import CheckedURL, SSRFPolicy, check_url
 from .store import WebhookStore, default_database_url
 
-if TYPE_CHECKING:
-    from .metrics import DeliveryMetrics
+if TYPE_CHECKING:  # type checkers do not run __getattr__
+    from .metrics import DeliveryMetrics as DeliveryMetrics
 
 # Imported on first use: it needs the 'metrics' extra.
-__getattr__, __dir__ = lazy_exports(__name__, {"DeliveryMetrics": ".metrics"})
+_lazy, __getattr__, __dir__ = lazy_exports_by_module(__name__, {".metrics": ["DeliveryMetrics"]})
 
 __all__ = [
+    *_lazy,
     "CLOUDEVENTS_JSON",
     "Attempt",
     "AttemptOutcome",
     "CheckedURL",
     "Delivery",
     "DeliveryEngine",
-    "DeliveryMetrics",
     "DeliveryStatus",
     "EngineLimits",
     "EventTypePattern",

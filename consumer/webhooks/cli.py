@@ -1,127 +1,74 @@
-"""``flowbus webhooks ...`` and ``flowbus listener add ...``: subscriptions and deliveries."""
+"""``flowbus webhooks ...`` and ``flowbus listener add ...``: subscriptions and deliveries.
+
+The commands parse their options and call: the store (:mod:`.store`), the output
+(:mod:`.output`), the Mistral listeners (:mod:`.mistral`) and the worker (:mod:`.serve`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
-import os
-import signal
-import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import click
 
 from flowbus.errors import BlockedURLError, InvalidSubscriptionError, URLResolutionError
 from flowbus.exit_codes import ExitCode
-from flowbus.json_output import echo_json
 
 from ..cli_params import metrics_options
-from .matching import filters_to_json
-from .models import Attempt, Delivery, DeliveryStatus, RetryPolicy, Subscription, utc_now
+from .mistral import (
+    ListenerError,
+    ListenerKind,
+    listener_description,
+    listener_subscriptions,
+)
+from .models import DeliveryStatus, RetryPolicy, Subscription, utc_now
+from .output import (
+    added_lines,
+    attempt_dict,
+    delivery_dict,
+    delivery_lines,
+    delivery_list_line,
+    print_json,
+    status_text,
+    subscription_dict,
+    subscription_list_line,
+    subscription_show_lines,
+)
 from .signing import generate_secret
 from .ssrf import SSRFPolicy, check_url
 from .store import WebhookStore, default_database_url
 
-if TYPE_CHECKING:
-    from .delivery import DeliveryEngine
-
 __all__ = ["listener", "webhooks"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+_DATABASE_KEY = "flowbus.webhooks.database"
 
-MISTRAL_WORKFLOW_PATTERN = "org.flowbus.mistral.workflow_execution.*"
-MISTRAL_TASK_PATTERN = "org.flowbus.mistral.task_execution.*"
+
+def _database_url(ctx: click.Context) -> str | None:
+    """The ``--database`` given (to ``webhooks`` or ``listener add``), if any."""
+    url: str | None = ctx.find_root().meta.get(_DATABASE_KEY)
+    return url
 
 
 @contextmanager
 def _store(ctx: click.Context, *, create: bool = False) -> Iterator[WebhookStore]:
     """The webhook store; only commands that add subscriptions ``create`` a database."""
-    store = WebhookStore.open(ctx.find_root().meta.get("flowbus.webhooks.database"), create=create)
+    store = WebhookStore.open(_database_url(ctx), create=create)
     try:
         yield store
     finally:
         store.close()
 
 
-def _time(value: datetime | None) -> str:
-    return "-" if value is None else value.isoformat(timespec="seconds")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def _echo_json(value: Any) -> None:
-    echo_json(value, indent=2)
-
-
-def subscription_dict(sub: Subscription, *, show_secret: bool = False) -> dict[str, Any]:
-    """A subscription as JSON; secrets only when asked for."""
-    data: dict[str, Any] = {
-        "id": sub.id,
-        "description": sub.description,
-        "event_pattern": sub.event_pattern.text,
-        "filters": filters_to_json(sub.filters),
-        "url": sub.url,
-        "method": sub.method,
-        "headers": dict(sub.headers),
-        "enabled": sub.enabled,
-        "timeout": sub.timeout,
-        "retry": {
-            "max_attempts": sub.retry.max_attempts,
-            "initial_backoff": sub.retry.initial_backoff,
-            "max_backoff": sub.retry.max_backoff,
-        },
-        "created_at": _time(sub.created_at),
-        "updated_at": _time(sub.updated_at),
-    }
-    if show_secret:
-        data["secrets"] = list(sub.secrets)
-    else:
-        data["secrets"] = f"<{len(sub.secrets)} hidden; --show-secret prints them>"
-    return data
-
-
-def delivery_dict(delivery: Delivery, now: datetime | None = None) -> dict[str, Any]:
-    """A delivery as JSON (without its body).
-
-    While an attempt runs, ``in_flight`` names it (number, start, lease end) and
-    ``next_attempt_at`` is null: the lease end is not a scheduled attempt.
-    """
-    in_flight = delivery.in_flight(now or utc_now())
-    return {
-        "id": delivery.id,
-        "subscription_id": delivery.subscription_id,
-        "event_id": delivery.event_id,
-        "event_type": delivery.event_type,
-        "status": delivery.status.value,
-        "attempts": delivery.attempts,
-        "in_flight": {
-            "attempt": delivery.attempts + 1,
-            "since": _time(delivery.updated_at),
-            "lease_until": _time(delivery.claimed_until),
-        }
-        if in_flight
-        else None,
-        "next_attempt_at": _time(delivery.next_attempt_at)
-        if delivery.status is DeliveryStatus.PENDING and not in_flight
-        else None,
-        "last_status_code": delivery.last_status_code,
-        "last_error": delivery.last_error,
-        "created_at": _time(delivery.created_at),
-        "updated_at": _time(delivery.updated_at),
-    }
-
-
-def attempt_dict(attempt: Attempt) -> dict[str, Any]:
-    """One attempt log entry as JSON."""
-    return {
-        "number": attempt.number,
-        "started_at": _time(attempt.started_at),
-        "outcome": attempt.outcome.value,
-        "status_code": attempt.status_code,
-        "latency_ms": None if attempt.latency_ms is None else round(attempt.latency_ms, 1),
-        "error": attempt.error,
-    }
+def _echo_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        click.echo(line)
 
 
 def _parse_filters(pairs: Sequence[str], raw_json: str | None) -> dict[str, Any]:
@@ -156,8 +103,59 @@ def _parse_headers(values: Sequence[str]) -> dict[str, str]:
     return headers
 
 
-def _delivery_options(func: F) -> F:
-    """Options shared by ``webhooks add`` and ``listener add``."""
+@dataclasses.dataclass(frozen=True)
+class _Adding:
+    """The options ``webhooks add`` and ``listener add`` share: how to deliver, and output."""
+
+    method: str
+    headers: tuple[str, ...]
+    secret: str | None
+    timeout: float
+    max_attempts: int
+    initial_backoff: float
+    max_backoff: float
+    disabled: bool
+    no_check: bool
+    as_json: bool
+
+    def subscription(
+        self,
+        *,
+        event_pattern: str,
+        url: str,
+        filters: Mapping[str, Any],
+        description: str,
+        secret: str | None,
+    ) -> Subscription:
+        return Subscription.create(
+            event_pattern=event_pattern,
+            url=url,
+            filters=filters,
+            method=self.method,
+            headers=_parse_headers(self.headers),
+            secret=secret,
+            enabled=not self.disabled,
+            timeout=self.timeout,
+            retry=RetryPolicy(
+                max_attempts=self.max_attempts,
+                initial_backoff=self.initial_backoff,
+                max_backoff=self.max_backoff,
+            ),
+            description=description,
+        )
+
+
+_ADDING_FIELDS = tuple(field.name for field in dataclasses.fields(_Adding))
+
+
+def _adding_options(func: Callable[..., None]) -> Callable[..., None]:
+    """The options of :class:`_Adding`, given to the command as one ``adding`` argument."""
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> None:
+        adding = _Adding(**{name: kwargs.pop(name) for name in _ADDING_FIELDS})
+        func(*args, adding=adding, **kwargs)
+
     options = [
         click.option("--method", default="POST", show_default=True, help="POST, PUT or PATCH."),
         click.option(
@@ -188,11 +186,12 @@ def _delivery_options(func: F) -> F:
         click.option(
             "--no-check", is_flag=True, help="Register even if the URL is blocked right now."
         ),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        _json_option,
     ]
+    decorated: Callable[..., None] = command
     for option in reversed(options):
-        func = option(func)
-    return func
+        decorated = option(decorated)
+    return decorated
 
 
 def _check_before_adding(url: str, no_check: bool) -> None:
@@ -210,54 +209,19 @@ def _check_before_adding(url: str, no_check: bool) -> None:
         click.echo(f"warning: {exc}; registering anyway", err=True)
 
 
-def _create_and_print(
-    ctx: click.Context, subscriptions: Sequence[Subscription], as_json: bool
+def _add(
+    ctx: click.Context, adding: _Adding, url: str, subscriptions: Sequence[Subscription]
 ) -> None:
+    """Check the URL, store the subscriptions (all to ``url``) and print them."""
+    _check_before_adding(url, adding.no_check)
     with _store(ctx, create=True) as store:
         for sub in subscriptions:
             store.add_subscription(sub)
-    if as_json:
+    if adding.as_json:
         payload = [subscription_dict(s, show_secret=True) for s in subscriptions]
-        _echo_json(payload[0] if len(payload) == 1 else payload)
+        print_json(payload[0] if len(payload) == 1 else payload)
         return
-    for sub in subscriptions:
-        state = "enabled" if sub.enabled else "disabled"
-        click.echo(f"{sub.id}  {sub.event_pattern.text}  -> {sub.method} {sub.url} ({state})")
-    click.echo(f"secret: {subscriptions[0].secrets[0]}")
-    click.echo("  (verify the webhook-signature header with it; `show --show-secret` repeats it)")
-
-
-def _build(
-    *,
-    event_pattern: str,
-    url: str,
-    filters: Mapping[str, Any],
-    method: str,
-    headers: Sequence[str],
-    secret: str | None,
-    timeout: float,
-    max_attempts: int,
-    initial_backoff: float,
-    max_backoff: float,
-    disabled: bool,
-    description: str,
-) -> Subscription:
-    return Subscription.create(
-        event_pattern=event_pattern,
-        url=url,
-        filters=filters,
-        method=method,
-        headers=_parse_headers(headers),
-        secret=secret,
-        enabled=not disabled,
-        timeout=timeout,
-        retry=RetryPolicy(
-            max_attempts=max_attempts,
-            initial_backoff=initial_backoff,
-            max_backoff=max_backoff,
-        ),
-        description=description,
-    )
+    _echo_lines(added_lines(subscriptions))
 
 
 # -- flowbus webhooks ------------------------------------------------------------------
@@ -274,7 +238,7 @@ def _build(
 def webhooks(ctx: click.Context, database: str | None) -> None:
     """Webhook subscriptions, deliveries and the SSRF URL check."""
     if database:
-        ctx.find_root().meta["flowbus.webhooks.database"] = database
+        ctx.find_root().meta[_DATABASE_KEY] = database
 
 
 @webhooks.command("add")
@@ -295,7 +259,7 @@ def webhooks(ctx: click.Context, database: str | None) -> None:
 )
 @click.option("--filters-json", help='Filters as a JSON object: {"resource.type": "itemsvc.*"}.')
 @click.option("--description", default="", help="Free text shown by list/show.")
-@_delivery_options
+@_adding_options
 @click.pass_context
 def add(
     ctx: click.Context,
@@ -304,61 +268,39 @@ def add(
     filter_pairs: tuple[str, ...],
     filters_json: str | None,
     description: str,
-    method: str,
-    headers: tuple[str, ...],
-    secret: str | None,
-    timeout: float,
-    max_attempts: int,
-    initial_backoff: float,
-    max_backoff: float,
-    disabled: bool,
-    no_check: bool,
-    as_json: bool,
+    adding: _Adding,
 ) -> None:
     """Subscribe URL to the events matching a pattern (and filters)."""
-    subscription = _build(
+    subscription = adding.subscription(
         event_pattern=event_pattern,
         url=url,
         filters=_parse_filters(filter_pairs, filters_json),
-        method=method,
-        headers=headers,
-        secret=secret,
-        timeout=timeout,
-        max_attempts=max_attempts,
-        initial_backoff=initial_backoff,
-        max_backoff=max_backoff,
-        disabled=disabled,
         description=description,
+        secret=adding.secret,
     )
-    _check_before_adding(url, no_check)
-    _create_and_print(ctx, [subscription], as_json)
+    _add(ctx, adding, url, [subscription])
 
 
 @webhooks.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_json_option
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List subscriptions."""
     with _store(ctx) as store:
         subscriptions = store.list_subscriptions()
     if as_json:
-        _echo_json([subscription_dict(s) for s in subscriptions])
+        print_json([subscription_dict(s) for s in subscriptions])
         return
     if not subscriptions:
         click.echo("no webhook subscriptions")
         return
-    for sub in subscriptions:
-        state = "enabled " if sub.enabled else "disabled"
-        filters = f" {json.dumps(filters_to_json(sub.filters))}" if sub.filters else ""
-        click.echo(
-            f"{sub.id}  {state}  {sub.event_pattern.text}{filters}  -> {sub.method} {sub.url}"
-        )
+    _echo_lines(subscription_list_line(sub) for sub in subscriptions)
 
 
 @webhooks.command()
 @click.argument("subscription_id")
 @click.option("--show-secret", is_flag=True, help="Include the signing secrets.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_json_option
 @click.pass_context
 def show(ctx: click.Context, subscription_id: str, show_secret: bool, as_json: bool) -> None:
     """Show one subscription and how its deliveries stand."""
@@ -368,11 +310,9 @@ def show(ctx: click.Context, subscription_id: str, show_secret: bool, as_json: b
     data = subscription_dict(sub, show_secret=show_secret)
     data["deliveries"] = {status.value: n for status, n in counts.items()}
     if as_json:
-        _echo_json(data)
+        print_json(data)
         return
-    for key, value in data.items():
-        shown = value if isinstance(value, str) else json.dumps(value)
-        click.echo(f"{key + ':':<15} {shown}")
+    _echo_lines(subscription_show_lines(data))
 
 
 def _set_enabled(ctx: click.Context, subscription_id: str, enabled: bool) -> None:
@@ -447,7 +387,7 @@ def deliveries(ctx: click.Context) -> None:
 )
 @click.option("--event", "event_id", help="Only this event id's.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_json_option
 @click.pass_context
 def list_deliveries(
     ctx: click.Context,
@@ -466,41 +406,19 @@ def list_deliveries(
             limit=limit,
         )
     if as_json:
-        _echo_json([delivery_dict(d) for d in rows])
+        print_json([delivery_dict(d) for d in rows])
         return
     if not rows:
         click.echo("no deliveries")
         return
     now = utc_now()
-    for d in rows:
-        failed = d.last_error and d.status is not DeliveryStatus.DELIVERED
-        error = f"  {d.last_error}" if failed else ""
-        click.echo(
-            f"{d.id}  {_status_text(d, now):<9}  attempts {d.attempts}  {d.subscription_id}  "
-            f"{d.event_type} {d.event_id}{_schedule_text(d, now)}{error}"
-        )
-
-
-def _status_text(delivery: Delivery, now: datetime) -> str:
-    return "in flight" if delivery.in_flight(now) else delivery.status.value
-
-
-def _schedule_text(delivery: Delivery, now: datetime) -> str:
-    """When the next attempt comes, or since when the current one runs."""
-    if delivery.in_flight(now):
-        return (
-            f"  attempt {delivery.attempts + 1} since {_time(delivery.updated_at)} "
-            f"(lease until {_time(delivery.claimed_until)})"
-        )
-    if delivery.status is DeliveryStatus.PENDING:
-        return f"  next {_time(delivery.next_attempt_at)}"
-    return ""
+    _echo_lines(delivery_list_line(d, now) for d in rows)
 
 
 @deliveries.command("show")
 @click.argument("delivery_id")
 @click.option("--body", "show_body", is_flag=True, help="Also print the CloudEvent body.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_json_option
 @click.pass_context
 def show_delivery(ctx: click.Context, delivery_id: str, show_body: bool, as_json: bool) -> None:
     """Show one delivery and its attempt log."""
@@ -509,26 +427,16 @@ def show_delivery(ctx: click.Context, delivery_id: str, show_body: bool, as_json
         attempts = store.list_attempts(delivery_id)
     data = delivery_dict(delivery)
     if not as_json:
-        data["status"] = _status_text(delivery, utc_now())
+        data["status"] = status_text(delivery, utc_now())
     data["attempt_log"] = [attempt_dict(a) for a in attempts]
     if show_body:
         data["body"] = json.loads(delivery.body)
     if as_json:
-        _echo_json(data)
+        print_json(data)
         return
-    for key, value in data.items():
-        if key in ("attempt_log", "body"):
-            continue
-        if isinstance(value, dict):
-            value = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items())
-        click.echo(f"{key + ':':<18} {'-' if value is None else value}")
-    for a in attempts:
-        code = f" HTTP {a.status_code}" if a.status_code is not None else ""
-        latency = f" {a.latency_ms:.0f} ms" if a.latency_ms is not None else ""
-        error = f"  {a.error}" if a.error else ""
-        click.echo(f"  #{a.number} {_time(a.started_at)} {a.outcome.value}{code}{latency}{error}")
+    _echo_lines(delivery_lines(data, attempts))
     if show_body:
-        _echo_json(data["body"])
+        print_json(data["body"])
 
 
 @deliveries.command("redrive")
@@ -601,98 +509,17 @@ def serve(
     invalid, 1 when the broker does not answer at start (a broker lost later pauses the
     worker, it does not end it).
     """
-    from flowbus.settings import get_settings
+    from .serve import serve as run
 
-    from ..deadletter import DEFAULT_SUFFIX
-    from ..metrics import WorkerMetrics
-    from ..worker import Worker
-    from .delivery import DeliveryEngine
-    from .forwarder import WebhookForwarder
-    from .metrics import DeliveryMetrics
-
-    settings = get_settings()
-    # Only webhooks receive events in this process, whatever FLOWBUS_RECEIVER_MODULES says.
-    worker_settings = settings.model_copy(update={"receiver_modules": []})
-    store = WebhookStore.open(ctx.find_root().meta.get("flowbus.webhooks.database"))
-    metrics = None if metrics_port is None else WorkerMetrics()
-    delivery_metrics = None if metrics is None else DeliveryMetrics(metrics.registry)
-    engine = DeliveryEngine.from_settings(store, settings, metrics=delivery_metrics)
-    worker = Worker(
-        topics,
-        group,
-        settings=worker_settings,
-        dead_letter_suffix=dlq_suffix or DEFAULT_SUFFIX,
-        metrics=metrics,
+    run(
+        database_url=_database_url(ctx),
+        topics=topics,
+        group=group,
+        dlq_suffix=dlq_suffix,
+        metrics_port=metrics_port,
+        health_timeout=health_timeout,
+        say=functools.partial(click.echo, err=True),
     )
-    if metrics is not None and metrics_port is not None:  # once every metric is there
-        metrics.serve(metrics_port, health_timeout=health_timeout)
-    forwarder = WebhookForwarder(engine)
-    engine.start()
-    forwarder.connect()
-    try:
-        # The first SIGTERM/SIGINT stops the worker, also one right after the line below.
-        with worker.stopped_by_signals():
-            click.echo(
-                f"delivering webhooks for {', '.join(worker.topics)} as group {group} "
-                f"(database {store.display_url})",
-                err=True,
-            )
-            stats = worker.run(install_signal_handlers=False)
-    finally:
-        forwarder.disconnect()
-        # A signal once the worker returned (while attempts finish) abandons them.
-        abandon = threading.Event()
-        previous = {
-            signum: signal.signal(signum, lambda *_: abandon.set())
-            for signum in (signal.SIGTERM, signal.SIGINT)
-        }
-        _finish_attempts(engine, abandon)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        engine.stop()
-        if metrics is not None:
-            metrics.close()
-        store.close()
-    click.echo(
-        f"stopped: {stats.handled} events handled, {stats.dead_lettered} dead-lettered",
-        err=True,
-    )
-
-
-def _finish_attempts(engine: DeliveryEngine, abandon: threading.Event) -> None:
-    """Let the attempts in flight finish, saying which and until when; ``abandon`` (a
-    second signal) exits at once, leaving them to their leases."""
-    running = engine.stop_dispatching()
-    if not running:
-        return
-    latest = max(a.times_out_at for a in running)
-    click.echo(
-        f"waiting for {len(running)} webhook attempt(s) in flight (their timeouts end "
-        f"them by about {_time(latest)}); SIGTERM/SIGINT again abandons them:",
-        err=True,
-    )
-    for attempt in running:
-        click.echo(
-            f"  delivery {attempt.delivery_id} (event {attempt.event_id}, subscription "
-            f"{attempt.subscription_id}) since {_time(attempt.started_at)}, "
-            f"times out {_time(attempt.times_out_at)}",
-            err=True,
-        )
-    while not engine.wait_for_attempts(timeout=0.2):
-        if abandon.is_set():
-            left = engine.attempts_in_flight()
-            until = max(a.lease_until for a in left) if left else latest
-            click.echo(
-                f"abandoned {len(left)} webhook attempt(s): each delivery stays pending and "
-                f"its lease makes it due again for the next worker (by {_time(until)})",
-                err=True,
-            )
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # Their threads block in HTTP calls that cannot be interrupted, and the
-            # interpreter would join them at exit: leave without waiting. The offsets are
-            # committed and every delivery is in the database.
-            os._exit(0)
 
 
 @webhooks.command()
@@ -710,7 +537,7 @@ def database_url(ctx: click.Context) -> None:
     """Print the webhook database URL in use (password hidden)."""
     from .store import redact_database_url
 
-    url = ctx.find_root().meta.get("flowbus.webhooks.database") or default_database_url()
+    url = _database_url(ctx) or default_database_url()
     click.echo(redact_database_url(url))
 
 
@@ -738,7 +565,7 @@ def listener() -> None:
     metavar="URL",
     help="Webhook database URL (as for `flowbus webhooks --database`).",
 )
-@_delivery_options
+@_adding_options
 @click.pass_context
 def listener_add(
     ctx: click.Context,
@@ -747,72 +574,29 @@ def listener_add(
     url: str,
     event_names: tuple[str, ...],
     database: str | None,
-    method: str,
-    headers: tuple[str, ...],
-    secret: str | None,
-    timeout: float,
-    max_attempts: int,
-    initial_backoff: float,
-    max_backoff: float,
-    disabled: bool,
-    no_check: bool,
-    as_json: bool,
+    adding: _Adding,
 ) -> None:
     """Send one workflow execution's (or task's) events to URL.
 
     An execution listener gets the execution's own events and those of its tasks (two
     subscriptions sharing one secret); a task listener gets that task's events.
     """
-    from flowbus.catalog.mistral import MISTRAL_EVENTS
-
     if database:
-        ctx.find_root().meta["flowbus.webhooks.database"] = database
-    if any(c in target_id for c in "*?"):
-        raise click.BadParameter("must not contain '*' or '?'", param_hint="ID")
-    unknown = [n for n in event_names if n.upper() not in MISTRAL_EVENTS]
-    if unknown:
-        known = ", ".join(MISTRAL_EVENTS)
-        raise click.BadParameter(
-            f"unknown {', '.join(unknown)} (known: {known})", param_hint="--event"
-        )
-    wanted = [MISTRAL_EVENTS[n.upper()].event_type for n in event_names]
-    workflow_types = [t for t in wanted if ".workflow_execution." in t]
-    task_types = [t for t in wanted if ".task_execution." in t]
-
-    plans: list[tuple[str, dict[str, Any]]] = []
-    if kind == "execution":
-        if not wanted or workflow_types:
-            plans.append((MISTRAL_WORKFLOW_PATTERN, {"execution.id": target_id}))
-            if workflow_types:
-                plans[-1][1]["$type"] = workflow_types
-        if not wanted or task_types:
-            plans.append((MISTRAL_TASK_PATTERN, {"task.workflow_execution_id": target_id}))
-            if task_types:
-                plans[-1][1]["$type"] = task_types
-    else:
-        if workflow_types:
-            raise click.BadParameter("a task listener gets task events only", param_hint="--event")
-        plans.append((MISTRAL_TASK_PATTERN, {"task.id": target_id}))
-        if task_types:
-            plans[-1][1]["$type"] = task_types
-
-    shared_secret = secret or generate_secret()
+        ctx.find_root().meta[_DATABASE_KEY] = database
+    listener_kind: ListenerKind = "execution" if kind == "execution" else "task"
+    try:
+        plans = listener_subscriptions(listener_kind, target_id, event_names)
+    except ListenerError as exc:
+        raise click.BadParameter(str(exc), param_hint=exc.param) from None
+    shared_secret = adding.secret or generate_secret()
     subscriptions = [
-        _build(
+        adding.subscription(
             event_pattern=pattern,
             url=url,
             filters=filters,
-            method=method,
-            headers=headers,
+            description=listener_description(listener_kind, target_id),
             secret=shared_secret,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            initial_backoff=initial_backoff,
-            max_backoff=max_backoff,
-            disabled=disabled,
-            description=f"Mistral listener: {kind} {target_id}",
         )
         for pattern, filters in plans
     ]
-    _check_before_adding(url, no_check)
-    _create_and_print(ctx, subscriptions, as_json)
+    _add(ctx, adding, url, subscriptions)

@@ -2,8 +2,8 @@
 
 ``WebhookStore.open(url)`` takes ``sqlite:///<path>`` (the file is created with mode
 0600, its directory 0700: it holds signing secrets) or ``postgresql://...`` /
-``postgres://...`` (needs the ``postgres`` extra, psycopg 3). The same SQL runs on both;
-times are unix milliseconds, JSON fields are text.
+``postgres://...`` (needs the ``postgres`` extra, psycopg 3). The same SQL runs on both
+(:mod:`.schema` the tables, :mod:`.rows` the row mapping, :mod:`.backends` what differs).
 
 Several workers may share one database: an attempt is claimed with a conditional update
 that pushes ``next_attempt_at`` past the attempt's lease (and records the lease's end in
@@ -17,22 +17,13 @@ missing SQLite file, or a database without the webhook tables, is an error namin
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from flowbus.database import (
-    connect_postgres,
-    connect_sqlite,
-    dialect_of,
-    redact_database_url,
-    sqlite_path,
-)
+from flowbus.database import Dialect, redact_database_url
 from flowbus.errors import (
     DeliveryNotFoundError,
     SubscriptionNotFoundError,
@@ -40,18 +31,31 @@ from flowbus.errors import (
     WebhookStoreError,
 )
 
-from .matching import EventTypePattern, filters_to_json, parse_filters
+from .backends import Transaction, backend_for
 from .models import (
     Attempt,
-    AttemptOutcome,
     Delivery,
     DeliveryStatus,
-    RetryPolicy,
     Subscription,
     new_delivery_id,
     utc_now,
     validate_secrets,
 )
+from .rows import (
+    ATTEMPT_COLUMNS,
+    D_COLUMNS,
+    DELIVERY_COLUMNS,
+    SUBSCRIPTION_COLUMNS,
+    attempt_from_row,
+    attempt_row,
+    delivery_from_row,
+    from_ms_or_none,
+    secrets_text,
+    subscription_from_row,
+    subscription_row,
+    to_ms,
+)
+from .schema import MIGRATIONS, SCHEMA_VERSION, STATEMENTS, VERSION_TABLE
 
 if TYPE_CHECKING:
     from flowbus.settings import FlowbusSettings
@@ -60,77 +64,7 @@ __all__ = ["SCHEMA_VERSION", "WebhookStore", "default_database_url", "redact_dat
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS webhook_subscriptions (
-        id TEXT PRIMARY KEY,
-        description TEXT NOT NULL,
-        event_pattern TEXT NOT NULL,
-        filters TEXT NOT NULL,
-        url TEXT NOT NULL,
-        method TEXT NOT NULL,
-        headers TEXT NOT NULL,
-        secrets TEXT NOT NULL,
-        enabled INTEGER NOT NULL,
-        timeout_seconds DOUBLE PRECISION NOT NULL,
-        max_attempts INTEGER NOT NULL,
-        initial_backoff_seconds DOUBLE PRECISION NOT NULL,
-        max_backoff_seconds DOUBLE PRECISION NOT NULL,
-        created_at BIGINT NOT NULL,
-        updated_at BIGINT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS webhook_deliveries (
-        id TEXT PRIMARY KEY,
-        subscription_id TEXT NOT NULL
-            REFERENCES webhook_subscriptions (id) ON DELETE CASCADE,
-        event_id TEXT NOT NULL,
-        event_type TEXT NOT NULL,
-        body TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        round_start INTEGER NOT NULL,
-        next_attempt_at BIGINT,
-        claimed_until BIGINT,
-        last_status_code INTEGER,
-        last_error TEXT,
-        created_at BIGINT NOT NULL,
-        updated_at BIGINT NOT NULL,
-        UNIQUE (subscription_id, event_id)
-    )""",
-    """CREATE INDEX IF NOT EXISTS webhook_deliveries_due
-        ON webhook_deliveries (status, next_attempt_at)""",
-    """CREATE INDEX IF NOT EXISTS webhook_deliveries_by_subscription
-        ON webhook_deliveries (subscription_id, created_at)""",
-    """CREATE TABLE IF NOT EXISTS webhook_attempts (
-        delivery_id TEXT NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
-        number INTEGER NOT NULL,
-        started_at BIGINT NOT NULL,
-        latency_ms DOUBLE PRECISION,
-        status_code INTEGER,
-        outcome TEXT NOT NULL,
-        error TEXT,
-        PRIMARY KEY (delivery_id, number)
-    )""",
-    "CREATE TABLE IF NOT EXISTS webhook_schema_version (version INTEGER NOT NULL)",
-)
-#: Schema version n-1 -> n.
-_MIGRATIONS = {2: ("ALTER TABLE webhook_deliveries ADD COLUMN claimed_until BIGINT",)}
-
-_SUB_COLUMNS = (
-    "id, description, event_pattern, filters, url, method, headers, secrets, enabled,"
-    " timeout_seconds, max_attempts, initial_backoff_seconds, max_backoff_seconds,"
-    " created_at, updated_at"
-)
-_DELIVERY_COLUMNS = (
-    "id, subscription_id, event_id, event_type, status, attempts, round_start,"
-    " next_attempt_at, last_status_code, last_error, created_at, updated_at, body,"
-    " claimed_until"
-)
-_D_COLUMNS = ", ".join("d." + c.strip() for c in _DELIVERY_COLUMNS.split(","))
-_ATTEMPT_COLUMNS = "delivery_id, number, started_at, latency_ms, status_code, outcome, error"
 _REDRIVABLE = (DeliveryStatus.FAILED.value, DeliveryStatus.BLOCKED.value)
-_PG_SCHEMA_LOCK = 0x666C6F77  # "flow": serialises concurrent schema creation
 
 
 def default_database_url(settings: FlowbusSettings | None = None) -> str:
@@ -144,42 +78,6 @@ def default_database_url(settings: FlowbusSettings | None = None) -> str:
     return f"sqlite:///{settings.state_dir / 'webhooks.sqlite3'}"
 
 
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
-
-
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value / 1000, UTC)
-
-
-def _dt_required(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, UTC)
-
-
-class _Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class _Tx:
-    """One transaction: ``execute`` with ``?`` placeholders on either database."""
-
-    def __init__(self, conn: Any, placeholder: str) -> None:
-        self._conn = conn
-        self._placeholder = placeholder
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        if self._placeholder != "?":
-            sql = sql.replace("?", self._placeholder)
-        cursor: _Cursor = self._conn.execute(sql, tuple(params))
-        return cursor
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self.execute(sql, params).fetchall()
-
-
 class WebhookStore:
     """Subscriptions, deliveries and their attempt log in one database.
 
@@ -190,19 +88,10 @@ class WebhookStore:
         self.url = url
         self.display_url = redact_database_url(url)
         self._lock = threading.RLock()
-        self.dialect = dialect_of(url, WebhookStoreError)
-        if self.dialect == "sqlite":
-            self._path = sqlite_path(url, WebhookStoreError)
-        self._conn: Any = None
-        if not create and self.dialect == "sqlite" and self._path != ":memory:":
-            self._require_sqlite_tables()
-        self._connect()
+        self._backend = backend_for(url, self.display_url)
+        self.dialect: Dialect = self._backend.dialect
+        self._backend.open(create=create)
         try:
-            if not create and self.dialect == "postgresql" and not self._has_tables():
-                raise WebhookStoreError(
-                    f"{self.display_url} holds no webhook tables; nothing was created "
-                    "(`flowbus webhooks add` creates them)"
-                )
             self._create_schema()
         except BaseException:
             self.close()
@@ -219,99 +108,22 @@ class WebhookStore:
 
     # -- connection -----------------------------------------------------------------
 
-    def _connect(self) -> None:
-        if self.dialect == "sqlite":
-            self._conn = self._connect_sqlite()
-        else:
-            self._conn = self._connect_postgres()
-
-    def _connect_sqlite(self) -> sqlite3.Connection:
-        return connect_sqlite(self._path, WebhookStoreError, private=True)
-
-    def _connect_postgres(self) -> Any:
-        return connect_postgres(self.url, WebhookStoreError)
-
-    def _driver_errors(self) -> tuple[type[Exception], ...]:
-        if self.dialect == "sqlite":
-            return (sqlite3.Error,)
-        import psycopg
-
-        return (psycopg.Error,)
-
     @contextlib.contextmanager
-    def _tx(self, write: bool = True) -> Iterator[_Tx]:
-        errors = self._driver_errors()
+    def _tx(self, write: bool = True) -> Iterator[Transaction]:
         with self._lock:
-            if self._conn is None:
+            if self._backend.closed:
                 raise WebhookStoreError(f"the webhook store {self.display_url} is closed")
-            try:
-                if self.dialect == "sqlite":
-                    yield from self._sqlite_tx(write)
-                else:
-                    if self._conn.closed or self._conn.broken:
-                        logger.warning("reconnecting to %s", self.display_url)
-                        self._connect()
-                    with self._conn.transaction():
-                        yield _Tx(self._conn, "%s")
-            except WebhookError:
-                raise
-            except errors as exc:
-                raise WebhookStoreError(f"webhook store {self.display_url}: {exc}") from exc
-
-    def _sqlite_tx(self, write: bool) -> Iterator[_Tx]:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield _Tx(conn, "?")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _require_sqlite_tables(self) -> None:
-        """Refuse a missing file, or one without the tables, leaving it untouched."""
-        if not Path(self._path).is_file():
-            raise WebhookStoreError(
-                f"no webhook database at {self._path}; nothing was created (`flowbus "
-                "webhooks add` creates it; --database or FLOWBUS_WEBHOOKS_DATABASE_URL "
-                "chooses another)"
-            )
-        try:
-            with contextlib.closing(
-                sqlite3.connect(f"{Path(self._path).resolve().as_uri()}?mode=ro", uri=True)
-            ) as conn:
-                found = conn.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                    ("webhook_schema_version",),
-                ).fetchall()
-        except sqlite3.Error as exc:
-            raise WebhookStoreError(f"cannot open {self.display_url}: {exc}") from exc
-        if not found:
-            raise WebhookStoreError(
-                f"{self.display_url} holds no webhook tables; nothing was created "
-                "(`flowbus webhooks add` creates them)"
-            )
-
-    def _has_tables(self) -> bool:
-        with self._tx(write=False) as tx:
-            return bool(
-                tx.rows(
-                    "SELECT 1 FROM information_schema.tables WHERE table_name = ?",
-                    ("webhook_schema_version",),
-                )
-            )
+            with self._backend.transaction(write=write) as tx:
+                yield tx
 
     def _create_schema(self) -> None:
         with self._tx() as tx:
-            if self.dialect == "postgresql":
-                tx.execute("SELECT pg_advisory_xact_lock(?)", (_PG_SCHEMA_LOCK,))
-            for statement in _SCHEMA:
+            self._backend.lock_schema(tx)
+            for statement in STATEMENTS:
                 tx.execute(statement)
-            versions = tx.rows("SELECT version FROM webhook_schema_version")
+            versions = tx.rows(f"SELECT version FROM {VERSION_TABLE}")
             if not versions:
-                tx.execute(
-                    "INSERT INTO webhook_schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
-                )
+                tx.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)", (SCHEMA_VERSION,))
                 return
             version = int(versions[0][0])
             if version > SCHEMA_VERSION:
@@ -320,17 +132,15 @@ class WebhookStore:
                     f"flowbus understands up to {SCHEMA_VERSION}: upgrade flowbus"
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[step]:
+                for statement in MIGRATIONS[step]:
                     tx.execute(statement)
             if version < SCHEMA_VERSION:
-                tx.execute("UPDATE webhook_schema_version SET version = ?", (SCHEMA_VERSION,))
+                tx.execute(f"UPDATE {VERSION_TABLE} SET version = ?", (SCHEMA_VERSION,))
 
     def close(self) -> None:
         """Close the connection; the store is unusable afterwards."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._backend.close()
 
     def __enter__(self) -> WebhookStore:
         return self
@@ -344,9 +154,9 @@ class WebhookStore:
         """Store a new subscription (see :meth:`Subscription.create`)."""
         with self._tx() as tx:
             tx.execute(
-                f"INSERT INTO webhook_subscriptions ({_SUB_COLUMNS}) "
+                f"INSERT INTO webhook_subscriptions ({SUBSCRIPTION_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _subscription_row(subscription),
+                subscription_row(subscription),
             )
         logger.info(
             "added webhook subscription %s for %s",
@@ -359,23 +169,23 @@ class WebhookStore:
         """The subscription with this id; raises :class:`SubscriptionNotFoundError`."""
         with self._tx(write=False) as tx:
             rows = tx.rows(
-                f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE id = ?",
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = ?",
                 (subscription_id,),
             )
         if not rows:
             raise SubscriptionNotFoundError(subscription_id)
-        return _subscription_from_row(rows[0])
+        return subscription_from_row(rows[0])
 
     def list_subscriptions(self, *, enabled: bool | None = None) -> list[Subscription]:
         """All subscriptions (or only enabled / disabled ones), oldest first."""
-        sql = f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions"
+        sql = f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions"
         params: tuple[Any, ...] = ()
         if enabled is not None:
             sql += " WHERE enabled = ?"
             params = (int(enabled),)
         with self._tx(write=False) as tx:
             rows = tx.rows(sql + " ORDER BY created_at, id", params)
-        return [_subscription_from_row(row) for row in rows]
+        return [subscription_from_row(row) for row in rows]
 
     def set_enabled(self, subscription_id: str, enabled: bool) -> Subscription:
         """Enable or disable a subscription. Pending deliveries of a disabled one wait."""
@@ -384,9 +194,7 @@ class WebhookStore:
     def set_secrets(self, subscription_id: str, secrets: Sequence[str]) -> Subscription:
         """Replace the signing secrets (current first; more than one while rotating)."""
         values = validate_secrets(secrets)
-        return self._update_subscription(
-            subscription_id, "secrets = ?", (json.dumps(list(values)),)
-        )
+        return self._update_subscription(subscription_id, "secrets = ?", (secrets_text(values),))
 
     def _update_subscription(
         self, subscription_id: str, assignment: str, params: tuple[Any, ...]
@@ -395,15 +203,15 @@ class WebhookStore:
         with self._tx() as tx:
             cursor = tx.execute(
                 f"UPDATE webhook_subscriptions SET {assignment}, updated_at = ? WHERE id = ?",
-                (*params, _ms(now), subscription_id),
+                (*params, to_ms(now), subscription_id),
             )
             if cursor.rowcount == 0:
                 raise SubscriptionNotFoundError(subscription_id)
             rows = tx.rows(
-                f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE id = ?",
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE id = ?",
                 (subscription_id,),
             )
-        return _subscription_from_row(rows[0])
+        return subscription_from_row(rows[0])
 
     def remove_subscription(self, subscription_id: str) -> None:
         """Delete a subscription with its deliveries and attempt log."""
@@ -462,7 +270,7 @@ class WebhookStore:
                     body=body,
                 )
                 cursor = tx.execute(
-                    f"INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS}) "
+                    f"INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, 0, 0, ?, NULL, NULL, ?, ?, ?, NULL) "
                     "ON CONFLICT (subscription_id, event_id) DO NOTHING",
                     (
@@ -471,9 +279,9 @@ class WebhookStore:
                         event_id,
                         event_type,
                         DeliveryStatus.PENDING.value,
-                        _ms(created_at),
-                        _ms(created_at),
-                        _ms(created_at),
+                        to_ms(created_at),
+                        to_ms(created_at),
+                        to_ms(created_at),
                         text,
                     ),
                 )
@@ -485,11 +293,11 @@ class WebhookStore:
         """The delivery with this id; raises :class:`DeliveryNotFoundError`."""
         with self._tx(write=False) as tx:
             rows = tx.rows(
-                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,)
+                f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,)
             )
         if not rows:
             raise DeliveryNotFoundError(delivery_id)
-        return _delivery_from_row(rows[0])
+        return delivery_from_row(rows[0])
 
     def list_deliveries(
         self,
@@ -513,11 +321,11 @@ class WebhookStore:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._tx(write=False) as tx:
             rows = tx.rows(
-                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries{where} "
+                f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries{where} "
                 "ORDER BY created_at DESC, id LIMIT ?",
                 (*params, int(limit)),
             )
-        return [_delivery_from_row(row) for row in rows]
+        return [delivery_from_row(row) for row in rows]
 
     def count_deliveries(self, subscription_id: str | None = None) -> dict[DeliveryStatus, int]:
         """How many deliveries are in each status (of one subscription, or all)."""
@@ -546,22 +354,11 @@ class WebhookStore:
         """The attempt log of one delivery, oldest first."""
         with self._tx(write=False) as tx:
             rows = tx.rows(
-                f"SELECT {_ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id = ? "
+                f"SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id = ? "
                 "ORDER BY number",
                 (delivery_id,),
             )
-        return [
-            Attempt(
-                delivery_id=row[0],
-                number=int(row[1]),
-                started_at=_dt_required(row[2]),
-                latency_ms=None if row[3] is None else float(row[3]),
-                status_code=row[4],
-                outcome=AttemptOutcome(row[5]),
-                error=row[6],
-            )
-            for row in rows
-        ]
+        return [attempt_from_row(row) for row in rows]
 
     def due_deliveries(
         self,
@@ -577,13 +374,13 @@ class WebhookStore:
             not_in = f" AND d.subscription_id NOT IN ({', '.join('?' * len(excluded))})"
         with self._tx(write=False) as tx:
             rows = tx.rows(
-                f"SELECT {_D_COLUMNS} FROM webhook_deliveries d "
+                f"SELECT {D_COLUMNS} FROM webhook_deliveries d "
                 "JOIN webhook_subscriptions s ON s.id = d.subscription_id "
                 "WHERE d.status = ? AND d.next_attempt_at <= ? AND s.enabled = 1"
                 f"{not_in} ORDER BY d.next_attempt_at, d.id LIMIT ?",
-                (DeliveryStatus.PENDING.value, _ms(now or utc_now()), *excluded, int(limit)),
+                (DeliveryStatus.PENDING.value, to_ms(now or utc_now()), *excluded, int(limit)),
             )
-        return [_delivery_from_row(row) for row in rows]
+        return [delivery_from_row(row) for row in rows]
 
     def next_due_at(self) -> datetime | None:
         """When the earliest pending delivery of an enabled subscription is due."""
@@ -594,7 +391,7 @@ class WebhookStore:
                 "WHERE d.status = ? AND s.enabled = 1",
                 (DeliveryStatus.PENDING.value,),
             )
-        return _dt(rows[0][0]) if rows else None
+        return from_ms_or_none(rows[0][0]) if rows else None
 
     def claim(self, delivery: Delivery, *, now: datetime, lease_until: datetime) -> bool:
         """Take the next attempt of ``delivery``; ``False`` if another worker has it.
@@ -609,13 +406,13 @@ class WebhookStore:
                 " updated_at = ? "
                 "WHERE id = ? AND status = ? AND attempts = ? AND next_attempt_at <= ?",
                 (
-                    _ms(lease_until),
-                    _ms(lease_until),
-                    _ms(now),
+                    to_ms(lease_until),
+                    to_ms(lease_until),
+                    to_ms(now),
                     delivery.id,
                     DeliveryStatus.PENDING.value,
                     delivery.attempts,
-                    _ms(now),
+                    to_ms(now),
                 ),
             )
             return cursor.rowcount == 1
@@ -641,10 +438,10 @@ class WebhookStore:
                 (
                     status.value,
                     attempt.number,
-                    None if next_attempt_at is None else _ms(next_attempt_at),
+                    None if next_attempt_at is None else to_ms(next_attempt_at),
                     attempt.status_code,
                     attempt.error,
-                    _ms(now),
+                    to_ms(now),
                     attempt.delivery_id,
                     attempt.number - 1,
                 ),
@@ -652,22 +449,14 @@ class WebhookStore:
             if cursor.rowcount == 0:
                 return None
             tx.execute(
-                f"INSERT INTO webhook_attempts ({_ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    attempt.delivery_id,
-                    attempt.number,
-                    _ms(attempt.started_at),
-                    attempt.latency_ms,
-                    attempt.status_code,
-                    attempt.outcome.value,
-                    attempt.error,
-                ),
+                f"INSERT INTO webhook_attempts ({ATTEMPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                attempt_row(attempt),
             )
             rows = tx.rows(
-                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?",
+                f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?",
                 (attempt.delivery_id,),
             )
-        return _delivery_from_row(rows[0])
+        return delivery_from_row(rows[0])
 
     def redrive(self, delivery_id: str, *, now: datetime | None = None) -> Delivery:
         """Make a failed or blocked delivery pending again, due now, with a fresh retry budget."""
@@ -676,14 +465,14 @@ class WebhookStore:
             cursor = tx.execute(
                 "UPDATE webhook_deliveries SET status = ?, round_start = attempts,"
                 " next_attempt_at = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)",
-                (DeliveryStatus.PENDING.value, _ms(when), _ms(when), delivery_id, *_REDRIVABLE),
+                (DeliveryStatus.PENDING.value, to_ms(when), to_ms(when), delivery_id, *_REDRIVABLE),
             )
             rows = tx.rows(
-                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,)
+                f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,)
             )
         if not rows:
             raise DeliveryNotFoundError(delivery_id)
-        delivery = _delivery_from_row(rows[0])
+        delivery = delivery_from_row(rows[0])
         if cursor.rowcount == 0:
             raise WebhookError(
                 f"delivery {delivery_id} is {delivery.status.value}; only failed or blocked "
@@ -700,70 +489,9 @@ class WebhookStore:
             "UPDATE webhook_deliveries SET status = ?, round_start = attempts,"
             " next_attempt_at = ?, updated_at = ? WHERE status IN (?, ?)"
         )
-        params: list[Any] = [DeliveryStatus.PENDING.value, _ms(when), _ms(when), *_REDRIVABLE]
+        params: list[Any] = [DeliveryStatus.PENDING.value, to_ms(when), to_ms(when), *_REDRIVABLE]
         if subscription_id is not None:
             sql += " AND subscription_id = ?"
             params.append(subscription_id)
         with self._tx() as tx:
             return tx.execute(sql, params).rowcount
-
-
-def _subscription_row(sub: Subscription) -> tuple[Any, ...]:
-    return (
-        sub.id,
-        sub.description,
-        sub.event_pattern.text,
-        json.dumps(filters_to_json(sub.filters), sort_keys=True),
-        sub.url,
-        sub.method,
-        json.dumps(dict(sub.headers), sort_keys=True),
-        json.dumps(list(sub.secrets)),
-        int(sub.enabled),
-        sub.timeout,
-        sub.retry.max_attempts,
-        sub.retry.initial_backoff,
-        sub.retry.max_backoff,
-        _ms(sub.created_at),
-        _ms(sub.updated_at),
-    )
-
-
-def _subscription_from_row(row: Sequence[Any]) -> Subscription:
-    return Subscription(
-        id=row[0],
-        description=row[1],
-        event_pattern=EventTypePattern(row[2]),
-        filters=parse_filters(json.loads(row[3])),
-        url=row[4],
-        method=row[5],
-        headers=json.loads(row[6]),
-        secrets=tuple(json.loads(row[7])),
-        enabled=bool(row[8]),
-        timeout=float(row[9]),
-        retry=RetryPolicy(
-            max_attempts=int(row[10]),
-            initial_backoff=float(row[11]),
-            max_backoff=float(row[12]),
-        ),
-        created_at=_dt_required(row[13]),
-        updated_at=_dt_required(row[14]),
-    )
-
-
-def _delivery_from_row(row: Sequence[Any]) -> Delivery:
-    return Delivery(
-        id=row[0],
-        subscription_id=row[1],
-        event_id=row[2],
-        event_type=row[3],
-        status=DeliveryStatus(row[4]),
-        attempts=int(row[5]),
-        round_start=int(row[6]),
-        next_attempt_at=_dt(row[7]),
-        last_status_code=row[8],
-        last_error=row[9],
-        created_at=_dt_required(row[10]),
-        updated_at=_dt_required(row[11]),
-        body=str(row[12]).encode("utf-8"),
-        claimed_until=_dt(row[13]),
-    )

@@ -26,23 +26,25 @@ rejected``) until re-queued (:func:`retry`, ``flowbus outbox retry``); see ``rel
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from flowbus.lazy_exports import lazy_exports
+from flowbus.lazy_exports import lazy_exports_by_module
 
 from .relay import OutboxRelay
 from .sink import OutboxSink, bind, bind_by_default, bound
 from .store import SCHEMA_VERSION, OutboxStatus, RejectedRow, RelayStore
 
-if TYPE_CHECKING:
-    from .metrics import OutboxMetrics
+if TYPE_CHECKING:  # type checkers do not run __getattr__
+    from .metrics import OutboxMetrics as OutboxMetrics
 
 # Imported on first use: the sink runs without the 'metrics' extra.
-__getattr__, __dir__ = lazy_exports(__name__, {"OutboxMetrics": ".metrics"})
+_lazy, __getattr__, __dir__ = lazy_exports_by_module(__name__, {".metrics": ["OutboxMetrics"]})
 
 __all__ = [
+    *_lazy,
     "SCHEMA_VERSION",
-    "OutboxMetrics",
     "OutboxRelay",
     "OutboxSink",
     "OutboxStatus",
@@ -57,41 +59,38 @@ __all__ = [
 ]
 
 
-def migrate(database_url: str) -> int:
-    """Create or upgrade the outbox tables at ``database_url``; returns the version."""
+@contextmanager
+def _opened(database_url: str, *, migrated: bool = True) -> Iterator[RelayStore]:
+    """The relay store at ``database_url`` (migrated first unless told not to), then closed."""
     store = RelayStore(database_url)
     try:
-        return store.migrate()
+        if migrated:
+            store.migrate()
+        yield store
     finally:
         store.close()
+
+
+def migrate(database_url: str) -> int:
+    """Create or upgrade the outbox tables at ``database_url``; returns the version."""
+    with _opened(database_url, migrated=False) as store:
+        return store.migrate()
 
 
 def status(database_url: str) -> OutboxStatus:
     """The backlog of the outbox at ``database_url`` (migrating it first if needed)."""
-    store = RelayStore(database_url)
-    try:
-        store.migrate()
+    with _opened(database_url) as store:
         return store.status()
-    finally:
-        store.close()
 
 
 def rejected(database_url: str, limit: int | None = None) -> list[RejectedRow]:
     """The rows the broker rejected for good, oldest first (migrating first if needed)."""
-    store = RelayStore(database_url)
-    try:
-        store.migrate()
+    with _opened(database_url) as store:
         return store.rejected(limit)
-    finally:
-        store.close()
 
 
 def retry(database_url: str, ids: list[str] | None) -> list[str]:
     """Re-queue rejected rows (the events ``ids``, or all when ``None``) in their old place;
     returns the ids re-queued."""
-    store = RelayStore(database_url)
-    try:
-        store.migrate()
+    with _opened(database_url) as store:
         return store.requeue(ids)
-    finally:
-        store.close()

@@ -7,6 +7,7 @@ imports the door back (a circular import) fails here rather than in a user's ser
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import subprocess
 import sys
@@ -51,6 +52,39 @@ def test_door_exports_every_name_of_its_all_in_a_fresh_interpreter(door):
     assert found["missing"] == []
     assert found["all"], f"{door} exports nothing"
     assert len(set(found["all"])) == len(found["all"]), f"{door}.__all__ has duplicates"
+
+
+def _type_checking_imports(door: str) -> dict[str, str]:
+    """The names a door imports under ``if TYPE_CHECKING:``, each with its module."""
+    spec = importlib.util.find_spec(door)
+    assert spec is not None and spec.origin is not None
+    found: dict[str, str] = {}
+    for node in ast.walk(ast.parse(Path(spec.origin).read_text())):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.body:
+                if isinstance(statement, ast.ImportFrom):
+                    module = "." * statement.level + (statement.module or "")
+                    for alias in statement.names:
+                        found[alias.asname or alias.name] = module
+    return found
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_door_imports_each_lazy_name_for_type_checkers_from_where_it_is_defined(door):
+    # A door's lazy names are invisible to type checkers but for these imports.
+    imported = _type_checking_imports(door)
+    code = (
+        "import importlib, json\n"
+        f"door = importlib.import_module({door!r})\n"
+        "lazy = [name for name in door.__all__ if name not in vars(door)]\n"
+        f"imported = {imported!r}\n"
+        "print(json.dumps({'lazy': lazy, 'wrong_module': [name for name in lazy\n"
+        "    if name in imported and getattr(door, name) is not getattr(\n"
+        "        importlib.import_module(imported[name], door.__name__), name)]}))\n"
+    )
+    found = json.loads(_run(code))
+    assert sorted(set(found["lazy"]) - set(imported)) == []
+    assert found["wrong_module"] == []
 
 
 def test_a_door_raises_attribute_error_for_a_name_it_does_not_export():
