@@ -31,10 +31,13 @@ from flowbus.errors import (
     DeadLetterPointerError,
     DeadLetterQueueError,
     DeadLetterRecordNotFoundError,
+    DeliveryFailedError,
+    DeliveryTimeoutError,
     PointerOriginalMismatchError,
     PointerOriginalNotFoundError,
     TopicNotFoundError,
 )
+from flowbus.kafka_delivery import produce_and_wait
 
 from . import deadletter
 from .kafka_clients import topic_partitions
@@ -380,28 +383,28 @@ class Republisher:
                 "its original topic is unknown"
             )
         self.check_topic(topic)
-        outcome: list[tuple[KafkaError | None, Message]] = []
         headers: list[tuple[str, str | bytes | None]] = [*record.original_headers()]
-        self._producer.produce(
-            topic,
-            key=record.key,
-            value=record.value,
-            headers=headers,
-            on_delivery=lambda error, message: outcome.append((error, message)),
-        )
-        deadline = time.monotonic() + self.timeout
-        while not outcome and time.monotonic() < deadline:
-            self._producer.flush(min(1.0, self.timeout))
-        if not outcome:
+        try:
+            message = produce_and_wait(
+                self._producer,
+                lambda on_delivery: self._producer.produce(
+                    topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers,
+                    on_delivery=on_delivery,
+                ),
+                timeout=self.timeout,
+            )
+        except DeliveryTimeoutError:
             raise DeadLetterQueueError(
                 f"record {record.position} was not acknowledged by '{topic}' "
                 f"within {self.timeout:.0f}s"
-            )
-        error, message = outcome[0]
-        if error is not None:
+            ) from None
+        except DeliveryFailedError as exc:
             raise DeadLetterQueueError(
-                f"record {record.position} could not be written to '{topic}': {error}"
-            )
+                f"record {record.position} could not be written to '{topic}': {exc.error}"
+            ) from None
         log.info(
             "re-published dead-letter %s (%s %s) to %s[%s]@%s",
             record.position, record.event_type, record.event_id,

@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 # Its defining module: confluent_kafka.admin does not list OffsetSpec in __all__ (mypy).
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
+from flowbus.broker import operator_client_config
 from flowbus.errors import (
     ConsumerGroupActiveError,
     InvalidReplayTargetError,
@@ -35,7 +36,7 @@ from flowbus.errors import (
 )
 from flowbus.settings import FlowbusSettings, get_settings
 
-from .kafka_clients import base_config, topic_partitions
+from .kafka_clients import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class ConsumerGroupOffsets:
     def from_settings(
         cls, settings: FlowbusSettings | None = None, *, timeout: float = 30.0
     ) -> ConsumerGroupOffsets:
-        config = base_config(settings or get_settings())
+        config = operator_client_config(settings or get_settings())
         return cls(AdminClient(config), timeout=timeout, config=config)
 
     @staticmethod

@@ -37,7 +37,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, probe_broker
+from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, kafka_client_config, probe_broker
 from flowbus.errors import ConfigurationError
 from flowbus.receivers import import_receiver_modules
 from flowbus.settings import FlowbusSettings, get_settings
@@ -155,11 +155,8 @@ class Worker:
         if shutdown_timeout < 0 or commit_interval <= 0:
             raise ConfigurationError("shutdown timeout must be >= 0, commit interval > 0")
         self.settings = settings or get_settings()
-        common = {"bootstrap.servers": self.settings.kafka_bootstrap_servers}
-        common |= self.settings.kafka_config | dict(kafka_config or {})
-        bootstrap = common.get("bootstrap.servers")
-        if not bootstrap:
-            raise ConfigurationError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
+        common = kafka_client_config(self.settings, kafka_config)
+        bootstrap = common["bootstrap.servers"]
         self.group = group
         self.topics = [f"{self.settings.topic_prefix}{topic}" for topic in topics]
         self.dead_letter_suffix = dead_letter_suffix

@@ -154,11 +154,11 @@ def _broken_setting(name: str, broken: dict[str, str]) -> Check | None:
 def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
     from confluent_kafka.admin import AdminClient
 
-    from flowbus.broker import BrokerLog, probe_broker
-    from flowbus.consumer.kafka_clients import base_config
+    from flowbus.broker import BrokerLog, bootstrap_servers, operator_client_config, probe_broker
 
-    bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
-    if not bootstrap:
+    try:
+        bootstrap = bootstrap_servers(settings)
+    except ConfigurationError:
         return Check(
             "broker",
             Status.FAIL,
@@ -166,7 +166,7 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
             'set it to the broker addresses (`eval "$(flowbus dev up)"` for a local one)',
         )
     # librdkafka's connection errors would repeat every few milliseconds; the verdict says it once.
-    config = {**base_config(settings), **BrokerLog(quiet=True).client_config()}
+    config = {**operator_client_config(settings), **BrokerLog(quiet=True).client_config()}
     try:
         metadata = probe_broker(AdminClient(config), config, timeout=timeout)
     except BrokerUnreachableError as exc:

@@ -256,6 +256,26 @@ class BrokerUnreachableError(FlowbusError):
         self.reason = reason
 
 
+class DeliveryError(FlowbusError):
+    """A message handed to a Kafka producer was not delivered (:mod:`flowbus.kafka_delivery`)."""
+
+
+class DeliveryTimeoutError(DeliveryError):
+    """No delivery report within ``timeout`` seconds."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"not acknowledged within {timeout:.0f}s")
+        self.timeout = timeout
+
+
+class DeliveryFailedError(DeliveryError):
+    """The delivery report carried ``error`` (a ``confluent_kafka.KafkaError``)."""
+
+    def __init__(self, error: object) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class ProducerError(FlowbusError):
     """The producer could not deliver an event (raised in synchronous mode only)."""
 
