@@ -2,10 +2,10 @@
 
 ::
 
-    from flowbus.consumer import RetryPolicy, Worker
+    from flowbus.consumer import ReceiverRetryPolicy, Worker
 
     Worker(["workflow-events"], "billing", receiver_modules=["billing.receivers"],
-           retry=RetryPolicy(max_attempts=5)).run()
+           retry=ReceiverRetryPolicy(max_attempts=5)).run()
 
 Handling is a chain of :class:`Middleware` (:func:`default_middlewares`); a failing
 receiver's exception is classified by the :class:`FailureClassifier`, and the first
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from flowbus.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from .deadletter import DeadLetter, Reason, dead_letter_topic
+    from .dead_letter import DeadLetter, Reason, dead_letter_topic
     from .engine import WorkerStats
     from .failures import Failure, FailureClassifier, FailureKind
     from .metrics import WorkerMetrics
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         Tracing,
         default_middlewares,
     )
-    from .retry import RetryPolicy
+    from .retry import ReceiverRetryPolicy
     from .worker import Worker
 
 __all__ = [
@@ -64,9 +64,9 @@ __all__ = [
     "Outcome",
     "PausePartition",
     "Reason",
+    "ReceiverRetryPolicy",
     "Retries",
     "RetryLater",
-    "RetryPolicy",
     "Tracing",
     "Worker",
     "WorkerMetrics",
@@ -80,9 +80,9 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "DeadLetter": ".deadletter",
-        "Reason": ".deadletter",
-        "dead_letter_topic": ".deadletter",
+        "DeadLetter": ".dead_letter",
+        "Reason": ".dead_letter",
+        "dead_letter_topic": ".dead_letter",
         "WorkerStats": ".engine",
         "Failure": ".failures",
         "FailureClassifier": ".failures",
@@ -109,7 +109,7 @@ __getattr__, __dir__ = lazy_exports(
             ],
             ".middleware",
         ),
-        "RetryPolicy": ".retry",
+        "ReceiverRetryPolicy": ".retry",
         "Worker": ".worker",
     },
 )

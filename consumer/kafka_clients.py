@@ -1,4 +1,4 @@
-"""Kafka client configurations for the operator commands (``flowbus replay``, ``flowbus dlq``).
+"""Kafka client configurations for the operator commands (``reset-offsets``, ``dlq``).
 
 Built on :func:`~flowbus.broker.operator_client_config` (the broker address, the user's
 librdkafka properties, never creating a topic, one log line for an unreachable broker),

@@ -42,12 +42,12 @@ from flowbus.errors import ConfigurationError
 from flowbus.receivers import import_receiver_modules
 from flowbus.settings import FlowbusSettings, get_settings
 
-from .deadletter import DEFAULT_SUFFIX, DeadLetterRecordParts, dead_letter_topic
+from .dead_letter import DEFAULT_SUFFIX, DeadLetterRecordParts, dead_letter_topic
 from .engine import DeadLetterTooLargeError, Engine, WorkerStats
 from .failures import FailureClassifier
 from .handler import MessageHandler
 from .middleware import ConsumedRecord, Middleware, default_middlewares
-from .retry import RetryPolicy
+from .retry import ReceiverRetryPolicy
 
 if TYPE_CHECKING:
     from flowbus.avro.serializer import EventDeserializer
@@ -133,7 +133,7 @@ class Worker:
         kafka_config: Mapping[str, Any] | None = None,
         receiver_modules: Iterable[str] = (),
         deserializer: EventDeserializer | None = None,
-        retry: RetryPolicy | None = None,
+        retry: ReceiverRetryPolicy | None = None,
         dead_letter_suffix: str = DEFAULT_SUFFIX,
         metrics: WorkerMetrics | None = None,
         poll_timeout: float = 1.0,
@@ -178,7 +178,9 @@ class Worker:
             deserializer = EventDeserializer.from_settings(self.settings)
         if middlewares is None:
             middlewares = default_middlewares(
-                retry=retry or RetryPolicy(), receiver_timeout=receiver_timeout, metrics=metrics
+                retry=retry or ReceiverRetryPolicy(),
+                receiver_timeout=receiver_timeout,
+                metrics=metrics,
             )
         self.handler = MessageHandler(
             group, deserializer, middlewares=middlewares, classifier=classifier

@@ -20,7 +20,7 @@ from flowbus.json_output import echo_json
 
 from ..cli_params import metrics_options
 from .matching import filters_to_json
-from .models import Attempt, Delivery, DeliveryStatus, RetryPolicy, Subscription, utc_now
+from .models import Attempt, Delivery, DeliveryRetryPolicy, DeliveryStatus, Subscription, utc_now
 from .signing import generate_secret
 from .ssrf import SSRFPolicy, check_url
 from .store import WebhookStore, default_database_url
@@ -251,7 +251,7 @@ def _build(
         secret=secret,
         enabled=not disabled,
         timeout=timeout,
-        retry=RetryPolicy(
+        retry=DeliveryRetryPolicy(
             max_attempts=max_attempts,
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
@@ -603,7 +603,7 @@ def serve(
     """
     from flowbus.settings import get_settings
 
-    from ..deadletter import DEFAULT_SUFFIX
+    from ..dead_letter import DEFAULT_SUFFIX
     from ..metrics import WorkerMetrics
     from ..worker import Worker
     from .delivery import DeliveryEngine

@@ -45,8 +45,8 @@ from .models import (
     Attempt,
     AttemptOutcome,
     Delivery,
+    DeliveryRetryPolicy,
     DeliveryStatus,
-    RetryPolicy,
     Subscription,
     new_delivery_id,
     utc_now,
@@ -740,7 +740,7 @@ def _subscription_from_row(row: Sequence[Any]) -> Subscription:
         secrets=tuple(json.loads(row[7])),
         enabled=bool(row[8]),
         timeout=float(row[9]),
-        retry=RetryPolicy(
+        retry=DeliveryRetryPolicy(
             max_attempts=int(row[10]),
             initial_backoff=float(row[11]),
             max_backoff=float(row[12]),

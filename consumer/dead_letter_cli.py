@@ -21,14 +21,14 @@ from flowbus.exit_codes import ExitCode
 from flowbus.json_output import BYTES_ENCODING, echo_json
 from flowbus.settings import FlowbusSettings, get_settings
 
-from . import deadletter
+from . import dead_letter
 from .cli_params import (
     PartitionOffset,
     iso_time_option,
     partition_offsets_option,
     position_argument,
 )
-from .dlq_records import (
+from .dead_letter_records import (
     DeadLetterFilter,
     DeadLetterRecord,
     DeadLetterTopic,
@@ -80,7 +80,7 @@ def _topic_options(command: F) -> F:
             ),
             click.option(
                 "--dlq-suffix",
-                default=deadletter.DEFAULT_SUFFIX,
+                default=dead_letter.DEFAULT_SUFFIX,
                 show_default=True,
                 help="Dead-letter topic = source topic + this suffix (as `flowbus consume`).",
             ),
@@ -103,7 +103,7 @@ def _dlq_topic(
     prefix = get_settings().topic_prefix
     if dlq_name is not None:
         return TopicChoice(f"{prefix}{dlq_name}", timeout)
-    return TopicChoice(deadletter.dead_letter_topic(f"{prefix}{source}", dlq_suffix), timeout)
+    return TopicChoice(dead_letter.dead_letter_topic(f"{prefix}{source}", dlq_suffix), timeout)
 
 
 def _filter_options(command: F) -> F:
@@ -175,7 +175,7 @@ def _report_counts(
     click.echo(f"{shown} of {total} record(s) in '{dlq_topic.name}' match.", err=True)
     if timeless and (selection.since or selection.until):
         click.echo(
-            f"Note: {timeless} record(s) have no readable {deadletter.TIME} header; "
+            f"Note: {timeless} record(s) have no readable {dead_letter.TIME} header; "
             "a time filter leaves them out.",
             err=True,
         )
@@ -327,7 +327,7 @@ def show(
     click.echo("Headers:")
     for name, raw in record.headers:
         text = "null" if raw is None else raw.decode(errors="replace")
-        click.echo(f"  {name}: {'(below)' if name == deadletter.ERROR_MESSAGE else text}")
+        click.echo(f"  {name}: {'(below)' if name == dead_letter.ERROR_MESSAGE else text}")
     click.echo("Error message:")
     for line in (record.error_message or "(none)").splitlines() or [""]:
         click.echo(f"  {line}")
@@ -490,7 +490,7 @@ def replay(
     unknown = [r.position for r in chosen if not r.original_topic]
     if unknown:
         click.echo(
-            f"Error: record(s) {', '.join(unknown)} have no {deadletter.ORIGINAL_TOPIC} "
+            f"Error: record(s) {', '.join(unknown)} have no {dead_letter.ORIGINAL_TOPIC} "
             "header, so where they came from is unknown; leave them out (--record, "
             "--event-type, --since/--until) to replay the others",
             err=True,
@@ -600,7 +600,7 @@ def _handle_locally(
     from .handler import MessageHandler
     from .in_memory import Finished, InMemoryDeadLetterSink, run_until_finished
     from .middleware import default_middlewares
-    from .retry import RetryPolicy
+    from .retry import ReceiverRetryPolicy
 
     import_receiver_modules([*get_settings().receiver_modules, *receiver_modules])
     failed = 0
@@ -608,7 +608,7 @@ def _handle_locally(
         counter = _counter(index, records)
         record = _with_original(pointer_or_record, timeout)
         name = group or record.group or "flowbus-dlq-replay"
-        chain = default_middlewares(retry=RetryPolicy(), receiver_timeout=None)
+        chain = default_middlewares(retry=ReceiverRetryPolicy(), receiver_timeout=None)
         finished = Finished()
         engine = Engine(
             MessageHandler(name, middlewares=chain),
