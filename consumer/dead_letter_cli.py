@@ -10,21 +10,23 @@ checked against the pointer's size and SHA-256.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from flowbus import cloudevents
 from flowbus.exit_codes import ExitCode
-from flowbus.json_output import BYTES_ENCODING, echo_json
+from flowbus.json_output import BYTES_ENCODING, echo_json, json_option
 from flowbus.settings import FlowbusSettings, get_settings
 
 from . import dead_letter
 from .cli_params import (
     PartitionOffset,
+    broker_timeout_option,
     iso_time_option,
+    options,
     partition_offsets_option,
     position_argument,
 )
@@ -47,8 +49,6 @@ Exit status (the table of `flowbus --help`):
   2  bad arguments or configuration: unknown topic, no such record, ...
 """
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 @dataclasses.dataclass(frozen=True)
 class TopicChoice:
@@ -61,38 +61,18 @@ class TopicChoice:
         return DeadLetterTopic(self.name, reader_config(settings), timeout=self.timeout)
 
 
-def _apply(command: F, options: list[Callable[[F], F]]) -> F:
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _topic_options(command: F) -> F:
-    """--source / --topic / --dlq-suffix / --timeout; see :func:`_dlq_topic`."""
-    return _apply(
-        command,
-        [
-            click.option(
-                "--source", metavar="TOPIC", help="Event topic whose dead letters to read."
-            ),
-            click.option(
-                "--topic", "dlq_name", metavar="TOPIC", help="The dead-letter topic itself."
-            ),
-            click.option(
-                "--dlq-suffix",
-                default=dead_letter.DEFAULT_SUFFIX,
-                show_default=True,
-                help="Dead-letter topic = source topic + this suffix (as `flowbus consume`).",
-            ),
-            click.option(
-                "--timeout",
-                type=click.FloatRange(min=1),
-                default=30.0,
-                show_default=True,
-                help="Seconds to wait for each broker request.",
-            ),
-        ],
-    )
+#: --source / --topic / --dlq-suffix / --timeout; see :func:`_dlq_topic`.
+_topic_options = options(
+    click.option("--source", metavar="TOPIC", help="Event topic whose dead letters to read."),
+    click.option("--topic", "dlq_name", metavar="TOPIC", help="The dead-letter topic itself."),
+    click.option(
+        "--dlq-suffix",
+        default=dead_letter.DEFAULT_SUFFIX,
+        show_default=True,
+        help="Dead-letter topic = source topic + this suffix (as `flowbus consume`).",
+    ),
+    broker_timeout_option,
+)
 
 
 def _dlq_topic(
@@ -106,36 +86,30 @@ def _dlq_topic(
     return TopicChoice(dead_letter.dead_letter_topic(f"{prefix}{source}", dlq_suffix), timeout)
 
 
-def _filter_options(command: F) -> F:
-    """--event-type / --since / --until / --record; see :func:`_selection`."""
-    return _apply(
-        command,
-        [
-            click.option(
-                "--event-type", metavar="GLOB", help="Only this ce_type (glob: caluma.*)."
-            ),
-            click.option(
-                "--since",
-                metavar="ISO-TIME",
-                callback=iso_time_option,
-                help="Only records dead-lettered at or after this time (UTC if no offset).",
-            ),
-            click.option(
-                "--until",
-                metavar="ISO-TIME",
-                callback=iso_time_option,
-                help="Only records dead-lettered before this time (UTC if no offset).",
-            ),
-            click.option(
-                "--record",
-                "records",
-                metavar="P:O",
-                multiple=True,
-                callback=partition_offsets_option,
-                help="Only the record at PARTITION:OFFSET of the dead-letter topic (repeatable).",
-            ),
-        ],
-    )
+#: --event-type / --since / --until / --record; see :func:`_selection`.
+_filter_options = options(
+    click.option("--event-type", metavar="GLOB", help="Only this ce_type (glob: caluma.*)."),
+    click.option(
+        "--since",
+        metavar="ISO-TIME",
+        callback=iso_time_option,
+        help="Only records dead-lettered at or after this time (UTC if no offset).",
+    ),
+    click.option(
+        "--until",
+        metavar="ISO-TIME",
+        callback=iso_time_option,
+        help="Only records dead-lettered before this time (UTC if no offset).",
+    ),
+    click.option(
+        "--record",
+        "records",
+        metavar="P:O",
+        multiple=True,
+        callback=partition_offsets_option,
+        help="Only the record at PARTITION:OFFSET of the dead-letter topic (repeatable).",
+    ),
+)
 
 
 def _selection(
@@ -238,7 +212,7 @@ def dlq() -> None:
 @dlq.command("list", epilog=EXIT_STATUS_HELP)
 @_topic_options
 @_filter_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@json_option("One JSON object per line.")
 def list_records(
     source: str | None,
     dlq_name: str | None,
@@ -278,12 +252,9 @@ def list_records(
 @click.option(
     "--hex", "show_hex", is_flag=True, help="Also show the payload as a hex dump (may hold PII)."
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help=f"One JSON object; with --data its 'event' is as `flowbus tail --json` shows it, "
-    f"with --hex its 'value' is {BYTES_ENCODING}.",
+@json_option(
+    f"One JSON object; with --data its 'event' is as `flowbus tail --json` shows it, "
+    f"with --hex its 'value' is {BYTES_ENCODING}."
 )
 def show(
     source: str | None,
@@ -440,12 +411,9 @@ def _key_text(key: bytes | None) -> str:
     multiple=True,
     help="With --local: module whose receivers to connect (repeatable).",
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help='One JSON object instead of a line per record: {"dry_run", "selected", "replayed", '
-    '"records": [{"record", "event_type", "event_id", "outcome", ...}]}.',
+@json_option(
+    'One JSON object instead of a line per record: {"dry_run", "selected", "replayed", '
+    '"records": [{"record", "event_type", "event_id", "outcome", ...}]}.'
 )
 def replay(
     source: str | None,

@@ -12,10 +12,15 @@ from typing import Any
 
 import click
 
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.settings import get_settings
 
-from .cli_params import PartitionOffset, iso_time_option, partition_offsets_option
+from .cli_params import (
+    PartitionOffset,
+    broker_timeout_option,
+    iso_time_option,
+    partition_offsets_option,
+)
 from .offset_reset import (
     ConsumerGroupOffsets,
     OffsetResetPlan,
@@ -113,20 +118,11 @@ def _show(plan: OffsetResetPlan) -> None:
     help="PARTITION:OFFSET; repeat for more partitions, the others stay where they are.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan, change nothing.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="One JSON object: the plan per partition, and how many partitions were committed "
-    "(null for --dry-run).",
+@json_option(
+    "One JSON object: the plan per partition, and how many partitions were committed "
+    "(null for --dry-run)."
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for each broker request.",
-)
+@broker_timeout_option
 def reset_offsets(
     group: str,
     topic: str,

@@ -31,7 +31,7 @@ from pydantic_settings import SettingsError
 
 from flowbus.errors import BrokerUnreachableError, ConfigurationError, FlowbusError
 from flowbus.exit_codes import ExitCode
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.settings import FlowbusSettings, env_var_name, unparsable_field
 
 if TYPE_CHECKING:
@@ -297,12 +297,7 @@ def run_checks(timeout: float = NETWORK_TIMEOUT_S) -> list[Check]:
 
 
 @click.command()
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help='One JSON object: {"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}.',
-)
+@json_option('One JSON object: {"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}.')
 @click.option("--all", "show_all", is_flag=True, help="A line for each check that is ok too.")
 def doctor(as_json: bool, show_all: bool) -> None:
     """Check the broker, registry, route subjects, webhook database, receivers, allowlist.
