@@ -2,10 +2,10 @@
 
 ::
 
-    from flowbus.consumer import RetryPolicy, Worker
+    from flowbus.consumer import ReceiverRetryPolicy, Worker
 
     Worker(["workflow-events"], "billing", receiver_modules=["billing.receivers"],
-           retry=RetryPolicy(max_attempts=5)).run()
+           retry=ReceiverRetryPolicy(max_attempts=5)).run()
 
 Handling is a chain of :class:`Middleware` (:func:`default_middlewares`); a failing
 receiver's exception is classified by the :class:`FailureClassifier`, and the first
@@ -22,9 +22,9 @@ from flowbus.lazy_exports import lazy_exports_by_module
 
 # Type checkers do not run __getattr__: they read the names here (`X as X` re-exports them).
 if TYPE_CHECKING:
-    from .deadletter import DeadLetter as DeadLetter
-    from .deadletter import Reason as Reason
-    from .deadletter import dead_letter_topic as dead_letter_topic
+    from .dead_letter import DeadLetter as DeadLetter
+    from .dead_letter import Reason as Reason
+    from .dead_letter import dead_letter_topic as dead_letter_topic
     from .engine import WorkerStats as WorkerStats
     from .failures import Failure as Failure
     from .failures import FailureClassifier as FailureClassifier
@@ -46,15 +46,14 @@ if TYPE_CHECKING:
     from .middleware import RetryLater as RetryLater
     from .middleware import Tracing as Tracing
     from .middleware import default_middlewares as default_middlewares
-    from .retry import RetryPolicy as RetryPolicy
+    from .retry import ReceiverRetryPolicy as ReceiverRetryPolicy
     from .worker import Worker as Worker
-
 # Imported on first use: `flowbus consume --help` must not pay for confluent-kafka, and
 # WorkerMetrics needs the 'metrics' extra only when it is used.
 __all__, __getattr__, __dir__ = lazy_exports_by_module(
     __name__,
     {
-        ".deadletter": ["DeadLetter", "Reason", "dead_letter_topic"],
+        ".dead_letter": ["DeadLetter", "Reason", "dead_letter_topic"],
         ".engine": ["WorkerStats"],
         ".failures": ["Failure", "FailureClassifier", "FailureKind"],
         ".metrics": ["WorkerMetrics"],
@@ -77,7 +76,7 @@ __all__, __getattr__, __dir__ = lazy_exports_by_module(
             "Tracing",
             "default_middlewares",
         ],
-        ".retry": ["RetryPolicy"],
+        ".retry": ["ReceiverRetryPolicy"],
         ".worker": ["Worker"],
     },
 )

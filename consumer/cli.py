@@ -8,8 +8,8 @@ from flowbus.errors import ConfigurationError
 from flowbus.user_modules import import_user_module
 
 from .cli_params import metrics_options
-from .deadletter import DEFAULT_SUFFIX
-from .retry import RetryPolicy
+from .dead_letter import DEFAULT_SUFFIX
+from .retry import ReceiverRetryPolicy
 from .worker import DEFAULT_RECEIVER_TIMEOUT
 
 
@@ -100,7 +100,7 @@ def consume(
             topics,
             group,
             receiver_modules=receiver_modules,
-            retry=RetryPolicy(max_attempts=max_attempts, initial_delay=retry_delay),
+            retry=ReceiverRetryPolicy(max_attempts=max_attempts, initial_delay=retry_delay),
             dead_letter_suffix=dlq_suffix,
             metrics=metrics,
             concurrency=concurrency,

@@ -1,4 +1,4 @@
-"""Command-line parameters shared by several commands (``replay``, ``dlq``, ``consume``, ...)."""
+"""Command-line parameters shared by several commands (``reset-offsets``, ``dlq``, ...)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,27 @@ def position_argument(ctx: click.Context, param: click.Parameter, value: str) ->
         return parse_partition_offset(value, partition_required=False)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator applying ``decorators`` (click options), the first one outermost."""
+
+    def apply(command: F) -> F:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+#: ``--timeout``: how long an operator command waits for each broker request.
+broker_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each broker request.",
+)
 
 
 def metrics_options(func: F) -> F:

@@ -16,7 +16,7 @@ from flowbus import cloudevents
 from flowbus.errors import DecodeError, EventHeaderError, SchemaRegistryError, SenderValidationError
 from flowbus.signals import WorkflowSignal
 
-from .deadletter import Reason
+from .dead_letter import Reason
 from .failures import Failure, FailureKind
 from .middleware import ConsumedRecord, DecodedEvent
 

@@ -39,7 +39,7 @@ from flowbus.backoff import Backoff
 from flowbus.errors import ReceiversAbandonedError, ReceiverTimeoutError
 from flowbus.signals import callable_name
 
-from .deadletter import (
+from .dead_letter import (
     DEFAULT_SUFFIX,
     DeadLetter,
     DeadLetterRecordParts,

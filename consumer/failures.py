@@ -20,7 +20,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Iterable
 
-from .deadletter import Reason
+from .dead_letter import Reason
 
 __all__ = ["Failure", "FailureClassifier", "FailureKind"]
 

@@ -24,7 +24,7 @@ from flowbus import cloudevents
 from flowbus.errors import ReceiverTimeoutError
 from flowbus.signals import callable_name
 
-from .deadletter import DeadLetter, Reason
+from .dead_letter import DeadLetter, Reason
 from .decoding import DecodeFailed, decode_record
 from .failures import Failure, FailureClassifier, FailureKind
 from .middleware import (

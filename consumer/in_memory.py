@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from .deadletter import DeadLetter, DeadLetterRecordParts
+from .dead_letter import DeadLetter, DeadLetterRecordParts
 from .engine import Engine
 from .middleware import ConsumedRecord, MessageContext
 

@@ -1,9 +1,8 @@
-"""Kafka client configurations for the operator commands (``flowbus replay``, ``flowbus dlq``).
+"""Kafka client configurations for the operator commands (``reset-offsets``, ``dlq``).
 
-Built from the settings like the producer's: the broker address, then the user's
-librdkafka properties (``FLOWBUS_KAFKA_CONFIG``: SASL/SSL...), then what the command needs.
-These clients never create topics: a mistyped name is an error, not a new topic. Their
-``logger`` is a :class:`~flowbus.broker.BrokerLog`: an unreachable broker is one line.
+Built on :func:`~flowbus.broker.operator_client_config` (the broker address, the user's
+librdkafka properties, never creating a topic, one log line for an unreachable broker),
+then what the command needs.
 """
 
 from __future__ import annotations
@@ -14,25 +13,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, kafka_error_text, probe_broker
-from flowbus.errors import ConfigurationError, FlowbusError, TopicNotFoundError
+from flowbus.broker import (
+    PROBE_TIMEOUT_S,
+    kafka_error_text,
+    operator_client_config,
+    probe_broker,
+)
+from flowbus.errors import FlowbusError, TopicNotFoundError
 from flowbus.settings import FlowbusSettings
-
-
-def base_config(settings: FlowbusSettings) -> dict[str, Any]:
-    """Broker address and the user's librdkafka properties; raises if no broker is set."""
-    bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
-    if not bootstrap:
-        raise ConfigurationError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
-    return {
-        "bootstrap.servers": bootstrap,
-        "client.id": f"flowbus-{settings.service_name}-ops",
-        **settings.kafka_config,
-        # Asking for a topic's metadata must never create it (brokers default to
-        # auto.create.topics.enable=true, and producer-type clients to asking for it).
-        "allow.auto.create.topics": False,
-        **BrokerLog().client_config(),
-    }
 
 
 def reader_config(settings: FlowbusSettings) -> dict[str, Any]:
@@ -42,7 +30,7 @@ def reader_config(settings: FlowbusSettings) -> dict[str, Any]:
     real group is touched, and with no commits and no subscription it never joins.
     """
     return {
-        **base_config(settings),
+        **operator_client_config(settings),
         "group.id": f"flowbus-ops-reader-{uuid.uuid4().hex}",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -53,7 +41,12 @@ def reader_config(settings: FlowbusSettings) -> dict[str, Any]:
 
 def republisher_config(settings: FlowbusSettings) -> dict[str, Any]:
     """Idempotent, acknowledged by all in-sync replicas (the user's properties may override)."""
-    return {"enable.idempotence": True, "acks": "all", "linger.ms": 0, **base_config(settings)}
+    return {
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 0,
+        **operator_client_config(settings),
+    }
 
 
 def topic_partitions(

@@ -26,7 +26,7 @@ from typing import Any
 from flowbus.extras import requires_extra
 from flowbus.signals import WorkflowSignal
 
-from .deadletter import Reason
+from .dead_letter import Reason
 
 with requires_extra("metrics", "Prometheus metrics"):
     from prometheus_client import (

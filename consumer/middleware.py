@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from flowbus.metadata import EventMetadata
     from flowbus.signals import WorkflowSignal
 
-    from .deadletter import DeadLetter
+    from .dead_letter import DeadLetter
     from .metrics import WorkerMetrics
-    from .retry import RetryPolicy
+    from .retry import ReceiverRetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class Deadlines(Middleware):
 class Retries(Middleware):
     """Receiver failures are retried with the policy's backoff until its attempts run out."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: ReceiverRetryPolicy) -> None:
         self.policy = policy
 
     def on_failure(self, context: MessageContext, failure: Failure) -> Decision | None:
@@ -324,7 +324,7 @@ class Tracing(Middleware):
 
 def default_middlewares(
     *,
-    retry: RetryPolicy,
+    retry: ReceiverRetryPolicy,
     receiver_timeout: float | None,
     infrastructure_backoff: Backoff | None = None,
     metrics: WorkerMetrics | None = None,

@@ -10,7 +10,7 @@ from flowbus.backoff import Backoff
 
 
 @dataclasses.dataclass(frozen=True)
-class RetryPolicy:
+class ReceiverRetryPolicy:
     """How often, and how far apart, receivers that raised (or timed out) are called again.
 
     ``max_attempts`` counts the first call: 3 means two retries. Delays follow

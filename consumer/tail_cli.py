@@ -24,7 +24,7 @@ from confluent_kafka import (
 
 from flowbus import cloudevents
 from flowbus.errors import TopicNotFoundError, TopicReadError
-from flowbus.json_output import BYTES_ENCODING, echo_json
+from flowbus.json_output import BYTES_ENCODING, echo_json, json_option
 from flowbus.settings import FlowbusSettings, get_settings
 
 from .kafka_clients import reader_config, topic_partitions
@@ -101,7 +101,7 @@ def _event_type(record: ConsumedRecord) -> str | None:
     f"in data are {BYTES_ENCODING}."
 )
 @click.argument("topic")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+@json_option("One JSON object per record.")
 @click.option(
     "--from-beginning", is_flag=True, help="Start at the earliest record (default: new ones)."
 )

@@ -30,18 +30,18 @@ from flowbus.errors import FlowbusError
 from flowbus.metadata import EventMetadata
 from flowbus.signals import WorkflowSignal, sender_name
 
-from .deadletter import DEFAULT_SUFFIX, read_dead_letter_headers
+from .dead_letter import DEFAULT_SUFFIX, read_dead_letter_headers
 from .engine import Engine, WorkerStats
 from .failures import FailureClassifier
 from .handler import MessageHandler
 from .in_memory import Finished, InMemoryDeadLetterSink, run_until_finished
 from .middleware import ConsumedRecord, MessageContext, Middleware, default_middlewares
-from .retry import RetryPolicy
+from .retry import ReceiverRetryPolicy
 
 __all__ = ["DeadLetterRecord", "InMemoryBus"]
 
 #: Retries without waiting long: tests should not sleep.
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01)
+FAST_RETRY = ReceiverRetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.01)
 
 
 class DeadLetterRecord(NamedTuple):
@@ -73,7 +73,7 @@ class InMemoryBus:
         partitions: int = 1,
         concurrency: int = 1,
         receiver_timeout: float | None = None,
-        retry: RetryPolicy = FAST_RETRY,
+        retry: ReceiverRetryPolicy = FAST_RETRY,
         middlewares: Sequence[Middleware] | None = None,
         classifier: FailureClassifier | None = None,
         dead_letter_suffix: str = DEFAULT_SUFFIX,

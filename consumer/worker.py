@@ -37,17 +37,17 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, probe_broker
+from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, kafka_client_config, probe_broker
 from flowbus.errors import ConfigurationError
 from flowbus.receivers import import_receiver_modules
 from flowbus.settings import FlowbusSettings, get_settings
 
-from .deadletter import DEFAULT_SUFFIX, DeadLetterRecordParts, dead_letter_topic
+from .dead_letter import DEFAULT_SUFFIX, DeadLetterRecordParts, dead_letter_topic
 from .engine import DeadLetterTooLargeError, Engine, WorkerStats
 from .failures import FailureClassifier
 from .handler import MessageHandler
 from .middleware import ConsumedRecord, Middleware, default_middlewares
-from .retry import RetryPolicy
+from .retry import ReceiverRetryPolicy
 
 if TYPE_CHECKING:
     from flowbus.avro.serializer import EventDeserializer
@@ -133,7 +133,7 @@ class Worker:
         kafka_config: Mapping[str, Any] | None = None,
         receiver_modules: Iterable[str] = (),
         deserializer: EventDeserializer | None = None,
-        retry: RetryPolicy | None = None,
+        retry: ReceiverRetryPolicy | None = None,
         dead_letter_suffix: str = DEFAULT_SUFFIX,
         metrics: WorkerMetrics | None = None,
         poll_timeout: float = 1.0,
@@ -155,11 +155,8 @@ class Worker:
         if shutdown_timeout < 0 or commit_interval <= 0:
             raise ConfigurationError("shutdown timeout must be >= 0, commit interval > 0")
         self.settings = settings or get_settings()
-        common = {"bootstrap.servers": self.settings.kafka_bootstrap_servers}
-        common |= self.settings.kafka_config | dict(kafka_config or {})
-        bootstrap = common.get("bootstrap.servers")
-        if not bootstrap:
-            raise ConfigurationError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
+        common = kafka_client_config(self.settings, kafka_config)
+        bootstrap = common["bootstrap.servers"]
         self.group = group
         self.topics = [f"{self.settings.topic_prefix}{topic}" for topic in topics]
         self.dead_letter_suffix = dead_letter_suffix
@@ -181,7 +178,9 @@ class Worker:
             deserializer = EventDeserializer.from_settings(self.settings)
         if middlewares is None:
             middlewares = default_middlewares(
-                retry=retry or RetryPolicy(), receiver_timeout=receiver_timeout, metrics=metrics
+                retry=retry or ReceiverRetryPolicy(),
+                receiver_timeout=receiver_timeout,
+                metrics=metrics,
             )
         self.handler = MessageHandler(
             group, deserializer, middlewares=middlewares, classifier=classifier

@@ -10,7 +10,7 @@ import click
 
 from flowbus.dev import devstack
 from flowbus.exit_codes import ExitCode
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.settings import get_settings
 
 
@@ -132,12 +132,7 @@ def down(compose_file: Path | None) -> None:
 
 
 @dev.command()
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help='One JSON object: {"kafka": {"address", "up"}, "registry": {"address", "up"}}.',
-)
+@json_option('One JSON object: {"kafka": {"address", "up"}, "registry": {"address", "up"}}.')
 def status(as_json: bool) -> None:
     """Exit 0 only when the broker and the registry both answer."""
     settings = get_settings()

@@ -100,7 +100,7 @@ def lifecycle(case_id: uuid.UUID, now: datetime) -> list[tuple[WorkflowSignal, d
 def run_workflow_demo(cases: int = 3) -> None:
     """Service → Kafka → worker, then a poison message → dead-letter topic."""
     # The sides install as flowbus.producer/consumer, a rename type checkers do not follow.
-    from flowbus.consumer.deadletter import read_dead_letter_headers
+    from flowbus.consumer.dead_letter import read_dead_letter_headers
     from flowbus.consumer.worker import Worker
     from flowbus.producer.event_producer import EventProducer
     from flowbus.producer.forwarding import start_forwarding
@@ -159,7 +159,7 @@ def run_workflow_demo(cases: int = 3) -> None:
         worker.stop()
         if thread.is_alive():
             thread.join(30)
-        forwarder.stop()
+        forwarder.disconnect()
         producer.close()
         for signal in SIGNALS:
             signal.disconnect(on_event)

@@ -1,5 +1,11 @@
-"""Reaching the Kafka broker: librdkafka's log with connection failures collapsed, and a
-start-up probe that names the setting.
+"""Reaching the Kafka broker: where it is, librdkafka's log with connection failures
+collapsed, and a start-up probe that names the setting.
+
+:func:`bootstrap_servers` is the one answer to "is a broker configured?" of every client:
+``bootstrap.servers`` of the caller's own librdkafka properties, else of
+``FLOWBUS_KAFKA_CONFIG``, else ``KAFKA_BOOTSTRAP_SERVERS``; none is a
+:class:`~flowbus.errors.ConfigurationError` naming ``KAFKA_BOOTSTRAP_SERVERS``.
+:func:`kafka_client_config` builds a client's configuration on it.
 
 librdkafka retries an unreachable broker several times a second and logs every failed
 attempt. :class:`BrokerLog` (a client's ``logger`` and ``error_cb``) logs the first failure
@@ -21,9 +27,18 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
-from flowbus.errors import BrokerUnreachableError
+from flowbus.errors import BrokerUnreachableError, ConfigurationError
+from flowbus.settings import FlowbusSettings
 
-__all__ = ["PROBE_TIMEOUT_S", "BrokerLog", "kafka_error_text", "probe_broker"]
+__all__ = [
+    "PROBE_TIMEOUT_S",
+    "BrokerLog",
+    "bootstrap_servers",
+    "kafka_client_config",
+    "kafka_error_text",
+    "operator_client_config",
+    "probe_broker",
+]
 
 #: How long a command waits for the broker's first answer before calling it unreachable.
 PROBE_TIMEOUT_S = 6.0
@@ -48,6 +63,50 @@ _BROKER_PREFIX = re.compile(r"^(?:\[thrd:[^\]]*\]: )?\S+/(?:bootstrap|\d+): ")
 _STATE_SUFFIX = re.compile(
     r" \(after \d+ms in state \w+(?:, \d+ identical error\(s\) suppressed)?\)$"
 )
+
+
+def bootstrap_servers(
+    settings: FlowbusSettings, kafka_config: Mapping[str, Any] | None = None
+) -> str:
+    """The broker addresses a client connects to (see the module docstring).
+
+    ``kafka_config``: the caller's own librdkafka properties, which override the settings.
+    """
+    for properties in (kafka_config or {}, settings.kafka_config):
+        if properties.get("bootstrap.servers"):
+            return str(properties["bootstrap.servers"])
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    raise ConfigurationError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
+
+
+def kafka_client_config(
+    settings: FlowbusSettings,
+    kafka_config: Mapping[str, Any] | None = None,
+    *,
+    client_id: str | None = None,
+) -> dict[str, Any]:
+    """A client's librdkafka properties: the broker address (:func:`bootstrap_servers`),
+    ``client_id`` if given, then ``FLOWBUS_KAFKA_CONFIG``, then ``kafka_config``."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers(settings, kafka_config)}
+    if client_id is not None:
+        config["client.id"] = client_id
+    return {**config, **settings.kafka_config, **(kafka_config or {})}
+
+
+def operator_client_config(settings: FlowbusSettings) -> dict[str, Any]:
+    """The base of an operator command's clients (``flowbus doctor``, ``replay``, ``dlq``).
+
+    They never create topics: a mistyped name is an error, not a new topic. Their
+    ``logger`` is a :class:`BrokerLog`: an unreachable broker is one line.
+    """
+    return {
+        **kafka_client_config(settings, client_id=f"flowbus-{settings.service_name}-ops"),
+        # Asking for a topic's metadata must never create it (brokers default to
+        # auto.create.topics.enable=true, and producer-type clients to asking for it).
+        "allow.auto.create.topics": False,
+        **BrokerLog().client_config(),
+    }
 
 
 def kafka_error_text(exc: KafkaException) -> str:

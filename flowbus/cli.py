@@ -39,13 +39,23 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "The transactional outbox: migrate, relay to Kafka, status.",
     ),
     "consume": ("flowbus.consumer.cli:consume", "Run a worker that re-sends events here."),
-    "replay": ("flowbus.consumer.replay_cli:replay", "Move a consumer group's offsets on a topic."),
+    "reset-offsets": (
+        "flowbus.consumer.offset_reset_cli:reset_offsets",
+        "Move a consumer group's offsets on a topic.",
+    ),
     "tail": ("flowbus.consumer.tail_cli:tail", "Show a topic's events decoded, as they arrive."),
     "doctor": ("flowbus.doctor:doctor", "Check the broker, registry, subjects and settings."),
-    "dlq": ("flowbus.consumer.dlq_cli:dlq", "List, show and replay dead-lettered messages."),
+    "dlq": (
+        "flowbus.consumer.dead_letter_cli:dlq",
+        "List, show and replay dead-lettered messages.",
+    ),
     "signals": ("flowbus.signals_cli:signals", "List the defined signals and show one."),
     "schemas": ("flowbus.schemas_cli:schemas", "Generate, check, compare, register Avro schemas."),
 }
+
+
+#: Old command names that still run, unlisted: old name -> its name in LAZY_COMMANDS.
+HIDDEN_ALIASES: dict[str, str] = {"replay": "reset-offsets"}
 
 
 class LazyGroup(click.Group):
@@ -55,6 +65,7 @@ class LazyGroup(click.Group):
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd_name = HIDDEN_ALIASES.get(cmd_name, cmd_name)
         if cmd_name in LAZY_COMMANDS:
             target, _ = LAZY_COMMANDS[cmd_name]
             module_name, _, attr = target.partition(":")

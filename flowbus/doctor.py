@@ -8,23 +8,22 @@ does not parse fails the check that reads it; the others still run. Every networ
 waits at most :data:`NETWORK_TIMEOUT_S`, and they run side by side, so against closed
 ports the whole run ends in seconds. Nothing is written anywhere.
 
-The producer and consumer sides are imported inside the checks that need them, as the
-``flowbus`` CLI does (they install as ``flowbus.producer`` / ``flowbus.consumer``, a
-rename type checkers do not follow: hence the ``type: ignore`` on those imports).
+The checks that read a side's settings with that side's own parser (the producer's
+routes, the webhook store URL, the SSRF allowlist) are the side's own, in its
+``doctor_checks`` module: :data:`SIDE_CHECKS` names them, and they are imported by name
+when the doctor runs, as the ``flowbus`` CLI imports its subcommands (the core imports no
+side).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
+import importlib
 import os
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import click
 from pydantic import ValidationError
@@ -32,18 +31,24 @@ from pydantic_settings import SettingsError
 
 from flowbus.errors import BrokerUnreachableError, ConfigurationError, FlowbusError
 from flowbus.exit_codes import ExitCode
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.settings import FlowbusSettings, env_var_name, unparsable_field
 
 if TYPE_CHECKING:
     from flowbus.avro.registry import SchemaRegistry
 
-__all__ = ["Check", "Status", "doctor", "run_checks"]
+__all__ = ["SIDE_CHECKS", "Check", "Status", "doctor", "run_checks"]
 
 #: Seconds each network check may wait (broker metadata, registry request, database).
 NETWORK_TIMEOUT_S = 5.0
+#: The checks a side contributes: check name -> "module:function".
+SIDE_CHECKS: dict[str, str] = {
+    "subjects": "flowbus.producer.doctor_checks:check_subjects",
+    "webhook database": "flowbus.consumer.doctor_checks:check_webhook_database",
+    "ssrf allowlist": "flowbus.consumer.doctor_checks:check_ssrf_allowlist",
+}
 #: What to do when the broker or registry does not answer.
-_STACK_HINT = 'is it running? (`flowbus dev status`; `eval "$(flowbus dev up)"` starts one)'
+STACK_HINT = 'is it running? (`flowbus dev status`; `eval "$(flowbus dev up)"` starts one)'
 
 
 class Status(enum.StrEnum):
@@ -154,11 +159,11 @@ def _broken_setting(name: str, broken: dict[str, str]) -> Check | None:
 def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
     from confluent_kafka.admin import AdminClient
 
-    from flowbus.broker import BrokerLog, probe_broker
-    from flowbus.consumer.kafka_clients import base_config
+    from flowbus.broker import BrokerLog, bootstrap_servers, operator_client_config, probe_broker
 
-    bootstrap = settings.kafka_bootstrap_servers or settings.kafka_config.get("bootstrap.servers")
-    if not bootstrap:
+    try:
+        bootstrap = bootstrap_servers(settings)
+    except ConfigurationError:
         return Check(
             "broker",
             Status.FAIL,
@@ -166,7 +171,7 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
             'set it to the broker addresses (`eval "$(flowbus dev up)"` for a local one)',
         )
     # librdkafka's connection errors would repeat every few milliseconds; the verdict says it once.
-    config = {**base_config(settings), **BrokerLog(quiet=True).client_config()}
+    config = {**operator_client_config(settings), **BrokerLog(quiet=True).client_config()}
     try:
         metadata = probe_broker(AdminClient(config), config, timeout=timeout)
     except BrokerUnreachableError as exc:
@@ -174,7 +179,7 @@ def check_broker(settings: FlowbusSettings, timeout: float) -> Check:
             "broker",
             Status.FAIL,
             f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}: {exc.reason}",
-            f"check the address; {_STACK_HINT}",
+            f"check the address; {STACK_HINT}",
         )
     version = _local_kafka_version(settings, bootstrap)
     return Check(
@@ -223,144 +228,9 @@ def check_registry(registry: SchemaRegistry | None) -> Check:
             "registry",
             Status.FAIL,
             f"SCHEMA_REGISTRY_URL={registry.url} does not answer: {exc.message}",
-            f"check the URL (Confluent API, e.g. .../apis/ccompat/v7); {_STACK_HINT}",
+            f"check the URL (Confluent API, e.g. .../apis/ccompat/v7); {STACK_HINT}",
         )
     return Check("registry", Status.OK, f"{registry.url}: compatibility level {level}")
-
-
-def check_subjects(
-    settings: FlowbusSettings, registry: SchemaRegistry | None, registry_ok: bool
-) -> Check:
-    import flowbus.catalog  # noqa: F401  (routes may name the catalog's signals)
-    from flowbus.avro.catalog import SchemaCatalog
-    from flowbus.avro.registry import subject_name
-    from flowbus.avro.serializer import codec_for
-    from flowbus.errors import SchemaRegistryError
-    from flowbus.producer.forwarding import parse_forwarding_config
-    from flowbus.signals import WorkflowSignal
-    from flowbus.wire import get_profile
-
-    try:
-        config = parse_forwarding_config(settings.producer_config)
-    except FlowbusError as exc:
-        return Check("subjects", Status.FAIL, str(exc), "fix FLOWBUS_PRODUCER_CONFIG")
-    routes = [(t, r) for t, rs in config.items() for r in rs if r.enabled]
-    if not routes:
-        return Check("subjects", Status.OK, "no routes in FLOWBUS_PRODUCER_CONFIG: none needed")
-    if registry is not None and not registry_ok:
-        return Check("subjects", Status.FAIL, "not checked: the registry does not answer")
-    missing: list[str] = []
-    for event_type, route in routes:
-        signal = WorkflowSignal.get_signal_by_type(event_type)
-        schema = codec_for(signal, get_profile(route.wire or signal.wire)).schema
-        topic = f"{settings.topic_prefix}{route.topic}"
-        if registry is None:
-            catalog = SchemaCatalog(settings.schemas_dir) if settings.schemas_dir else None
-            if (catalog or SchemaCatalog.default()).by_fingerprint(schema.fingerprint) is None:
-                missing.append(f"{event_type} (for {topic})")
-            continue
-        subject = subject_name(topic, schema.parsed["name"])
-        try:
-            if registry.lookup(subject, schema) is None:
-                missing.append(subject)
-        except SchemaRegistryError as exc:
-            return Check("subjects", Status.FAIL, f"{subject}: {exc.message}", _STACK_HINT)
-    where = "registered" if registry is not None else "in the schemas/ catalog"
-    if not missing:
-        return Check("subjects", Status.OK, f"{len(routes)} route(s), every schema {where}")
-    shown = f"{len(missing)} of {len(routes)} route(s) not {where}: {', '.join(missing)}"
-    if registry is None:
-        return Check(
-            "subjects",
-            Status.WARN,
-            shown,
-            "run `flowbus schemas generate` (consumers without this code cannot decode them)",
-        )
-    if settings.schema_auto_register:
-        return Check(
-            "subjects",
-            Status.WARN,
-            shown,
-            "registered on first use (FLOWBUS_SCHEMA_AUTO_REGISTER); in production run "
-            "`flowbus schemas register`",
-        )
-    return Check("subjects", Status.FAIL, shown, "run `flowbus schemas register`")
-
-
-def check_webhook_database(settings: FlowbusSettings, timeout: float) -> Check:
-    from flowbus.consumer.webhooks.store import default_database_url
-    from flowbus.database import dialect_of, redact_database_url, sqlite_path
-    from flowbus.errors import WebhookStoreError
-
-    url = default_database_url(settings)
-    shown = redact_database_url(url)
-    try:
-        if dialect_of(url, WebhookStoreError) == "sqlite":
-            path = sqlite_path(url, WebhookStoreError)
-            if path != ":memory:" and not Path(path).exists():
-                configured = settings.webhooks_database_url is not None
-                return Check(
-                    "webhook database",
-                    Status.WARN if configured else Status.OK,
-                    f"{shown} does not exist yet",
-                    "`flowbus webhooks add` creates it" if configured else None,
-                )
-            with contextlib.closing(_sqlite_read_only(path)) as conn:
-                found = _webhook_tables(conn.execute)
-        else:
-            found = _postgres_tables(url, timeout)
-    except WebhookStoreError as exc:
-        return Check("webhook database", Status.FAIL, str(exc), "fix FLOWBUS_WEBHOOKS_DATABASE_URL")
-    except Exception as exc:  # the drivers' errors: sqlite3.Error, psycopg.Error
-        return Check(
-            "webhook database",
-            Status.FAIL,
-            f"{shown}: {type(exc).__name__}: {exc}".strip(),
-            "check FLOWBUS_WEBHOOKS_DATABASE_URL and that the database runs",
-        )
-    if found is None:
-        return Check(
-            "webhook database",
-            Status.WARN,
-            f"{shown} holds no webhook tables",
-            "`flowbus webhooks add` creates them; or point FLOWBUS_WEBHOOKS_DATABASE_URL "
-            "at the webhook database",
-        )
-    version, subscriptions = found
-    return Check(
-        "webhook database",
-        Status.OK,
-        f"{shown}: schema version {version}, {subscriptions} subscription(s)",
-    )
-
-
-def _sqlite_read_only(path: str) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=NETWORK_TIMEOUT_S)
-
-
-def _webhook_tables(execute: Callable[[str], Any]) -> tuple[int, int] | None:
-    """(schema version, subscriptions) of a webhook database; None: no webhook tables."""
-    try:
-        version = execute("SELECT version FROM webhook_schema_version").fetchall()
-    except Exception as exc:
-        if "webhook_schema_version" in str(exc):  # no such table / relation does not exist
-            return None
-        raise
-    subscriptions = execute("SELECT COUNT(*) FROM webhook_subscriptions").fetchall()
-    return (version[0][0] if version else 0), subscriptions[0][0]
-
-
-def _postgres_tables(url: str, timeout: float) -> tuple[int, int] | None:
-    from flowbus.database import connect_postgres
-    from flowbus.errors import WebhookStoreError
-
-    conn = connect_postgres(url, WebhookStoreError, autocommit=False, timeout=timeout)
-    try:
-        conn.read_only = True
-        return _webhook_tables(conn.execute)
-    finally:
-        conn.rollback()
-        conn.close()
 
 
 def check_receivers(settings: FlowbusSettings) -> Check:
@@ -381,27 +251,11 @@ def check_receivers(settings: FlowbusSettings) -> Check:
     return Check("receiver modules", Status.OK, f"imported {', '.join(modules)}")
 
 
-def check_ssrf_allowlist(settings: FlowbusSettings) -> Check:
-    from flowbus.consumer.webhooks.ssrf import SSRFPolicy
-
-    try:
-        policy = SSRFPolicy.from_allowlist(
-            settings.webhooks_ssrf_allowlist, settings.webhooks_allowed_ports
-        )
-    except ConfigurationError as exc:
-        return Check(
-            "ssrf allowlist",
-            Status.FAIL,
-            str(exc),
-            "fix FLOWBUS_WEBHOOKS_SSRF_ALLOWLIST / FLOWBUS_WEBHOOKS_ALLOWED_PORTS",
-        )
-    ports = ", ".join(str(p) for p in sorted(policy.allowed_ports))
-    return Check(
-        "ssrf allowlist",
-        Status.OK,
-        f"{len(policy.allowed_networks)} network(s), {len(policy.allowed_hosts)} host "
-        f"pattern(s) allowed; ports {ports}",
-    )
+def side_check(name: str) -> Callable[..., Check]:
+    """The check function :data:`SIDE_CHECKS` names for check ``name``."""
+    module, _, function = SIDE_CHECKS[name].partition(":")
+    check: Callable[..., Check] = getattr(importlib.import_module(module), function)
+    return check
 
 
 def run_checks(timeout: float = NETWORK_TIMEOUT_S) -> list[Check]:
@@ -415,7 +269,10 @@ def run_checks(timeout: float = NETWORK_TIMEOUT_S) -> list[Check]:
     def registry_and_subjects() -> list[Check]:
         verdict = checked("registry", lambda: check_registry(registry))
         answers = verdict.status is Status.OK
-        return [verdict, checked("subjects", lambda: check_subjects(settings, registry, answers))]
+        return [
+            verdict,
+            checked("subjects", lambda: side_check("subjects")(settings, registry, answers)),
+        ]
 
     # First: receiver modules may define the signals that routes name.
     receivers = checked("receiver modules", lambda: check_receivers(settings))
@@ -424,11 +281,11 @@ def run_checks(timeout: float = NETWORK_TIMEOUT_S) -> list[Check]:
         broker = pool.submit(checked, "broker", lambda: check_broker(settings, timeout))
         registry_checks = pool.submit(registry_and_subjects)
         database = pool.submit(
-            checked, "webhook database", lambda: check_webhook_database(settings, timeout)
+            checked, "webhook database", lambda: side_check("webhook database")(settings, timeout)
         )
         checks = [broker.result(), *registry_checks.result(), database.result()]
     checks.append(receivers)
-    checks.append(checked("ssrf allowlist", lambda: check_ssrf_allowlist(settings)))
+    checks.append(checked("ssrf allowlist", lambda: side_check("ssrf allowlist")(settings)))
     owned = {field for fields in _FIELDS.values() for field in fields}
     for field, reason in broken.items():
         if field not in owned:
@@ -440,12 +297,7 @@ def run_checks(timeout: float = NETWORK_TIMEOUT_S) -> list[Check]:
 
 
 @click.command()
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help='One JSON object: {"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}.',
-)
+@json_option('One JSON object: {"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}.')
 @click.option("--all", "show_all", is_flag=True, help="A line for each check that is ok too.")
 def doctor(as_json: bool, show_all: bool) -> None:
     """Check the broker, registry, route subjects, webhook database, receivers, allowlist.

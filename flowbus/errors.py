@@ -256,6 +256,26 @@ class BrokerUnreachableError(FlowbusError):
         self.reason = reason
 
 
+class DeliveryError(FlowbusError):
+    """A message handed to a Kafka producer was not delivered (:mod:`flowbus.kafka_delivery`)."""
+
+
+class DeliveryTimeoutError(DeliveryError):
+    """No delivery report within ``timeout`` seconds."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"not acknowledged within {timeout:.0f}s")
+        self.timeout = timeout
+
+
+class DeliveryFailedError(DeliveryError):
+    """The delivery report carried ``error`` (a ``confluent_kafka.KafkaError``)."""
+
+    def __init__(self, error: object) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class ProducerError(FlowbusError):
     """The producer could not deliver an event (raised in synchronous mode only)."""
 
@@ -264,7 +284,7 @@ class ProducerClosedError(ProducerError):
     """An event was sent to a producer that is already closed."""
 
 
-# -- Consumer operations: offset replay and dead-letter topics (flowbus.consumer) -------------
+# -- Consumer operations: offset resets and dead-letter topics (flowbus.consumer) -------------
 
 
 class OutboxError(FlowbusError):
@@ -299,15 +319,15 @@ class TopicReadError(FlowbusError):
     """A topic could not be read (``flowbus tail``): the broker unreachable, or a read error."""
 
 
-class OffsetReplayError(FlowbusError):
+class OffsetResetError(FlowbusError):
     """A consumer group's offsets could not be read, planned or moved; the message says why."""
 
 
-class InvalidReplayTargetError(OffsetReplayError):
-    """A replay target names a partition the topic lacks or an offset outside its range."""
+class InvalidResetTargetError(OffsetResetError):
+    """An offset reset target names a partition the topic lacks or an offset outside its range."""
 
 
-class ConsumerGroupActiveError(OffsetReplayError):
+class ConsumerGroupActiveError(OffsetResetError):
     """The group has active members, so its committed offsets must not be moved now."""
 
     def __init__(self, group: str, members: tuple[str, ...]) -> None:

@@ -10,12 +10,15 @@ gives them: each command builds its objects with a fixed set of keys.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from pydantic_core import to_jsonable_python
 
-__all__ = ["BYTES_ENCODING", "dumps", "echo_json", "to_json_value"]
+__all__ = ["BYTES_ENCODING", "dumps", "echo_json", "json_option", "to_json_value"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: How bytes appear in JSON output (stated in the commands' help).
 BYTES_ENCODING = "URL-safe base64"
@@ -34,3 +37,8 @@ def dumps(value: Any, *, indent: int | None = None) -> str:
 def echo_json(value: Any, *, indent: int | None = None) -> None:
     """Print ``value`` as JSON on standard output (one line unless ``indent``)."""
     click.echo(dumps(value, indent=indent))
+
+
+def json_option(help: str) -> Callable[[F], F]:
+    """A command's ``--json`` flag (its parameter ``as_json``); ``help`` says what it prints."""
+    return click.option("--json", "as_json", is_flag=True, help=help)

@@ -19,7 +19,7 @@ from flowbus.errors import (
     SchemaRegistryError,
 )
 from flowbus.exit_codes import ExitCode
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.user_modules import import_user_module
 
 DEFAULT_SIGNAL_MODULES = ("flowbus.catalog",)
@@ -109,12 +109,7 @@ def generate(directory: Path | None, modules: tuple[str, ...], mode: str) -> Non
 @_dir_option
 @_module_option
 @_mode_option
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="One JSON object: ok, the counts and every problem (event_type, path, rule, message).",
-)
+@json_option("One JSON object: ok, the counts and every problem (event_type, path, rule, message).")
 def check(directory: Path | None, modules: tuple[str, ...], mode: str, as_json: bool) -> None:
     """Exit 1 when a catalog file is stale or a version breaks the compatibility mode.
 
@@ -226,12 +221,9 @@ def _routed_topics(event_type: str) -> list[str]:
 )
 @click.option("--registry-url", help="Default: SCHEMA_REGISTRY_URL.")
 @_mode_option
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help='One JSON object: {"subjects": [{"subject", "ok", "level", "versions": [{"version", '
-    '"registered_as", "schema_id", "new_subject"}], "error"}], "skipped": [event type]}.',
+@json_option(
+    'One JSON object: {"subjects": [{"subject", "ok", "level", "versions": [{"version", '
+    '"registered_as", "schema_id", "new_subject"}], "error"}], "skipped": [event type]}.'
 )
 def register(
     directory: Path | None,

@@ -16,7 +16,7 @@ import click
 from pydantic import BaseModel, JsonValue
 
 from flowbus.errors import InputError, SenderValidationError
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.signals import WorkflowSignal
 from flowbus.user_modules import import_user_module
 
@@ -140,7 +140,7 @@ def signals() -> None:
 
 
 @signals.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option("Print JSON instead of a table.")
 @_IMPORT_OPTION
 def list_signals(as_json: bool, modules: tuple[str, ...]) -> None:
     """List every signal: event type, minor version, key path and data arguments."""
@@ -175,7 +175,7 @@ def _find(event_type: str, modules: Iterable[str]) -> WorkflowSignal:
 
 @signals.command("show")
 @click.argument("event_type")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the Avro schema).")
+@json_option("Print JSON (with the Avro schema).")
 @_IMPORT_OPTION
 def show_signal(event_type: str, as_json: bool, modules: tuple[str, ...]) -> None:
     """Show one signal: its data fields and their types, key path and minor version."""

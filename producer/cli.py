@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from flowbus.errors import InputError
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.settings import get_settings
 
 
@@ -41,12 +41,7 @@ def _load_data(data: str) -> dict[str, Any]:
 @click.option("--topic", help="Topic (default: the routes in FLOWBUS_PRODUCER_CONFIG).")
 @click.option("--key", help="Record key (default: the value at the signal's key path).")
 @click.option("--sender", help="Sender name carried in the ce_sender header.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="One JSON object per topic: topic, partition, offset, event_id, event_type, key.",
-)
+@json_option("One JSON object per topic: topic, partition, offset, event_id, event_type, key.")
 def produce(
     event_type: str,
     data: str,

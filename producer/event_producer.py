@@ -41,14 +41,17 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from flowbus.backoff import Backoff
-from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, probe_broker
+from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, kafka_client_config, probe_broker
 from flowbus.errors import (
     ConfigurationError,
+    DeliveryFailedError,
+    DeliveryTimeoutError,
     FlowbusError,
     ProducerClosedError,
     ProducerError,
     SchemaRegistryError,
 )
+from flowbus.kafka_delivery import produce_and_wait
 from flowbus.metadata import EventMetadata
 from flowbus.settings import FlowbusSettings, get_settings
 from flowbus.wire import FLOWBUS, KeyFormat, WireProfile
@@ -125,16 +128,11 @@ class EventProducer:
         registry_backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings or get_settings()
-        if not self.settings.kafka_bootstrap_servers and not (kafka_config or {}).get(
-            "bootstrap.servers"
-        ):
-            raise ProducerError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
         self.config: dict[str, Any] = {
             **DEFAULT_KAFKA_CONFIG,
-            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-            "client.id": f"flowbus-{self.settings.service_name}",
-            **self.settings.kafka_config,
-            **(kafka_config or {}),
+            **kafka_client_config(
+                self.settings, kafka_config, client_id=f"flowbus-{self.settings.service_name}"
+            ),
         }
         if str(self.config.get("enable.idempotence")).lower() not in ("true", "1"):
             log.warning("idempotence is off: a retried send may write an event twice")
@@ -394,28 +392,23 @@ class EventProducer:
             return
 
     def _send_and_wait(self, event: PreparedEvent) -> DeliveryReport:
-        outcome: list[tuple[KafkaError | None, Message]] = []
-        report = self._on_delivery_of(event)
-
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            report(error, message)
-            outcome.append((error, message))
-
-        self._produce(event, on_delivery)
         metadata, topic = event.metadata, event.topic
-        deadline = time.monotonic() + self.delivery_timeout
-        while not outcome and time.monotonic() < deadline:
-            self._producer.flush(min(1.0, self.delivery_timeout))
-        if not outcome:
+        try:
+            message = produce_and_wait(
+                self._producer,
+                lambda on_delivery: self._produce(event, on_delivery),
+                timeout=self.delivery_timeout,
+                on_delivery=self._on_delivery_of(event),
+            )
+        except DeliveryTimeoutError:
             raise ProducerError(
                 f"event {metadata.id} ({metadata.event_type}) not delivered to {topic} "
                 f"within {self.delivery_timeout:.0f}s"
-            )
-        error, message = outcome[0]
-        if error is not None:
+            ) from None
+        except DeliveryFailedError as exc:
             raise ProducerError(
-                f"event {metadata.id} ({metadata.event_type}) not delivered to {topic}: {error}"
-            )
+                f"event {metadata.id} ({metadata.event_type}) not delivered to {topic}: {exc.error}"
+            ) from None
         return DeliveryReport(
             topic=str(message.topic()),
             partition=int(message.partition() or 0),

@@ -158,7 +158,8 @@ class RouteReceiver:
 
 
 class Forwarder:
-    """Connects the configured signals to their sinks; ``stop()`` disconnects them.
+    """Connects the configured signals to their sinks: :meth:`connect`, :meth:`disconnect`
+    (the verbs of the signals, and of the webhooks' ``WebhookForwarder``).
 
     ``sinks`` names the sinks routes may choose (``direct`` defaults to ``producer``);
     ``default_sink`` is the sink of routes that name none (default:
@@ -197,7 +198,8 @@ class Forwarder:
         self.forward_in_transaction = RouteReceiver(in_transaction)
         self._signals = [WorkflowSignal.get_signal_by_type(t) for t in config]
 
-    def start(self) -> Forwarder:
+    def connect(self) -> Forwarder:
+        """Connect the receivers to the configured signals."""
         for signal in self._signals:
             transactional = bool(self.forward_in_transaction.routes[signal.event_type])
             if transactional:
@@ -206,10 +208,14 @@ class Forwarder:
                 signal.connect(self.forward)  # also with no route enabled: it answers 0
         return self
 
-    def stop(self) -> None:
+    def disconnect(self) -> None:
+        """Disconnect what :meth:`connect` connected."""
         for signal in self._signals:
             signal.disconnect(self.forward_in_transaction)
             signal.disconnect(self.forward)
+
+    #: The first name of :meth:`disconnect`, kept for callers of ``forwarder.stop()``.
+    stop = disconnect
 
 
 def start_forwarding(
@@ -227,4 +233,4 @@ def start_forwarding(
         config = producer.settings.producer_config
     return Forwarder(
         producer, parse_forwarding_config(config), sinks=sinks, default_sink=default_sink
-    ).start()
+    ).connect()

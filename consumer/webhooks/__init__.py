@@ -18,8 +18,8 @@ from .models import (
     Attempt,
     AttemptOutcome,
     Delivery,
+    DeliveryRetryPolicy,
     DeliveryStatus,
-    RetryPolicy,
     Subscription,
 )
 from .signing import generate_secret, signature_headers, verify
@@ -40,12 +40,12 @@ __all__ = [
     "CheckedURL",
     "Delivery",
     "DeliveryEngine",
+    "DeliveryRetryPolicy",
     "DeliveryStatus",
     "EngineLimits",
     "EventTypePattern",
     "HTTPResult",
     "PropertyFilter",
-    "RetryPolicy",
     "SSRFPolicy",
     "Subscription",
     "WebhookEvent",

@@ -17,6 +17,7 @@ import click
 
 from flowbus.errors import BlockedURLError, InvalidSubscriptionError, URLResolutionError
 from flowbus.exit_codes import ExitCode
+from flowbus.json_output import json_option
 
 from ..cli_params import metrics_options
 from .mistral import (
@@ -25,7 +26,7 @@ from .mistral import (
     listener_description,
     listener_subscriptions,
 )
-from .models import DeliveryStatus, RetryPolicy, Subscription, utc_now
+from .models import DeliveryRetryPolicy, DeliveryStatus, Subscription, utc_now
 from .output import (
     added_lines,
     attempt_dict,
@@ -63,7 +64,7 @@ def _store(ctx: click.Context, *, create: bool = False) -> Iterator[WebhookStore
         store.close()
 
 
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+_json_option = json_option("Print JSON.")
 
 
 def _echo_lines(lines: Iterable[str]) -> None:
@@ -136,7 +137,7 @@ class _Adding:
             secret=secret,
             enabled=not self.disabled,
             timeout=self.timeout,
-            retry=RetryPolicy(
+            retry=DeliveryRetryPolicy(
                 max_attempts=self.max_attempts,
                 initial_backoff=self.initial_backoff,
                 max_backoff=self.max_backoff,

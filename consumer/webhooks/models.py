@@ -26,8 +26,8 @@ __all__ = [
     "Attempt",
     "AttemptOutcome",
     "Delivery",
+    "DeliveryRetryPolicy",
     "DeliveryStatus",
-    "RetryPolicy",
     "Subscription",
     "new_delivery_id",
     "new_subscription_id",
@@ -83,7 +83,7 @@ def new_delivery_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class DeliveryRetryPolicy:
     """How often and how far apart a delivery is attempted.
 
     After failed attempt ``n`` the next waits ``schedule.delay(n)``: the project's
@@ -142,7 +142,7 @@ class Subscription:
     secrets: tuple[str, ...] = field(repr=False)
     enabled: bool
     timeout: float
-    retry: RetryPolicy
+    retry: DeliveryRetryPolicy
     description: str
     created_at: datetime
     updated_at: datetime
@@ -159,7 +159,7 @@ class Subscription:
         secret: str | None = None,
         enabled: bool = True,
         timeout: float = 10.0,
-        retry: RetryPolicy | None = None,
+        retry: DeliveryRetryPolicy | None = None,
         description: str = "",
         now: datetime | None = None,
     ) -> Subscription:
@@ -175,7 +175,7 @@ class Subscription:
             secrets=(validate_secret(secret) if secret is not None else generate_secret(),),
             enabled=enabled,
             timeout=validate_timeout(timeout),
-            retry=retry or RetryPolicy(),
+            retry=retry or DeliveryRetryPolicy(),
             description=description,
             created_at=created,
             updated_at=created,

@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .matching import EventTypePattern, filters_to_json, parse_filters
-from .models import Attempt, AttemptOutcome, Delivery, DeliveryStatus, RetryPolicy, Subscription
+from .models import (
+    Attempt,
+    AttemptOutcome,
+    Delivery,
+    DeliveryRetryPolicy,
+    DeliveryStatus,
+    Subscription,
+)
 
 __all__ = [
     "ATTEMPT_COLUMNS",
@@ -98,7 +105,7 @@ def subscription_from_row(row: Sequence[Any]) -> Subscription:
         secrets=tuple(json.loads(row[7])),
         enabled=bool(row[8]),
         timeout=float(row[9]),
-        retry=RetryPolicy(
+        retry=DeliveryRetryPolicy(
             max_attempts=int(row[10]),
             initial_backoff=float(row[11]),
             max_backoff=float(row[12]),

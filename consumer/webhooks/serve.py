@@ -39,7 +39,7 @@ def serve(
     """
     from flowbus.settings import get_settings
 
-    from ..deadletter import DEFAULT_SUFFIX
+    from ..dead_letter import DEFAULT_SUFFIX
     from ..metrics import WorkerMetrics
     from ..worker import Worker
     from .delivery import DeliveryEngine

@@ -137,7 +137,7 @@ for _phase in ("pre", "post"):
         )
 
 settings = CalumaSettings()
-#: The forwarder of the Caluma signals (``forwarder.stop()`` disconnects it).
+#: The forwarder of the Caluma signals (``forwarder.disconnect()`` disconnects it).
 forwarder = _start(settings)
 _BY_SIGNAL: dict[object, str] = {getattr(caluma_events, name): name for name in EVENTS}
 

@@ -15,7 +15,7 @@ from pydantic_settings import SettingsError
 
 from flowbus.errors import FlowbusError
 from flowbus.exit_codes import ExitCode, exit_code_for
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.settings import FlowbusSettings
 
 DATABASE = click.option(
@@ -46,7 +46,7 @@ def migrate(database_url: str) -> None:
 
 @outbox.command()
 @DATABASE
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@json_option("One JSON object instead of text.")
 def status(database_url: str, as_json: bool) -> None:
     """The backlog: rows not yet published and the age of the oldest one."""
     from . import status as read_status
@@ -68,7 +68,7 @@ def status(database_url: str, as_json: bool) -> None:
 @outbox.command()
 @DATABASE
 @click.option("--limit", type=click.IntRange(1), help="At most this many rows.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+@json_option("One JSON object per line instead of text.")
 def rejected(database_url: str, limit: int | None, as_json: bool) -> None:
     """Rows the broker rejected for good (never the payload), oldest first."""
     from . import rejected as read_rejected

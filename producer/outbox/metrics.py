@@ -8,7 +8,7 @@ each lease renewal; alert on the age and on any rejected row.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from flowbus.extras import requires_extra
 
@@ -27,41 +27,41 @@ __all__ = ["OutboxMetrics"]
 
 NAMESPACE = "flowbus_outbox"
 
+M = TypeVar("M", Gauge, Counter)
+
 
 class OutboxMetrics:
     """Backlog gauges and publish counters of one relay."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.pending = Gauge(
-            f"{NAMESPACE}_pending", "Outbox rows not yet published.", registry=self.registry
-        )
-        self.oldest_age = Gauge(
-            f"{NAMESPACE}_oldest_age_seconds",
+        self.pending = self._metric(Gauge, "pending", "Outbox rows not yet published.")
+        self.oldest_age = self._metric(
+            Gauge,
+            "oldest_age_seconds",
             "Age of the oldest outbox row not yet published (0 when there is none).",
-            registry=self.registry,
         )
-        self.published_total = Counter(
-            f"{NAMESPACE}_published",
-            "Outbox rows the broker acknowledged.",
-            registry=self.registry,
+        self.published_total = self._metric(
+            Counter, "published", "Outbox rows the broker acknowledged."
         )
-        self.failed_total = Counter(
-            f"{NAMESPACE}_failed",
+        self.failed_total = self._metric(
+            Counter,
+            "failed",
             "Failed delivery attempts of outbox rows (each stays and is retried).",
-            registry=self.registry,
         )
-        self.rejected_rows = Gauge(
-            f"{NAMESPACE}_rejected_rows",
+        self.rejected_rows = self._metric(
+            Gauge,
+            "rejected_rows",
             "Outbox rows the broker rejected for good, kept until re-queued.",
-            registry=self.registry,
         )
-        self.rejected_total = Counter(
-            f"{NAMESPACE}_rejected",
-            "Outbox rows this relay set aside as rejected by the broker.",
-            registry=self.registry,
+        self.rejected_total = self._metric(
+            Counter, "rejected", "Outbox rows this relay set aside as rejected by the broker."
         )
         self._server: Any = None
+
+    def _metric(self, kind: type[M], name: str, documentation: str) -> M:
+        """A ``kind`` (Gauge, Counter) named ``flowbus_outbox_<name>`` in this registry."""
+        return kind(f"{NAMESPACE}_{name}", documentation, registry=self.registry)
 
     def observe_status(self, status: OutboxStatus) -> None:
         self.pending.set(status.pending)

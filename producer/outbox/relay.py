@@ -86,6 +86,7 @@ from flowbus import cloudevents
 from flowbus.avro.codec import ParsedSchema
 from flowbus.avro.serializer import EventSerializer, codec_for
 from flowbus.backoff import Backoff
+from flowbus.broker import kafka_client_config
 from flowbus.errors import (
     ConfigurationError,
     MissingExtraError,
@@ -179,14 +180,13 @@ class OutboxRelay:
         self.settings = settings or get_settings()
         config: dict[str, Any] = {
             **DEFAULT_KAFKA_CONFIG,
-            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-            "client.id": f"flowbus-outbox-{self.settings.service_name}",
             "message.timeout.ms": int(DEFAULT_MESSAGE_TIMEOUT_S * 1000),
-            **self.settings.kafka_config,
-            **(kafka_config or {}),
+            **kafka_client_config(
+                self.settings,
+                kafka_config,
+                client_id=f"flowbus-outbox-{self.settings.service_name}",
+            ),
         }
-        if not config.get("bootstrap.servers"):
-            raise ConfigurationError("no broker configured: set KAFKA_BOOTSTRAP_SERVERS")
         self.message_timeout = int(config["message.timeout.ms"]) / 1000
         if lease_ttl < 1.5 * (self.message_timeout + LEASE_MARGIN_S):
             raise ConfigurationError(

@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, Producer
 
 from flowbus import cloudevents
 from flowbus.catalog import caluma
-from flowbus.consumer.deadletter import Reason, read_dead_letter_headers
-from flowbus.consumer.retry import RetryPolicy
+from flowbus.consumer.dead_letter import Reason, read_dead_letter_headers
+from flowbus.consumer.retry import ReceiverRetryPolicy as RetryPolicy
 from flowbus.producer.event_producer import EventProducer
 from flowbus.settings import get_settings
 from flowbus.testing import isolated_receivers

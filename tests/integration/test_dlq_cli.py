@@ -19,7 +19,7 @@ from flowbus import cloudevents
 from flowbus.avro.serializer import EventSerializer
 from flowbus.catalog import caluma
 from flowbus.cli import main
-from flowbus.consumer.deadletter import PREFIX, DeadLetter, Reason
+from flowbus.consumer.dead_letter import PREFIX, DeadLetter, Reason
 from flowbus.json_output import to_json_value
 from flowbus.settings import get_settings
 from flowbus.testing import isolated_receivers

@@ -28,8 +28,8 @@ from flowbus.avro.codec import parse_schema
 from flowbus.avro.compat import CompatibilityMode
 from flowbus.avro.registry import SchemaRegistry
 from flowbus.avro.serializer import codec_for
-from flowbus.consumer.deadletter import Reason, read_dead_letter_headers
-from flowbus.consumer.retry import RetryPolicy
+from flowbus.consumer.dead_letter import Reason, read_dead_letter_headers
+from flowbus.consumer.retry import ReceiverRetryPolicy as RetryPolicy
 from flowbus.openedx import signal_from_openedx
 from flowbus.producer.event_producer import EventProducer
 from flowbus.settings import get_settings

@@ -37,12 +37,14 @@ from flowbus.consumer.webhooks import (
     DeliveryEngine,
     DeliveryStatus,
     EngineLimits,
-    RetryPolicy,
     SSRFPolicy,
     Subscription,
     WebhookEvent,
     WebhookHTTPClient,
     WebhookStore,
+)
+from flowbus.consumer.webhooks import (
+    DeliveryRetryPolicy as RetryPolicy,
 )
 from flowbus.consumer.webhooks.ssrf import check_url
 from flowbus.dev.devstack import free_port

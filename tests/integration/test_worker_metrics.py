@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from flowbus import cloudevents
 from flowbus.catalog import caluma
 from flowbus.consumer.metrics import WorkerMetrics
-from flowbus.consumer.retry import RetryPolicy
+from flowbus.consumer.retry import ReceiverRetryPolicy as RetryPolicy
 from flowbus.consumer.worker import Worker
 from flowbus.metadata import EventMetadata
 from flowbus.producer.event_producer import EventProducer

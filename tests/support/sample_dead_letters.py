@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowbus.consumer.deadletter import DeadLetter, Reason
+from flowbus.consumer.dead_letter import DeadLetter, Reason
 
 ORIGINAL_HEADERS = [("ce_type", b"org.flowbus.test.item.created.v1"), ("ce_id", b"id-1")]
 

@@ -18,7 +18,7 @@ from flowbus import cloudevents
 from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.catalog import caluma
 from flowbus.catalog.models import UserInfo
-from flowbus.consumer.deadletter import (
+from flowbus.consumer.dead_letter import (
     ORIGINAL_SHA256,
     POINTER,
     DeadLetter,
@@ -33,7 +33,7 @@ from flowbus.consumer.middleware import (
     Outcome,
     default_middlewares,
 )
-from flowbus.consumer.retry import RetryPolicy
+from flowbus.consumer.retry import ReceiverRetryPolicy as RetryPolicy
 from flowbus.consumer.testing import InMemoryBus
 from flowbus.errors import FlowbusError, ReceiversAbandonedError, SchemaRegistryError
 from flowbus.signals import DecodedData, WorkflowSignal

@@ -8,7 +8,7 @@ import sample_events
 from flowbus import cloudevents
 from flowbus.catalog import caluma
 from flowbus.consumer.middleware import Tracing, default_middlewares
-from flowbus.consumer.retry import RetryPolicy
+from flowbus.consumer.retry import ReceiverRetryPolicy as RetryPolicy
 from flowbus.consumer.testing import InMemoryBus
 from flowbus.testing import isolated_receivers
 

@@ -86,7 +86,7 @@ def test_the_outbox_relay_runs_without_metrics_and_its_metrics_port_names_the_ex
 def test_a_producer_and_a_worker_need_no_extra():
     code = (
         "from flowbus.producer import EventProducer, OnCommitSink, start_forwarding, outbox\n"
-        "from flowbus.consumer import Worker, RetryPolicy\n"
+        "from flowbus.consumer import Worker, ReceiverRetryPolicy\n"
         "from flowbus.consumer.testing import InMemoryBus\n"
         "print('imported')\n"
     )

@@ -21,8 +21,10 @@ from flowbus.consumer.webhooks.metrics import DeliveryMetrics
 from flowbus.consumer.webhooks.models import (
     AttemptOutcome,
     DeliveryStatus,
-    RetryPolicy,
     Subscription,
+)
+from flowbus.consumer.webhooks.models import (
+    DeliveryRetryPolicy as RetryPolicy,
 )
 from flowbus.consumer.webhooks.ssrf import CheckedURL, SSRFPolicy
 from flowbus.consumer.webhooks.store import WebhookStore

@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from flowbus.backoff import Backoff
-from flowbus.consumer.webhooks.models import RetryPolicy, Subscription
+from flowbus.consumer.webhooks.models import DeliveryRetryPolicy as RetryPolicy
+from flowbus.consumer.webhooks.models import Subscription
 from flowbus.errors import InvalidSubscriptionError, InvalidWebhookSecretError
 
 

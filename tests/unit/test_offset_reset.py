@@ -1,4 +1,4 @@
-"""Replay plans: new offsets per target and what a move re-delivers or skips."""
+"""Offset reset plans: new offsets per target and what a move re-delivers or skips."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flowbus.consumer.replay import (
+from flowbus.consumer.offset_reset import (
     PartitionMove,
     ToEarliest,
     ToLatest,
@@ -14,7 +14,7 @@ from flowbus.consumer.replay import (
     ToTime,
     resolve_offset,
 )
-from flowbus.errors import InvalidReplayTargetError
+from flowbus.errors import InvalidResetTargetError as InvalidReplayTargetError
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""``flowbus replay`` on the real broker: plans, commits, dry runs and refusals."""
+"""``flowbus reset-offsets`` on the real broker, run by its old name ``flowbus replay``:
+plans, commits, dry runs and refusals."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""``flowbus replay``: move a consumer group's committed offsets on a topic, then exit."""
+"""``flowbus reset-offsets``: move a consumer group's committed offsets on a topic, then exit.
+
+A reset re-delivers messages (moving back) or skips them (moving forward); "replay" is
+the dead letters' word (``flowbus dlq replay``). ``flowbus replay`` still runs this
+command: a hidden alias of the name it had first.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,19 @@ from typing import Any
 
 import click
 
-from flowbus.json_output import echo_json
+from flowbus.json_output import echo_json, json_option
 from flowbus.settings import get_settings
 
-from .cli_params import PartitionOffset, iso_time_option, partition_offsets_option
-from .replay import (
+from .cli_params import (
+    PartitionOffset,
+    broker_timeout_option,
+    iso_time_option,
+    partition_offsets_option,
+)
+from .offset_reset import (
     ConsumerGroupOffsets,
-    ReplayPlan,
-    ReplayTarget,
+    OffsetResetPlan,
+    OffsetResetTarget,
     ToEarliest,
     ToLatest,
     ToOffsets,
@@ -27,7 +37,7 @@ def _target(
     to_earliest: bool,
     to_latest: bool,
     to_offset: tuple[PartitionOffset, ...],
-) -> ReplayTarget:
+) -> OffsetResetTarget:
     chosen = [
         name
         for name, given in (
@@ -61,8 +71,10 @@ def _target(
     return ToOffsets(offsets)
 
 
-def _show(plan: ReplayPlan) -> None:
-    click.echo(f"Replay plan for group '{plan.group}' on topic '{plan.topic}' to {plan.target}:")
+def _show(plan: OffsetResetPlan) -> None:
+    click.echo(
+        f"Offset reset plan for group '{plan.group}' on topic '{plan.topic}' to {plan.target}:"
+    )
     header = ("partition", "committed", "new", "end", "effect")
     rows = [header] + [
         (
@@ -84,7 +96,7 @@ def _show(plan: ReplayPlan) -> None:
     )
 
 
-@click.command()
+@click.command("reset-offsets")
 @click.option("--group", required=True, help="The consumer group whose offsets move.")
 @click.option(
     "--topic", required=True, help="The topic, without FLOWBUS_TOPIC_PREFIX (it is prepended)."
@@ -106,21 +118,12 @@ def _show(plan: ReplayPlan) -> None:
     help="PARTITION:OFFSET; repeat for more partitions, the others stay where they are.",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan, change nothing.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="One JSON object: the plan per partition, and how many partitions were committed "
-    "(null for --dry-run).",
+@json_option(
+    "One JSON object: the plan per partition, and how many partitions were committed "
+    "(null for --dry-run)."
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for each broker request.",
-)
-def replay(
+@broker_timeout_option
+def reset_offsets(
     group: str,
     topic: str,
     to_time: datetime | None,
@@ -172,7 +175,7 @@ def replay(
         click.echo("Nothing to change.")
 
 
-def _plan_json(plan: ReplayPlan, committed: int | None) -> dict[str, Any]:
+def _plan_json(plan: OffsetResetPlan, committed: int | None) -> dict[str, Any]:
     """The plan as ``--json`` prints it; ``committed``: partitions moved (None: dry run)."""
     return {
         "group": plan.group,

@@ -31,12 +31,15 @@ from flowbus.errors import (
     DeadLetterPointerError,
     DeadLetterQueueError,
     DeadLetterRecordNotFoundError,
+    DeliveryFailedError,
+    DeliveryTimeoutError,
     PointerOriginalMismatchError,
     PointerOriginalNotFoundError,
     TopicNotFoundError,
 )
+from flowbus.kafka_delivery import produce_and_wait
 
-from . import deadletter
+from . import dead_letter
 from .kafka_clients import topic_partitions
 from .middleware import ConsumedRecord
 
@@ -45,7 +48,7 @@ log = logging.getLogger(__name__)
 Header = tuple[str, bytes | None]
 #: The headers that make a record a pointer record; dropped once its original is found.
 POINTER_HEADERS = frozenset(
-    {deadletter.POINTER, deadletter.ORIGINAL_SIZE, deadletter.ORIGINAL_SHA256}
+    {dead_letter.POINTER, dead_letter.ORIGINAL_SIZE, dead_letter.ORIGINAL_SHA256}
 )
 
 
@@ -86,7 +89,7 @@ class DeadLetterRecord:
     @property
     def dead_letter_info(self) -> dict[str, Any]:
         """The ``flowbus-dlq-*`` headers, names without the prefix."""
-        return deadletter.read_dead_letter_headers(self.headers)
+        return dead_letter.read_dead_letter_headers(self.headers)
 
     def header(self, name: str) -> str | None:
         for key, raw in self.headers:
@@ -104,31 +107,31 @@ class DeadLetterRecord:
 
     @property
     def reason(self) -> str | None:
-        return self.header(deadletter.REASON)
+        return self.header(dead_letter.REASON)
 
     @property
     def error_type(self) -> str | None:
-        return self.header(deadletter.ERROR_TYPE)
+        return self.header(dead_letter.ERROR_TYPE)
 
     @property
     def error_message(self) -> str | None:
-        return self.header(deadletter.ERROR_MESSAGE)
+        return self.header(dead_letter.ERROR_MESSAGE)
 
     @property
     def group(self) -> str | None:
-        return self.header(deadletter.GROUP)
+        return self.header(dead_letter.GROUP)
 
     @property
     def original_topic(self) -> str | None:
-        return self.header(deadletter.ORIGINAL_TOPIC)
+        return self.header(dead_letter.ORIGINAL_TOPIC)
 
     @property
     def original_partition(self) -> int | None:
-        return _as_int(self.header(deadletter.ORIGINAL_PARTITION))
+        return _as_int(self.header(dead_letter.ORIGINAL_PARTITION))
 
     @property
     def original_offset(self) -> int | None:
-        return _as_int(self.header(deadletter.ORIGINAL_OFFSET))
+        return _as_int(self.header(dead_letter.ORIGINAL_OFFSET))
 
     @property
     def origin(self) -> str:
@@ -142,23 +145,23 @@ class DeadLetterRecord:
     @property
     def is_pointer(self) -> bool:
         """A pointer record: no value here; the original is on its topic at :attr:`origin`."""
-        return self.header(deadletter.POINTER) == "true"
+        return self.header(dead_letter.POINTER) == "true"
 
     @property
     def original_size(self) -> int | None:
         """A pointer record's original value size in bytes (None if absent or unreadable)."""
-        return _as_int(self.header(deadletter.ORIGINAL_SIZE))
+        return _as_int(self.header(dead_letter.ORIGINAL_SIZE))
 
     @property
     def original_sha256(self) -> str | None:
         """A pointer record's original value SHA-256, lowercase hex (None if absent)."""
-        digest = self.header(deadletter.ORIGINAL_SHA256)
+        digest = self.header(dead_letter.ORIGINAL_SHA256)
         return None if digest is None else digest.strip().lower()
 
     @property
     def dead_lettered_at(self) -> datetime | None:
         """The ``flowbus-dlq-time`` header as a time; None if absent or unreadable."""
-        text = self.header(deadletter.TIME)
+        text = self.header(dead_letter.TIME)
         if text is None:
             return None
         try:
@@ -180,7 +183,7 @@ class DeadLetterRecord:
 
     def original_headers(self) -> list[Header]:
         """The headers the original message had: ours (``flowbus-dlq-*``) removed."""
-        return [(k, v) for k, v in self.headers if not k.startswith(deadletter.PREFIX)]
+        return [(k, v) for k, v in self.headers if not k.startswith(dead_letter.PREFIX)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,32 +379,32 @@ class Republisher:
         topic = record.original_topic
         if not topic:
             raise DeadLetterQueueError(
-                f"record {record.position} has no {deadletter.ORIGINAL_TOPIC} header: "
+                f"record {record.position} has no {dead_letter.ORIGINAL_TOPIC} header: "
                 "its original topic is unknown"
             )
         self.check_topic(topic)
-        outcome: list[tuple[KafkaError | None, Message]] = []
         headers: list[tuple[str, str | bytes | None]] = [*record.original_headers()]
-        self._producer.produce(
-            topic,
-            key=record.key,
-            value=record.value,
-            headers=headers,
-            on_delivery=lambda error, message: outcome.append((error, message)),
-        )
-        deadline = time.monotonic() + self.timeout
-        while not outcome and time.monotonic() < deadline:
-            self._producer.flush(min(1.0, self.timeout))
-        if not outcome:
+        try:
+            message = produce_and_wait(
+                self._producer,
+                lambda on_delivery: self._producer.produce(
+                    topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers,
+                    on_delivery=on_delivery,
+                ),
+                timeout=self.timeout,
+            )
+        except DeliveryTimeoutError:
             raise DeadLetterQueueError(
                 f"record {record.position} was not acknowledged by '{topic}' "
                 f"within {self.timeout:.0f}s"
-            )
-        error, message = outcome[0]
-        if error is not None:
+            ) from None
+        except DeliveryFailedError as exc:
             raise DeadLetterQueueError(
-                f"record {record.position} could not be written to '{topic}': {error}"
-            )
+                f"record {record.position} could not be written to '{topic}': {exc.error}"
+            ) from None
         log.info(
             "re-published dead-letter %s (%s %s) to %s[%s]@%s",
             record.position, record.event_type, record.event_id,
@@ -439,7 +442,7 @@ def resolve_pointer(
             record.location,
             record.origin,
             f"the position of its original is unknown ({record.origin}: the "
-            f"{deadletter.ORIGINAL_TOPIC}, -partition or -offset header is missing or unreadable)",
+            f"{dead_letter.ORIGINAL_TOPIC}, -partition or -offset header is missing or unreadable)",
         )
     try:
         original = DeadLetterTopic(topic, config, timeout=timeout).record(partition, offset)
@@ -462,7 +465,7 @@ def check_original(pointer: DeadLetterRecord, original: DeadLetterRecord) -> Dea
         raise PointerOriginalMismatchError(
             pointer.location,
             pointer.origin,
-            f"it has no readable {deadletter.ORIGINAL_SIZE} and {deadletter.ORIGINAL_SHA256} "
+            f"it has no readable {dead_letter.ORIGINAL_SIZE} and {dead_letter.ORIGINAL_SHA256} "
             f"to check the record at {pointer.origin} against",
         )
     value = original.value or b""
@@ -478,7 +481,7 @@ def check_original(pointer: DeadLetterRecord, original: DeadLetterRecord) -> Dea
     ours = [
         (k, v)
         for k, v in pointer.headers
-        if k.startswith(deadletter.PREFIX) and k not in POINTER_HEADERS
+        if k.startswith(dead_letter.PREFIX) and k not in POINTER_HEADERS
     ]
     log.info(
         "pointer record %s: original %s read back (%d bytes, SHA-256 matches)",

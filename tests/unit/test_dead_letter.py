@@ -9,8 +9,8 @@ from datetime import datetime
 import sample_dead_letters
 from sample_dead_letters import dead_letter
 
-from flowbus.consumer import deadletter
-from flowbus.consumer.deadletter import DeadLetter, Reason
+from flowbus.consumer import dead_letter as deadletter
+from flowbus.consumer.dead_letter import DeadLetter, Reason
 
 VALUE = b"\x00\x00\x00\x00\x07" + b"x" * 4096
 ORIGINAL_HEADERS = [*sample_dead_letters.ORIGINAL_HEADERS, ("uber-trace-id", b"\xff\xfe")]

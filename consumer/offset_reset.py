@@ -28,14 +28,15 @@ from confluent_kafka.admin import AdminClient
 # Its defining module: confluent_kafka.admin does not list OffsetSpec in __all__ (mypy).
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
+from flowbus.broker import operator_client_config
 from flowbus.errors import (
     ConsumerGroupActiveError,
-    InvalidReplayTargetError,
-    OffsetReplayError,
+    InvalidResetTargetError,
+    OffsetResetError,
 )
 from flowbus.settings import FlowbusSettings, get_settings
 
-from .kafka_clients import base_config, topic_partitions
+from .kafka_clients import topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class ToTime:
 
     def __post_init__(self) -> None:
         if self.when.tzinfo is None:
-            raise InvalidReplayTargetError(f"replay time {self.when} has no UTC offset")
+            raise InvalidResetTargetError(f"reset time {self.when} has no UTC offset")
 
     def __str__(self) -> str:
         return f"time {self.when.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"
@@ -83,13 +84,13 @@ class ToOffsets:
 
     def __post_init__(self) -> None:
         if not self.offsets:
-            raise InvalidReplayTargetError("no partition offsets given")
+            raise InvalidResetTargetError("no partition offsets given")
 
     def __str__(self) -> str:
         return "offsets " + ", ".join(f"{p}:{o}" for p, o in sorted(self.offsets.items()))
 
 
-ReplayTarget = ToTime | ToEarliest | ToLatest | ToOffsets
+OffsetResetTarget = ToTime | ToEarliest | ToLatest | ToOffsets
 
 
 # --- plans -------------------------------------------------------------------------------
@@ -139,12 +140,12 @@ class PartitionMove:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplayPlan:
+class OffsetResetPlan:
     """The moves for one group on one topic, and who is still consuming."""
 
     group: str
     topic: str
-    target: ReplayTarget
+    target: OffsetResetTarget
     moves: tuple[PartitionMove, ...]
     active_members: tuple[str, ...]
 
@@ -162,7 +163,7 @@ class ReplayPlan:
 
 
 def resolve_offset(
-    target: ReplayTarget, partition: int, low: int, high: int, by_time: int | None = None
+    target: OffsetResetTarget, partition: int, low: int, high: int, by_time: int | None = None
 ) -> int:
     """The new offset of one partition. ``by_time``: the broker's answer for ToTime, where
     a negative offset means no record at or after the time (so: the end)."""
@@ -176,7 +177,7 @@ def resolve_offset(
         case ToOffsets(offsets=offsets):
             offset = offsets[partition]
             if not low <= offset <= high:
-                raise InvalidReplayTargetError(
+                raise InvalidResetTargetError(
                     f"offset {offset} is outside partition {partition}'s range "
                     f"[{low}, {high}] (earliest on the broker, end)"
                 )
@@ -201,7 +202,7 @@ class ConsumerGroupOffsets:
     def from_settings(
         cls, settings: FlowbusSettings | None = None, *, timeout: float = 30.0
     ) -> ConsumerGroupOffsets:
-        config = base_config(settings or get_settings())
+        config = operator_client_config(settings or get_settings())
         return cls(AdminClient(config), timeout=timeout, config=config)
 
     @staticmethod
@@ -213,14 +214,14 @@ class ConsumerGroupOffsets:
         try:
             return future.result(timeout=self.timeout)
         except KafkaException as exc:
-            raise OffsetReplayError(f"{what} failed: {exc.args[0] if exc.args else exc}") from exc
+            raise OffsetResetError(f"{what} failed: {exc.args[0] if exc.args else exc}") from exc
         except TimeoutError as exc:
-            raise OffsetReplayError(
+            raise OffsetResetError(
                 f"{what} got no answer from the broker within {self.timeout:.0f}s"
             ) from exc
 
     def partitions(self, topic: str) -> list[int]:
-        return topic_partitions(self.admin, topic, self.timeout, OffsetReplayError, self.config)
+        return topic_partitions(self.admin, topic, self.timeout, OffsetResetError, self.config)
 
     def _list_offsets(self, topic: str, specs: Mapping[int, OffsetSpec]) -> dict[int, int]:
         request = {TopicPartition(topic, p): spec for p, spec in specs.items()}
@@ -255,7 +256,7 @@ class ConsumerGroupOffsets:
         found: dict[int, int | None] = {}
         for tp in result.topic_partitions:
             if tp.error is not None:
-                raise OffsetReplayError(
+                raise OffsetResetError(
                     f"reading the committed offset of group '{group}' on "
                     f"{topic}[{tp.partition}] failed: {tp.error}"
                 )
@@ -271,20 +272,20 @@ class ConsumerGroupOffsets:
             error = exc.args[0] if exc.args else None
             if isinstance(error, KafkaError) and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
                 return ()
-            raise OffsetReplayError(f"describing group '{group}' failed: {exc}") from exc
+            raise OffsetResetError(f"describing group '{group}' failed: {exc}") from exc
         except TimeoutError as exc:
-            raise OffsetReplayError(
+            raise OffsetResetError(
                 f"describing group '{group}' got no answer within {self.timeout:.0f}s"
             ) from exc
         return tuple(f"{m.client_id}@{m.host}" for m in description.members)
 
-    def plan(self, group: str, topic: str, target: ReplayTarget) -> ReplayPlan:
+    def plan(self, group: str, topic: str, target: OffsetResetTarget) -> OffsetResetPlan:
         """What moving ``group`` on ``topic`` (the name on the broker) to ``target`` does."""
         available = self.partitions(topic)
         if isinstance(target, ToOffsets):
             missing = sorted(set(target.offsets) - set(available))
             if missing:
-                raise InvalidReplayTargetError(
+                raise InvalidResetTargetError(
                     f"topic '{topic}' has no partition {', '.join(map(str, missing))} "
                     f"(it has {len(available)}: 0..{len(available) - 1})"
                 )
@@ -308,9 +309,9 @@ class ConsumerGroupOffsets:
             )
             for p in partitions
         )
-        return ReplayPlan(group, topic, target, moves, self.active_members(group))
+        return OffsetResetPlan(group, topic, target, moves, self.active_members(group))
 
-    def commit(self, plan: ReplayPlan) -> tuple[PartitionMove, ...]:
+    def commit(self, plan: OffsetResetPlan) -> tuple[PartitionMove, ...]:
         """Commit the plan's changed offsets; returns them. Refuses while members are active."""
         members = self.active_members(plan.group)
         if members:
@@ -330,7 +331,7 @@ class ConsumerGroupOffsets:
                 continue
             if tp.error.code() in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS):
                 raise ConsumerGroupActiveError(plan.group, self.active_members(plan.group))
-            raise OffsetReplayError(
+            raise OffsetResetError(
                 f"committing offset {tp.offset} of group '{plan.group}' on "
                 f"{plan.topic}[{tp.partition}] failed: {tp.error}"
             )

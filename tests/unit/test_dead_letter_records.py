@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sample_dead_letters import ORIGINAL_HEADERS, dead_letter
 
-from flowbus.consumer import deadletter
-from flowbus.consumer.deadletter import DeadLetter, Reason
-from flowbus.consumer.dlq_records import (
+from flowbus.consumer import dead_letter as deadletter
+from flowbus.consumer.dead_letter import DeadLetter, Reason
+from flowbus.consumer.dead_letter_records import (
     DeadLetterFilter,
     DeadLetterRecord,
     Republisher,

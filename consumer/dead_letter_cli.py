@@ -10,25 +10,27 @@ checked against the pointer's size and SHA-256.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from flowbus import cloudevents
 from flowbus.exit_codes import ExitCode
-from flowbus.json_output import BYTES_ENCODING, echo_json
+from flowbus.json_output import BYTES_ENCODING, echo_json, json_option
 from flowbus.settings import FlowbusSettings, get_settings
 
-from . import deadletter
+from . import dead_letter
 from .cli_params import (
     PartitionOffset,
+    broker_timeout_option,
     iso_time_option,
+    options,
     partition_offsets_option,
     position_argument,
 )
-from .dlq_records import (
+from .dead_letter_records import (
     DeadLetterFilter,
     DeadLetterRecord,
     DeadLetterTopic,
@@ -47,8 +49,6 @@ Exit status (the table of `flowbus --help`):
   2  bad arguments or configuration: unknown topic, no such record, ...
 """
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 @dataclasses.dataclass(frozen=True)
 class TopicChoice:
@@ -61,38 +61,18 @@ class TopicChoice:
         return DeadLetterTopic(self.name, reader_config(settings), timeout=self.timeout)
 
 
-def _apply(command: F, options: list[Callable[[F], F]]) -> F:
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _topic_options(command: F) -> F:
-    """--source / --topic / --dlq-suffix / --timeout; see :func:`_dlq_topic`."""
-    return _apply(
-        command,
-        [
-            click.option(
-                "--source", metavar="TOPIC", help="Event topic whose dead letters to read."
-            ),
-            click.option(
-                "--topic", "dlq_name", metavar="TOPIC", help="The dead-letter topic itself."
-            ),
-            click.option(
-                "--dlq-suffix",
-                default=deadletter.DEFAULT_SUFFIX,
-                show_default=True,
-                help="Dead-letter topic = source topic + this suffix (as `flowbus consume`).",
-            ),
-            click.option(
-                "--timeout",
-                type=click.FloatRange(min=1),
-                default=30.0,
-                show_default=True,
-                help="Seconds to wait for each broker request.",
-            ),
-        ],
-    )
+#: --source / --topic / --dlq-suffix / --timeout; see :func:`_dlq_topic`.
+_topic_options = options(
+    click.option("--source", metavar="TOPIC", help="Event topic whose dead letters to read."),
+    click.option("--topic", "dlq_name", metavar="TOPIC", help="The dead-letter topic itself."),
+    click.option(
+        "--dlq-suffix",
+        default=dead_letter.DEFAULT_SUFFIX,
+        show_default=True,
+        help="Dead-letter topic = source topic + this suffix (as `flowbus consume`).",
+    ),
+    broker_timeout_option,
+)
 
 
 def _dlq_topic(
@@ -103,39 +83,33 @@ def _dlq_topic(
     prefix = get_settings().topic_prefix
     if dlq_name is not None:
         return TopicChoice(f"{prefix}{dlq_name}", timeout)
-    return TopicChoice(deadletter.dead_letter_topic(f"{prefix}{source}", dlq_suffix), timeout)
+    return TopicChoice(dead_letter.dead_letter_topic(f"{prefix}{source}", dlq_suffix), timeout)
 
 
-def _filter_options(command: F) -> F:
-    """--event-type / --since / --until / --record; see :func:`_selection`."""
-    return _apply(
-        command,
-        [
-            click.option(
-                "--event-type", metavar="GLOB", help="Only this ce_type (glob: caluma.*)."
-            ),
-            click.option(
-                "--since",
-                metavar="ISO-TIME",
-                callback=iso_time_option,
-                help="Only records dead-lettered at or after this time (UTC if no offset).",
-            ),
-            click.option(
-                "--until",
-                metavar="ISO-TIME",
-                callback=iso_time_option,
-                help="Only records dead-lettered before this time (UTC if no offset).",
-            ),
-            click.option(
-                "--record",
-                "records",
-                metavar="P:O",
-                multiple=True,
-                callback=partition_offsets_option,
-                help="Only the record at PARTITION:OFFSET of the dead-letter topic (repeatable).",
-            ),
-        ],
-    )
+#: --event-type / --since / --until / --record; see :func:`_selection`.
+_filter_options = options(
+    click.option("--event-type", metavar="GLOB", help="Only this ce_type (glob: caluma.*)."),
+    click.option(
+        "--since",
+        metavar="ISO-TIME",
+        callback=iso_time_option,
+        help="Only records dead-lettered at or after this time (UTC if no offset).",
+    ),
+    click.option(
+        "--until",
+        metavar="ISO-TIME",
+        callback=iso_time_option,
+        help="Only records dead-lettered before this time (UTC if no offset).",
+    ),
+    click.option(
+        "--record",
+        "records",
+        metavar="P:O",
+        multiple=True,
+        callback=partition_offsets_option,
+        help="Only the record at PARTITION:OFFSET of the dead-letter topic (repeatable).",
+    ),
+)
 
 
 def _selection(
@@ -175,7 +149,7 @@ def _report_counts(
     click.echo(f"{shown} of {total} record(s) in '{dlq_topic.name}' match.", err=True)
     if timeless and (selection.since or selection.until):
         click.echo(
-            f"Note: {timeless} record(s) have no readable {deadletter.TIME} header; "
+            f"Note: {timeless} record(s) have no readable {dead_letter.TIME} header; "
             "a time filter leaves them out.",
             err=True,
         )
@@ -238,7 +212,7 @@ def dlq() -> None:
 @dlq.command("list", epilog=EXIT_STATUS_HELP)
 @_topic_options
 @_filter_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@json_option("One JSON object per line.")
 def list_records(
     source: str | None,
     dlq_name: str | None,
@@ -278,12 +252,9 @@ def list_records(
 @click.option(
     "--hex", "show_hex", is_flag=True, help="Also show the payload as a hex dump (may hold PII)."
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help=f"One JSON object; with --data its 'event' is as `flowbus tail --json` shows it, "
-    f"with --hex its 'value' is {BYTES_ENCODING}.",
+@json_option(
+    f"One JSON object; with --data its 'event' is as `flowbus tail --json` shows it, "
+    f"with --hex its 'value' is {BYTES_ENCODING}."
 )
 def show(
     source: str | None,
@@ -327,7 +298,7 @@ def show(
     click.echo("Headers:")
     for name, raw in record.headers:
         text = "null" if raw is None else raw.decode(errors="replace")
-        click.echo(f"  {name}: {'(below)' if name == deadletter.ERROR_MESSAGE else text}")
+        click.echo(f"  {name}: {'(below)' if name == dead_letter.ERROR_MESSAGE else text}")
     click.echo("Error message:")
     for line in (record.error_message or "(none)").splitlines() or [""]:
         click.echo(f"  {line}")
@@ -440,12 +411,9 @@ def _key_text(key: bytes | None) -> str:
     multiple=True,
     help="With --local: module whose receivers to connect (repeatable).",
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help='One JSON object instead of a line per record: {"dry_run", "selected", "replayed", '
-    '"records": [{"record", "event_type", "event_id", "outcome", ...}]}.',
+@json_option(
+    'One JSON object instead of a line per record: {"dry_run", "selected", "replayed", '
+    '"records": [{"record", "event_type", "event_id", "outcome", ...}]}.'
 )
 def replay(
     source: str | None,
@@ -490,7 +458,7 @@ def replay(
     unknown = [r.position for r in chosen if not r.original_topic]
     if unknown:
         click.echo(
-            f"Error: record(s) {', '.join(unknown)} have no {deadletter.ORIGINAL_TOPIC} "
+            f"Error: record(s) {', '.join(unknown)} have no {dead_letter.ORIGINAL_TOPIC} "
             "header, so where they came from is unknown; leave them out (--record, "
             "--event-type, --since/--until) to replay the others",
             err=True,
@@ -600,7 +568,7 @@ def _handle_locally(
     from .handler import MessageHandler
     from .in_memory import Finished, InMemoryDeadLetterSink, run_until_finished
     from .middleware import default_middlewares
-    from .retry import RetryPolicy
+    from .retry import ReceiverRetryPolicy
 
     import_receiver_modules([*get_settings().receiver_modules, *receiver_modules])
     failed = 0
@@ -608,7 +576,7 @@ def _handle_locally(
         counter = _counter(index, records)
         record = _with_original(pointer_or_record, timeout)
         name = group or record.group or "flowbus-dlq-replay"
-        chain = default_middlewares(retry=RetryPolicy(), receiver_timeout=None)
+        chain = default_middlewares(retry=ReceiverRetryPolicy(), receiver_timeout=None)
         finished = Finished()
         engine = Engine(
             MessageHandler(name, middlewares=chain),
