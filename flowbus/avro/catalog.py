@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from flowbus.avro.codec import ParsedSchema, parse_schema
 from flowbus.avro.compat import CompatibilityMode, check_mode
 from flowbus.avro.schema import record_name_for_event_type
+from flowbus.avro.signal_schemas import schema_from_signal
 from flowbus.errors import InvalidSchemaError, SchemaCatalogError
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ class SchemaCatalog:
         """
         written: list[CatalogEntry] = []
         for signal in signals:
-            text = format_schema(signal.avro_schema)
+            text = format_schema(schema_from_signal(signal))
             versions = self.versions(signal.event_type)
             if versions and format_schema(versions[-1].schema) == text:
                 continue
@@ -304,7 +305,7 @@ class SchemaCatalog:
         schemas = [entry.schema for entry in versions]
         labels = [str(entry.version) for entry in versions]
         if signal is not None:
-            current = signal.avro_schema
+            current = schema_from_signal(signal)
             if not versions:
                 problems.append(
                     CatalogProblem(

@@ -33,7 +33,7 @@ from flowbus.avro.codec import EventCodec, ParsedSchema, parse_schema
 from flowbus.avro.compiled import _long_bytes
 from flowbus.avro.framing import Framing, read_frame, single_object_header
 from flowbus.avro.registry import SchemaRegistry, subject_name
-from flowbus.avro.schema import analyze_data
+from flowbus.avro.signal_schemas import signal_analysis
 from flowbus.errors import ConfigurationError, UnknownSchemaError
 from flowbus.wire import FLOWBUS, PROFILES, WireProfile
 
@@ -65,9 +65,7 @@ def codec_for(signal: WorkflowSignal, profile: WireProfile | None = None) -> Eve
         with _codecs_lock:
             codec = _codecs.get(key)
             if codec is None:
-                naming = (profile or FLOWBUS).naming
-                event = analyze_data(signal.event_type, signal.data, doc=signal.doc, naming=naming)
-                codec = _codecs[key] = EventCodec(event)
+                codec = _codecs[key] = EventCodec(signal_analysis(signal, profile))
     return codec
 
 

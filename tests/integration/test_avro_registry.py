@@ -20,6 +20,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel, Field, JsonValue, create_model
 
+from flowbus.avro import schema_from_signal
 from flowbus.avro.catalog import SchemaCatalog, format_schema
 from flowbus.avro.codec import parse_schema
 from flowbus.avro.compat import CompatibilityMode
@@ -46,7 +47,6 @@ class FakeSignal:
         self.event_type = event_type
         self.data = data
         self.doc = None
-        self.avro_schema = derive_record_schema(event_type, data)
 
 
 def item_v1() -> type[BaseModel]:
@@ -137,7 +137,9 @@ def test_without_auto_registration_schemas_must_be_registered(url: str, topic: s
     serializer = EventSerializer(registry_url=url, auto_register=False)
     with pytest.raises(SchemaRegistryError, match="not registered"):
         serializer.serialize(signal, {"n": 1}, topic)
-    SchemaRegistry(url).register(subject_name(topic, EVENT_TYPE), parse_schema(signal.avro_schema))
+    SchemaRegistry(url).register(
+        subject_name(topic, EVENT_TYPE), parse_schema(schema_from_signal(signal))
+    )
     serialized = EventSerializer(registry_url=url, auto_register=False).serialize(
         signal, {"n": 1}, topic
     )
@@ -172,7 +174,7 @@ def test_confluent_avro_serializer_bytes_decode_with_flowbus(url: str, topic: st
     signal = FakeSignal("org.flowbus.test.interop.in.v1", INTEROP_DATA)
     confluent = AvroSerializer(
         SchemaRegistryClient({"url": url}),
-        json.dumps(signal.avro_schema),
+        json.dumps(schema_from_signal(signal)),
         conf={
             "auto.register.schemas": True,
             "subject.name.strategy": topic_record_subject_name_strategy,

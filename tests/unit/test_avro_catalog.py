@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import flowbus.catalog
+from flowbus.avro import schema_from_signal
 from flowbus.avro.catalog import (
     DEFAULT_MODE,
     SchemaCatalog,
@@ -21,7 +22,6 @@ from flowbus.avro.catalog import (
 )
 from flowbus.avro.codec import fingerprint
 from flowbus.avro.compat import CompatibilityMode
-from flowbus.avro.schema import derive_record_schema
 from flowbus.errors import SchemaCatalogError
 from flowbus.signals import WorkflowSignal
 
@@ -33,7 +33,6 @@ class FakeSignal:
         self.event_type = event_type
         self.data = data
         self.doc = None
-        self.avro_schema = derive_record_schema(event_type, data)
 
 
 def core_signals() -> list[WorkflowSignal]:
@@ -69,7 +68,7 @@ def test_generate_writes_version_1_then_nothing(tmp_path: Path) -> None:
     signal = FakeSignal(EVENT_TYPE, {"n": int})
     [written] = catalog.generate([signal])
     assert written.path == tmp_path / EVENT_TYPE / "1.avsc"
-    assert written.path.read_text() == format_schema(signal.avro_schema)
+    assert written.path.read_text() == format_schema(schema_from_signal(signal))
     assert catalog.generate([signal]) == []
 
 
@@ -87,7 +86,7 @@ def test_lookup_by_fingerprint(tmp_path: Path) -> None:
     catalog = SchemaCatalog(tmp_path)
     signal = FakeSignal(EVENT_TYPE, {"n": int})
     catalog.generate([signal])
-    entry = catalog.by_fingerprint(fingerprint(signal.avro_schema))
+    entry = catalog.by_fingerprint(fingerprint(schema_from_signal(signal)))
     assert entry is not None
     assert (entry.event_type, entry.version) == (EVENT_TYPE, 1)
     assert entry.reference == f"schemas/{EVENT_TYPE}/1.avsc"
@@ -148,7 +147,7 @@ def test_check_reports_a_badly_formatted_file(tmp_path: Path) -> None:
     signal = FakeSignal(EVENT_TYPE, {"n": int})
     path = tmp_path / EVENT_TYPE / "1.avsc"
     path.parent.mkdir()
-    path.write_text(json.dumps(signal.avro_schema))
+    path.write_text(json.dumps(schema_from_signal(signal)))
     problems = SchemaCatalog(tmp_path).check([signal])
     assert [(p.path, p.rule) for p in problems] == [("1.avsc", "file-format")]
 
@@ -157,11 +156,11 @@ def test_check_reports_layout_problems(tmp_path: Path) -> None:
     signal = FakeSignal(EVENT_TYPE, {"n": int})
     folder = tmp_path / EVENT_TYPE
     folder.mkdir()
-    (folder / "2.avsc").write_text(format_schema(signal.avro_schema))
+    (folder / "2.avsc").write_text(format_schema(schema_from_signal(signal)))
     (folder / "notes.txt").write_text("x")
     other = tmp_path / "org.flowbus.test.other.thing.v1"
     other.mkdir()
-    (other / "1.avsc").write_text(format_schema(signal.avro_schema))
+    (other / "1.avsc").write_text(format_schema(schema_from_signal(signal)))
     rules = {(p.event_type, p.rule) for p in SchemaCatalog(tmp_path).check([signal])}
     assert rules == {
         (EVENT_TYPE, "catalog-layout"),

@@ -19,7 +19,6 @@ import flowbus.catalog  # noqa: F401  (defines the catalog's signals)
 from flowbus.avro.catalog import SchemaCatalog, default_schemas_dir
 from flowbus.avro.framing import confluent_header
 from flowbus.avro.registry import SchemaRegistry
-from flowbus.avro.schema import derive_record_schema
 from flowbus.avro.serializer import EventDeserializer, EventSerializer, codec_for
 from flowbus.errors import (
     DecodeError,
@@ -42,7 +41,6 @@ class FakeSignal:
         self.event_type = event_type
         self.data = data
         self.doc = None
-        self.avro_schema = derive_record_schema(event_type, data)
 
 
 def item_v1() -> type[BaseModel]:

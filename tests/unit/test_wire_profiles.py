@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel, Field, JsonValue
 
 from flowbus import cloudevents
+from flowbus.avro import schema_from_signal
 from flowbus.avro.serializer import EventDeserializer, EventSerializer, codec_for
 from flowbus.errors import ConfigurationError, UnsupportedDataTypeError
 from flowbus.openedx import signal_from_openedx
@@ -50,7 +51,7 @@ def test_openedx_schema_is_schema_from_signal_layout() -> None:
     ]
     # The flowbus profile of the same signal is untouched: the catalog keeps its schema.
     assert codec_for(signal).schema.schema["name"] == event_type
-    assert signal.avro_schema == codec_for(signal).schema.schema
+    assert schema_from_signal(signal) == codec_for(signal).schema.schema
 
 
 def test_openedx_datetimes_are_iso_text_read_back_aware_utc() -> None:
