@@ -2,7 +2,7 @@
 
 Checks the broker (reachable), the registry (reachable, its compatibility level), the
 subjects of the forwarding routes (registered; without a registry, their schemas in the
-``schemas/`` catalog), the webhook database (opened read-only, never created), the
+schema directory ``schemas/``), the webhook database (opened read-only, never created), the
 receiver modules (they import) and the webhook SSRF allowlist (it parses). A setting that
 does not parse fails the check that reads it; the others still run. Every network check
 waits at most :data:`NETWORK_TIMEOUT_S`, and they run side by side, so against closed
@@ -214,7 +214,7 @@ def check_registry(registry: SchemaRegistry | None) -> Check:
         return Check(
             "registry",
             Status.OK,
-            "SCHEMA_REGISTRY_URL is not set: single-object encoding with the schemas/ catalog",
+            "SCHEMA_REGISTRY_URL is not set: single-object encoding with the schemas/ directory",
         )
     try:
         level = registry.compatibility_level()
@@ -232,8 +232,8 @@ def check_subjects(
     settings: FlowbusSettings, registry: SchemaRegistry | None, registry_ok: bool
 ) -> Check:
     import flowbus.catalog  # noqa: F401  (routes may name the catalog's signals)
-    from flowbus.avro.catalog import SchemaCatalog
     from flowbus.avro.registry import subject_name
+    from flowbus.avro.schema_dir import SchemaDirectory
     from flowbus.avro.serializer import codec_for
     from flowbus.errors import SchemaRegistryError
     from flowbus.producer.forwarding import parse_forwarding_config
@@ -255,8 +255,8 @@ def check_subjects(
         schema = codec_for(signal, get_profile(route.wire or signal.wire)).schema
         topic = f"{settings.topic_prefix}{route.topic}"
         if registry is None:
-            catalog = SchemaCatalog(settings.schemas_dir) if settings.schemas_dir else None
-            if (catalog or SchemaCatalog.default()).by_fingerprint(schema.fingerprint) is None:
+            schema_dir = SchemaDirectory(settings.schemas_dir) if settings.schemas_dir else None
+            if (schema_dir or SchemaDirectory.default()).by_fingerprint(schema.fingerprint) is None:
                 missing.append(f"{event_type} (for {topic})")
             continue
         subject = subject_name(topic, schema.parsed["name"])
@@ -265,7 +265,7 @@ def check_subjects(
                 missing.append(subject)
         except SchemaRegistryError as exc:
             return Check("subjects", Status.FAIL, f"{subject}: {exc.message}", _STACK_HINT)
-    where = "registered" if registry is not None else "in the schemas/ catalog"
+    where = "registered" if registry is not None else "in the schemas/ directory"
     if not missing:
         return Check("subjects", Status.OK, f"{len(routes)} route(s), every schema {where}")
     shown = f"{len(missing)} of {len(routes)} route(s) not {where}: {', '.join(missing)}"

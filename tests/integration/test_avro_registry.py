@@ -21,11 +21,11 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel, Field, JsonValue, create_model
 
 from flowbus.avro import schema_from_signal
-from flowbus.avro.catalog import SchemaCatalog, format_schema
 from flowbus.avro.codec import parse_schema
 from flowbus.avro.compat import CompatibilityMode
 from flowbus.avro.registry import SchemaRegistry, subject_name
 from flowbus.avro.schema import derive_record_schema
+from flowbus.avro.schema_dir import SchemaDirectory, format_schema
 from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.errors import SchemaRegistryError, UnknownSchemaError
 from flowbus.schemas_cli import schemas
@@ -224,9 +224,9 @@ def test_unknown_schema_id(url: str, topic: str) -> None:
 def test_schemas_register_reports_the_registry_verdict(
     url: str, topic: str, tmp_path: Path
 ) -> None:
-    catalog = SchemaCatalog(tmp_path)
-    catalog.generate([FakeSignal(EVENT_TYPE, {"n": int})])
-    catalog.generate([FakeSignal(EVENT_TYPE, {"n": int, "note": str | None})])
+    schema_dir = SchemaDirectory(tmp_path)
+    schema_dir.generate([FakeSignal(EVENT_TYPE, {"n": int})])
+    schema_dir.generate([FakeSignal(EVENT_TYPE, {"n": int, "note": str | None})])
     args = ["register", "--dir", str(tmp_path), "--topic", topic, "--registry-url", url]
     result = CliRunner().invoke(schemas, args)
     assert result.exit_code == 0, result.output
@@ -250,10 +250,10 @@ def test_schemas_register_reports_the_registry_verdict(
 def test_schemas_register_applies_the_topic_prefix_and_sums_up_what_it_skipped(
     url: str, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    catalog = SchemaCatalog(tmp_path)
+    schema_dir = SchemaDirectory(tmp_path)
     routed, others = EVENT_TYPE, [f"{EVENT_TYPE}.other{i}" for i in range(4)]
     for event_type in (routed, *others):
-        catalog.generate([FakeSignal(event_type, {"n": int})])
+        schema_dir.generate([FakeSignal(event_type, {"n": int})])
     monkeypatch.setenv("FLOWBUS_TOPIC_PREFIX", "staging.")
     monkeypatch.setenv("FLOWBUS_PRODUCER_CONFIG", json.dumps({routed: [{"topic": topic}]}))
     get_settings.cache_clear()
@@ -278,8 +278,8 @@ def test_schemas_register_applies_the_topic_prefix_and_sums_up_what_it_skipped(
 def test_schemas_register_json_reports_each_subject_and_what_it_skipped(
     url: str, topic: str, tmp_path: Path
 ) -> None:
-    catalog = SchemaCatalog(tmp_path)
-    catalog.generate([FakeSignal(EVENT_TYPE, {"n": int})])
+    schema_dir = SchemaDirectory(tmp_path)
+    schema_dir.generate([FakeSignal(EVENT_TYPE, {"n": int})])
     args = ["register", "--dir", str(tmp_path), "--topic", topic, "--registry-url", url]
     result = CliRunner().invoke(schemas, [*args, "--json"])
     assert result.exit_code == 0, result.output

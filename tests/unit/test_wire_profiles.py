@@ -49,7 +49,7 @@ def test_openedx_schema_is_schema_from_signal_layout() -> None:
         ["null", "string"],
         {"type": "array", "items": "string"},
     ]
-    # The flowbus profile of the same signal is untouched: the catalog keeps its schema.
+    # The flowbus profile of the same signal is untouched: the schema directory keeps its schema.
     assert codec_for(signal).schema.schema["name"] == event_type
     assert schema_from_signal(signal) == codec_for(signal).schema.schema
 
@@ -130,7 +130,7 @@ def test_route_wire_is_checked_against_the_data() -> None:
 def test_one_deserializer_reads_both_profiles(tmp_path: Any) -> None:
     signal = WorkflowSignal(unique_type(), {"payer": Payer, "cents": int}, wire="openedx")
     data = signal.validate_data(payer=Payer(name="b", since=datetime.now(UTC)), cents=7)
-    serializer = EventSerializer(catalog=None)
+    serializer = EventSerializer(schema_dir=None)
     deserializer = EventDeserializer()
     for profile in (FLOWBUS, OPENEDX):
         value = serializer.serialize(signal, data, "topic", profile).value
