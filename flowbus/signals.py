@@ -259,7 +259,7 @@ class WorkflowSignal(SignalDispatch, SignalKeyPaths):
         """Every signal defined so far, in definition order."""
         return list(cls._registry.values())
 
-    # -- sending -----------------------------------------------------------------------------
+    # -- validation and metadata -------------------------------------------------------------
 
     def generate_signal_metadata(self, time: datetime | None = None) -> EventMetadata:
         """New metadata for an event of this signal (``time`` must be timezone-aware)."""
