@@ -16,7 +16,7 @@ import pytest
 from pydantic import BaseModel, Field, JsonValue
 
 from flowbus import cloudevents
-from flowbus.avro import schema_from_signal
+from flowbus.avro import schema_from_signal, signal_schemas
 from flowbus.avro.serializer import EventDeserializer, EventSerializer, codec_for
 from flowbus.errors import ConfigurationError, UnsupportedDataTypeError
 from flowbus.openedx import signal_from_openedx
@@ -52,6 +52,24 @@ def test_openedx_schema_is_schema_from_signal_layout() -> None:
     # The flowbus profile of the same signal is untouched: the schema directory keeps its schema.
     assert codec_for(signal).schema.schema["name"] == event_type
     assert schema_from_signal(signal) == codec_for(signal).schema.schema
+
+
+def test_each_profile_analyses_the_data_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    analysed: list[str] = []
+    analyze_data = signal_schemas.analyze_data
+
+    def counting(event_type: str, data: Any, **kwargs: Any) -> Any:
+        analysed.append(kwargs["naming"].name)
+        return analyze_data(event_type, data, **kwargs)
+
+    monkeypatch.setattr(signal_schemas, "analyze_data", counting)
+    signal = WorkflowSignal(unique_type(), {"payer": Payer, "cents": int}, wire="openedx")
+    assert analysed == ["flowbus", "openedx"]  # the definition checks both profiles
+    codec_for(signal)
+    codec_for(signal, OPENEDX)
+    schema_from_signal(signal)
+    schema_from_signal(signal, OPENEDX)
+    assert analysed == ["flowbus", "openedx"]
 
 
 def test_openedx_datetimes_are_iso_text_read_back_aware_utc() -> None:
