@@ -11,7 +11,7 @@ header in front:
 * fastavro decode: header check, ``schemaless_reader`` of the body into plain dicts.
 
 Framings: Confluent (``00`` + schema id, registry) and Avro single-object (``C3 01`` +
-fingerprint, catalog). CPU only: no broker traffic once the schema id is known.
+fingerprint, schema directory). CPU only: no broker traffic once the schema id is known.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def run(target: Target, count: int, rounds: int) -> dict[str, Any]:
     }
     result: dict[str, Any] = {"events": count, "rounds": rounds}
     for framing, (serializer, deserializer) in framings.items():
-        # First call outside the timing: registers the schema / reads the catalog.
+        # First call outside the timing: registers the schema / reads the schema directory.
         first = serializer.serialize(SIGNAL, events[0], topic).value
         deserializer.deserialize(SIGNAL, first, topic)
         size = CONFLUENT_HEADER_SIZE if framing == "confluent" else SINGLE_OBJECT_HEADER_SIZE

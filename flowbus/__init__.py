@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from flowbus.lazy_exports import lazy_exports
+from flowbus.signal_checks import register_definition_check
 
 try:
     __version__ = version("flowbus")
@@ -31,3 +32,15 @@ __getattr__, __dir__ = lazy_exports(
         "on": "flowbus.receivers",
     },
 )
+
+
+def _check_wire(signal: WorkflowSignal) -> None:
+    # Imported when the first signal is defined: `import flowbus` does not load the Avro
+    # layer, and the signal modules do not depend on it (see flowbus.signal_checks).
+    from flowbus.avro.signal_schemas import check_definition
+
+    check_definition(signal)
+
+
+# This package runs before any flowbus module, so every signal definition is checked.
+register_definition_check("wire", _check_wire)

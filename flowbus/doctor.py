@@ -2,7 +2,7 @@
 
 Checks the broker (reachable), the registry (reachable, its compatibility level), the
 subjects of the forwarding routes (registered; without a registry, their schemas in the
-``schemas/`` catalog), the webhook database (opened read-only, never created), the
+schema directory ``schemas/``), the webhook database (opened read-only, never created), the
 receiver modules (they import) and the webhook SSRF allowlist (it parses). A setting that
 does not parse fails the check that reads it; the others still run. Every network check
 waits at most :data:`NETWORK_TIMEOUT_S`, and they run side by side, so against closed
@@ -219,7 +219,7 @@ def check_registry(registry: SchemaRegistry | None) -> Check:
         return Check(
             "registry",
             Status.OK,
-            "SCHEMA_REGISTRY_URL is not set: single-object encoding with the schemas/ catalog",
+            "SCHEMA_REGISTRY_URL is not set: single-object encoding with the schemas/ directory",
         )
     try:
         level = registry.compatibility_level()

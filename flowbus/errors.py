@@ -152,15 +152,16 @@ class DeliveryEngineClosedError(WebhookError):
 
 
 class SchemaError(FlowbusError):
-    """An Avro schema, the ``schemas/`` catalog or the schema registry is not usable."""
+    """An Avro schema, the schema directory (``schemas/``) or the schema registry is not usable."""
 
 
 class InvalidSchemaError(SchemaError):
     """A value or file is not a valid Avro schema; the message says what is wrong."""
 
 
-class SchemaCatalogError(SchemaError):
-    """The ``schemas/`` catalog is unreadable, or an action would rewrite a released version."""
+class SchemaDirectoryError(SchemaError):
+    """The schema directory (``schemas/``) is unreadable, or an action would rewrite a
+    released version."""
 
 
 class SchemaRegistryError(SchemaError):
@@ -209,7 +210,7 @@ class WrongMagicByteError(DecodeError):
 
 class UnknownSchemaError(DecodeError):
     """The writer schema named by the bytes is unknown: a registry schema id that the registry
-    does not have (or cannot be asked for), or a fingerprint in no catalog version."""
+    does not have (or cannot be asked for), or a fingerprint in no schema directory version."""
 
     def __init__(
         self, reason: str, *, schema_id: int | None = None, fingerprint: bytes | None = None

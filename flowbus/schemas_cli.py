@@ -1,4 +1,4 @@
-"""``flowbus schemas``: the Avro schema catalog, compatibility checks and the registry."""
+"""``flowbus schemas``: the schema directory, compatibility checks and the registry."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from flowbus.avro.catalog import DEFAULT_MODE, SchemaCatalog, default_schemas_dir
 from flowbus.avro.compat import CompatibilityMode, check_compatibility
+from flowbus.avro.schema_dir import DEFAULT_MODE, SchemaDirectory, default_schemas_dir
 from flowbus.errors import (
     ConfigurationError,
     FlowbusError,
@@ -32,12 +32,12 @@ def schemas() -> None:
     """Avro schemas of the signals: generate, check, compare, register."""
 
 
-def _catalog(directory: Path | None) -> SchemaCatalog:
+def _schema_dir(directory: Path | None) -> SchemaDirectory:
     if directory is not None:
-        return SchemaCatalog(directory)
+        return SchemaDirectory(directory)
     from flowbus.settings import get_settings
 
-    return SchemaCatalog(get_settings().schemas_dir or default_schemas_dir())
+    return SchemaDirectory(get_settings().schemas_dir or default_schemas_dir())
 
 
 def _signals(modules: Iterable[str]) -> list[Any]:
@@ -55,7 +55,7 @@ _dir_option = click.option(
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The catalog directory (default: FLOWBUS_SCHEMAS_DIR or the shipped schemas/).",
+    help="The schema directory (default: FLOWBUS_SCHEMAS_DIR or the shipped schemas/).",
 )
 _module_option = click.option(
     "-m",
@@ -79,26 +79,26 @@ _mode_option = click.option(
 @_module_option
 @_mode_option
 def generate(directory: Path | None, modules: tuple[str, ...], mode: str) -> None:
-    """Write a new catalog version for every new or changed signal schema.
+    """Write a new schema version for every new or changed signal schema.
 
     Released versions are never rewritten. Compatibility problems of the new versions
     are printed as warnings; `flowbus schemas check` fails on them.
     """
-    catalog = _catalog(directory)
+    schema_dir = _schema_dir(directory)
     signals = _signals(modules)
     try:
-        written = catalog.generate(signals)
+        written = schema_dir.generate(signals)
     except FlowbusError as exc:
         raise click.ClickException(str(exc)) from exc
     if not written:
-        click.echo(f"{catalog.directory}: up to date ({len(signals)} signals)")
+        click.echo(f"{schema_dir.directory}: up to date ({len(signals)} signals)")
         return
     for entry in written:
         click.echo(f"wrote {entry.path}")
     changed = {entry.event_type for entry in written}
     problems = [
         p
-        for p in catalog.check(signals, CompatibilityMode(mode))
+        for p in schema_dir.check(signals, CompatibilityMode(mode))
         if p.event_type in changed and p.rule != "stale"
     ]
     for problem in problems:
@@ -111,24 +111,24 @@ def generate(directory: Path | None, modules: tuple[str, ...], mode: str) -> Non
 @_mode_option
 @json_option("One JSON object: ok, the counts and every problem (event_type, path, rule, message).")
 def check(directory: Path | None, modules: tuple[str, ...], mode: str, as_json: bool) -> None:
-    """Exit 1 when a catalog file is stale or a version breaks the compatibility mode.
+    """Exit 1 when a schema file is stale or a version breaks the compatibility mode.
 
     Each problem names the event type, the field and the rule.
     """
-    catalog = _catalog(directory)
+    schema_dir = _schema_dir(directory)
     signals = _signals(modules)
     try:
-        problems = catalog.check(signals, CompatibilityMode(mode))
+        problems = schema_dir.check(signals, CompatibilityMode(mode))
     except FlowbusError as exc:
         raise click.ClickException(str(exc)) from exc
-    versions = sum(len(catalog.versions(t)) for t in catalog.event_types())
+    versions = sum(len(schema_dir.versions(t)) for t in schema_dir.event_types())
     if as_json:
         echo_json(
             {
                 "ok": not problems,
-                "directory": str(catalog.directory),
+                "directory": str(schema_dir.directory),
                 "mode": mode,
-                "event_types": len(catalog.event_types()),
+                "event_types": len(schema_dir.event_types()),
                 "versions": versions,
                 "signals": len(signals),
                 "problems": [dataclasses.asdict(problem) for problem in problems],
@@ -140,10 +140,11 @@ def check(directory: Path | None, modules: tuple[str, ...], mode: str, as_json: 
     if problems:
         for problem in problems:
             click.echo(str(problem))
-        click.echo(f"{len(problems)} problem(s) in {catalog.directory} (mode {mode})", err=True)
+        click.echo(f"{len(problems)} problem(s) in {schema_dir.directory} (mode {mode})", err=True)
         raise SystemExit(ExitCode.FAILURE)
     click.echo(
-        f"{catalog.directory}: {len(catalog.event_types())} event types, {versions} versions, "
+        f"{schema_dir.directory}: {len(schema_dir.event_types())} event types, "
+        f"{versions} versions, "
         f"{len(signals)} signals up to date, {mode} compatible"
     )
 
@@ -232,10 +233,10 @@ def register(
     mode: str,
     as_json: bool,
 ) -> None:
-    """Register the catalog with the schema registry, one subject per topic and event type.
+    """Register the schema directory with the schema registry, one subject per topic and event type.
 
     Subjects follow TopicRecordName (<topic>-<event type>). Each subject's compatibility
-    level is set to MODE, then every catalog version is registered oldest first; the
+    level is set to MODE, then every schema version is registered oldest first; the
     registry's verdict is reported per subject, and the event types without a topic in one
     line. Exit 1 when a subject was rejected.
     """
@@ -247,19 +248,19 @@ def register(
     if not url:
         raise click.UsageError("no registry: pass --registry-url or set SCHEMA_REGISTRY_URL")
     registry = SchemaRegistry(url, settings.schema_registry_config)
-    catalog = _catalog(directory)
+    schema_dir = _schema_dir(directory)
     level = CompatibilityMode(mode)
     failed = registered = 0
     given = [f"{settings.topic_prefix}{topic}" for topic in topics]
     skipped: list[str] = []
     reports: list[dict[str, Any]] = []
     say = (lambda line: None) if as_json else click.echo
-    for event_type in catalog.event_types():
+    for event_type in schema_dir.event_types():
         event_topics = given or _routed_topics(event_type)
         if not event_topics:
             skipped.append(event_type)
             continue
-        versions = catalog.versions(event_type)
+        versions = schema_dir.versions(event_type)
         for topic in event_topics:
             subject = subject_name(topic, versions[-1].parsed.parsed["name"])
             report: dict[str, Any] = {

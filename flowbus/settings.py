@@ -83,7 +83,7 @@ class FlowbusSettings(BaseSettings):
     #: With a registry: write with the subject's latest registered version instead of the
     #: signal's own schema (looked up once per subject and process).
     schema_use_latest_version: bool = False
-    #: The ``schemas/`` catalog; unset means the catalog shipped with flowbus.
+    #: The schema directory (``schemas/``); unset means the one shipped with flowbus.
     schemas_dir: Path | None = None
 
 

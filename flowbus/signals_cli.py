@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import click
 from pydantic import BaseModel, JsonValue
 
+from flowbus.avro import schema_from_signal
 from flowbus.errors import InputError, SenderValidationError
 from flowbus.json_output import echo_json, json_option
 from flowbus.signals import WorkflowSignal
@@ -103,7 +104,7 @@ def _details(signal: WorkflowSignal) -> dict[str, Any]:
             {"name": name, "type": describe_type(tp), "nested": _field_tree(tp, seen)}
             for name, tp in signal.data.items()
         ],
-        "avro_schema": signal.avro_schema,
+        "avro_schema": schema_from_signal(signal),
     }
 
 

@@ -24,8 +24,8 @@ def check_subjects(
     settings: FlowbusSettings, registry: SchemaRegistry | None, registry_ok: bool
 ) -> Check:
     import flowbus.catalog  # noqa: F401  (routes may name the catalog's signals)
-    from flowbus.avro.catalog import SchemaCatalog
     from flowbus.avro.registry import subject_name
+    from flowbus.avro.schema_dir import SchemaDirectory
     from flowbus.avro.serializer import codec_for
     from flowbus.errors import SchemaRegistryError
     from flowbus.signals import WorkflowSignal
@@ -46,8 +46,8 @@ def check_subjects(
         schema = codec_for(signal, get_profile(route.wire or signal.wire)).schema
         topic = f"{settings.topic_prefix}{route.topic}"
         if registry is None:
-            catalog = SchemaCatalog(settings.schemas_dir) if settings.schemas_dir else None
-            if (catalog or SchemaCatalog.default()).by_fingerprint(schema.fingerprint) is None:
+            schema_dir = SchemaDirectory(settings.schemas_dir) if settings.schemas_dir else None
+            if (schema_dir or SchemaDirectory.default()).by_fingerprint(schema.fingerprint) is None:
                 missing.append(f"{event_type} (for {topic})")
             continue
         subject = subject_name(topic, schema.parsed["name"])

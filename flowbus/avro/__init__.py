@@ -1,7 +1,23 @@
-"""Avro for flowbus: schemas derived from signal data, the codec, framings, the catalog.
+"""Avro for flowbus: schemas derived from signals, the codec, framings, the schema directory.
 
-Modules: ``schema`` (derivation), ``codec`` (fastavro encoding of signal data),
+Modules: ``schema`` (derivation from data types), ``signal_schemas`` (each signal's analysis
+and schemas: :func:`schema_from_signal`), ``codec`` (fastavro encoding of signal data),
 ``framing`` (single-object and Confluent wire format), ``compat`` (Avro resolution
-checker), ``catalog`` (the ``schemas/`` directory), ``registry`` (Confluent-API schema
+checker), ``schema_dir`` (the ``schemas/`` directory), ``registry`` (Confluent-API schema
 registry), ``serializer`` (what the producer and consumer call per message).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowbus.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from flowbus.avro.signal_schemas import schema_from_signal
+
+__all__ = ["schema_from_signal"]
+
+# Imported on first use: flowbus.wire imports flowbus.avro.schema, which runs this file, and
+# flowbus.avro.signal_schemas imports flowbus.wire.
+__getattr__, __dir__ = lazy_exports(__name__, {"schema_from_signal": "flowbus.avro.signal_schemas"})

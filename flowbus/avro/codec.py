@@ -198,6 +198,24 @@ class _Compiler:
         raise NotImplementedError
 
     def _model(self, node: ModelType) -> Converter:
+        """The record's converter, compiled once per model class. A recursive model meets
+        itself while its fields compile: it gets a stand-in calling the converter built."""
+        if node.cls in self.models:
+            return self.models[node.cls]
+        cell: list[Converter] = []
+
+        def convert(value: Any) -> Any:
+            return cell[0](value)
+
+        self.models[node.cls] = convert
+        fields = [(spec.name, self.compile(spec.type)) for spec in node.fields]
+        converting = [(name, conv) for name, conv in fields if conv is not None]
+        record = self._record(node.cls, converting)
+        cell.append(record)
+        return record
+
+    def _record(self, cls: type[BaseModel], converting: list[tuple[str, Converter]]) -> Converter:
+        """The converter of a record of ``cls`` whose fields ``converting`` need converting."""
         raise NotImplementedError
 
 
@@ -233,19 +251,7 @@ class _EncoderCompiler(_Compiler):
 
         return convert
 
-    def _model(self, node: ModelType) -> Converter:
-        if node.cls in self.models:
-            return self.models[node.cls]
-        cls = node.cls
-        cell: list[Converter] = []
-
-        def convert(value: Any) -> Any:
-            return cell[0](value)
-
-        self.models[cls] = convert
-        fields = [(spec.name, self.compile(spec.type)) for spec in node.fields]
-        converting = [(name, conv) for name, conv in fields if conv is not None]
-
+    def _record(self, cls: type[BaseModel], converting: list[tuple[str, Converter]]) -> Converter:
         if not converting:
 
             def to_datum(value: Any) -> Any:
@@ -263,7 +269,6 @@ class _EncoderCompiler(_Compiler):
                     datum[name] = conv(datum[name])
                 return datum
 
-        cell.append(to_datum)
         return to_datum
 
 
@@ -310,25 +315,12 @@ class _DecoderCompiler(_Compiler):
 
         return convert
 
-    def _model(self, node: ModelType) -> Converter:
-        if node.cls in self.models:
-            return self.models[node.cls]
-        cls = node.cls
-        cell: list[Converter] = []
-
-        def convert(value: Any) -> Any:
-            return cell[0](value)
-
-        self.models[cls] = convert
-        fields = [(spec.name, self.compile(spec.type)) for spec in node.fields]
-        converting = [(name, conv) for name, conv in fields if conv is not None]
-
+    def _record(self, cls: type[BaseModel], converting: list[tuple[str, Converter]]) -> Converter:
         def from_datum(datum: dict[str, Any]) -> Any:
             for name, conv in converting:
                 datum[name] = conv(datum[name])
             return cls.model_validate(datum, by_alias=False, by_name=True)
 
-        cell.append(from_datum)
         return from_datum
 
 

@@ -4,7 +4,7 @@
   big-endian, the body.
 * Avro single-object encoding (registry-free, the default): ``C3 01``, the CRC-64-AVRO
   fingerprint of the writer schema's Parsing Canonical Form as 8 bytes little-endian, the
-  body. The decoder looks the fingerprint up in the ``schemas/`` catalog.
+  body. The decoder looks the fingerprint up in the schema directory (``schemas/``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Configured once, called per message, like confluent-kafka's ``AvroSerializer``. With a
 registry URL, values use the Confluent wire format and TopicRecordName subjects;
-without one (the default), Avro single-object encoding and the ``schemas/`` catalog. The
+without one (the default), Avro single-object encoding and the schema directory (``schemas/``). The
 deserializer reads both, telling them apart by the first bytes.
 
 The transactional outbox splits ``serialize`` in two: :meth:`EventSerializer.encode_body`
@@ -28,12 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from flowbus.avro.catalog import SchemaCatalog
 from flowbus.avro.codec import EventCodec, ParsedSchema, parse_schema
 from flowbus.avro.compiled import _long_bytes
 from flowbus.avro.framing import Framing, read_frame, single_object_header
 from flowbus.avro.registry import SchemaRegistry, subject_name
-from flowbus.avro.schema import analyze_data
+from flowbus.avro.schema_dir import SchemaDirectory
+from flowbus.avro.signal_schemas import signal_analysis
 from flowbus.errors import ConfigurationError, UnknownSchemaError
 from flowbus.wire import FLOWBUS, PROFILES, WireProfile
 
@@ -65,9 +65,7 @@ def codec_for(signal: WorkflowSignal, profile: WireProfile | None = None) -> Eve
         with _codecs_lock:
             codec = _codecs.get(key)
             if codec is None:
-                naming = (profile or FLOWBUS).naming
-                event = analyze_data(signal.event_type, signal.data, doc=signal.doc, naming=naming)
-                codec = _codecs[key] = EventCodec(event)
+                codec = _codecs[key] = EventCodec(signal_analysis(signal, profile))
     return codec
 
 
@@ -78,7 +76,7 @@ def _writer_key(signal: WorkflowSignal, topic: str, profile: WireProfile | None)
 class SerializedEvent(NamedTuple):
     """A message value and the ``dataschema`` naming the schema it was written with.
 
-    ``dataschema`` is ``<subject>/<version>`` with a registry, and the catalog file
+    ``dataschema`` is ``<subject>/<version>`` with a registry, and the schema file
     (``schemas/<event type>/<version>.avsc``) without one.
     """
 
@@ -114,12 +112,12 @@ class EventSerializer:
         registry_config: Mapping[str, Any] | None = None,
         auto_register: bool = False,
         use_latest_version: bool = False,
-        catalog: SchemaCatalog | None = None,
+        schema_dir: SchemaDirectory | None = None,
     ) -> None:
         self.registry = SchemaRegistry(registry_url, registry_config) if registry_url else None
         self.auto_register = auto_register
         self.use_latest_version = use_latest_version
-        self._catalog = catalog
+        self._schema_dir = schema_dir
         self._writers: dict[Any, _Writer] = {}
         self._framers: dict[tuple[str, bytes], _Framer] = {}
         self._key_headers: dict[str, bytes] = {}
@@ -133,7 +131,7 @@ class EventSerializer:
             registry_config=settings.schema_registry_config,
             auto_register=settings.schema_auto_register,
             use_latest_version=settings.schema_use_latest_version,
-            catalog=SchemaCatalog(settings.schemas_dir) if settings.schemas_dir else None,
+            schema_dir=SchemaDirectory(settings.schemas_dir) if settings.schemas_dir else None,
         )
 
     @property
@@ -142,11 +140,11 @@ class EventSerializer:
         return Framing.CONFLUENT if self.registry is not None else Framing.SINGLE_OBJECT
 
     @property
-    def catalog(self) -> SchemaCatalog:
-        """The catalog naming single-object schemas (default: the shipped one)."""
-        if self._catalog is None:
-            self._catalog = SchemaCatalog.default()
-        return self._catalog
+    def schema_dir(self) -> SchemaDirectory:
+        """The schema directory naming single-object schemas (default: the shipped one)."""
+        if self._schema_dir is None:
+            self._schema_dir = SchemaDirectory.default()
+        return self._schema_dir
 
     def serialize(
         self,
@@ -268,18 +266,18 @@ class EventSerializer:
         return _Framer(
             single_object_header(schema.fingerprint),
             schema,
-            self._catalog_reference(event_type, schema),
+            self._schema_dir_reference(event_type, schema),
         )
 
-    def _catalog_reference(self, event_type: str, schema: ParsedSchema) -> str:
-        entry = self.catalog.by_fingerprint(schema.fingerprint)
+    def _schema_dir_reference(self, event_type: str, schema: ParsedSchema) -> str:
+        entry = self.schema_dir.by_fingerprint(schema.fingerprint)
         if entry is not None and entry.event_type == event_type:
             return entry.reference
         log.warning(
-            "the schema of %s is not in the catalog %s (run: flowbus schemas generate); "
+            "the schema of %s is not in the schema directory %s (run: flowbus schemas generate); "
             "consumers without this code cannot decode its events",
             event_type,
-            self.catalog.directory,
+            self.schema_dir.directory,
         )
         return f"schemas/{event_type}/unreleased-{schema.fingerprint.hex()}"
 
@@ -301,10 +299,10 @@ class EventDeserializer:
         *,
         registry_url: str | None = None,
         registry_config: Mapping[str, Any] | None = None,
-        catalog: SchemaCatalog | None = None,
+        schema_dir: SchemaDirectory | None = None,
     ) -> None:
         self.registry = SchemaRegistry(registry_url, registry_config) if registry_url else None
-        self._catalog = catalog
+        self._schema_dir = schema_dir
         #: (signal, writer schema) -> the codec of the signal's profile with its record name.
         self._writer_codecs: dict[tuple[WorkflowSignal, ParsedSchema], EventCodec] = {}
 
@@ -314,15 +312,15 @@ class EventDeserializer:
         return cls(
             registry_url=settings.schema_registry_url,
             registry_config=settings.schema_registry_config,
-            catalog=SchemaCatalog(settings.schemas_dir) if settings.schemas_dir else None,
+            schema_dir=SchemaDirectory(settings.schemas_dir) if settings.schemas_dir else None,
         )
 
     @property
-    def catalog(self) -> SchemaCatalog:
-        """The catalog single-object fingerprints are looked up in."""
-        if self._catalog is None:
-            self._catalog = SchemaCatalog.default()
-        return self._catalog
+    def schema_dir(self) -> SchemaDirectory:
+        """The schema directory single-object fingerprints are looked up in."""
+        if self._schema_dir is None:
+            self._schema_dir = SchemaDirectory.default()
+        return self._schema_dir
 
     def deserialize(self, signal: WorkflowSignal, value: bytes, topic: str) -> dict[str, Any]:
         """Decode ``value`` into keyword arguments of ``signal``'s data types.
@@ -372,11 +370,11 @@ class EventDeserializer:
             own = codec_for(signal, PROFILES[wire]).schema
             if fingerprint == own.fingerprint:
                 return own
-        entry = self.catalog.by_fingerprint(fingerprint)
+        entry = self.schema_dir.by_fingerprint(fingerprint)
         if entry is None:
             raise UnknownSchemaError(
                 f"topic {topic}: no schema with fingerprint {fingerprint.hex()} in the "
-                f"catalog {self.catalog.directory} or in the running code",
+                f"schema directory {self.schema_dir.directory} or in the running code",
                 fingerprint=fingerprint,
             )
         return entry.parsed

@@ -8,8 +8,9 @@ consumers that must not see one twice deduplicate by ``ce_id``.
 
 **Framing** is settled here: the stored body is written with the schema named by the
 row's (event type, fingerprint); the relay finds that schema among the signals defined in
-its process, else in the ``schemas/`` catalog, and frames the body with the registry's id
-for it (Confluent wire format) or with the fingerprint (single-object encoding).
+its process, else in the schema directory (``schemas/``), and frames the body with the
+registry's id for it (Confluent wire format) or with the fingerprint (single-object
+encoding).
 
 **Order, one relay.** Rows are read in ``seq`` order and produced in that order through
 one idempotent producer, so each partition receives them in that order. ``seq`` order is
@@ -399,12 +400,12 @@ class OutboxRelay:
         if own is not None and own.fingerprint == fingerprint:
             schema = own
         else:
-            entry = self._serializer.catalog.by_fingerprint(fingerprint)
+            entry = self._serializer.schema_dir.by_fingerprint(fingerprint)
             if entry is None or entry.event_type != event_type:
                 raise OutboxError(
                     f"schema {fingerprint_hex} of {event_type} is neither defined here nor in "
-                    f"the catalog {self._serializer.catalog.directory} (import the signal's "
-                    "module in the relay: --import)"
+                    f"the schema directory {self._serializer.schema_dir.directory} (import the "
+                    "signal's module in the relay: --import)"
                 )
             schema = entry.parsed
         self._schemas[key] = schema

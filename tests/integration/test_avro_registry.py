@@ -20,11 +20,12 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import BaseModel, Field, JsonValue, create_model
 
-from flowbus.avro.catalog import SchemaCatalog, format_schema
+from flowbus.avro import schema_from_signal
 from flowbus.avro.codec import parse_schema
 from flowbus.avro.compat import CompatibilityMode
 from flowbus.avro.registry import SchemaRegistry, subject_name
 from flowbus.avro.schema import derive_record_schema
+from flowbus.avro.schema_dir import SchemaDirectory, format_schema
 from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.errors import SchemaRegistryError, UnknownSchemaError
 from flowbus.schemas_cli import schemas
@@ -46,7 +47,6 @@ class FakeSignal:
         self.event_type = event_type
         self.data = data
         self.doc = None
-        self.avro_schema = derive_record_schema(event_type, data)
 
 
 def item_v1() -> type[BaseModel]:
@@ -137,7 +137,9 @@ def test_without_auto_registration_schemas_must_be_registered(url: str, topic: s
     serializer = EventSerializer(registry_url=url, auto_register=False)
     with pytest.raises(SchemaRegistryError, match="not registered"):
         serializer.serialize(signal, {"n": 1}, topic)
-    SchemaRegistry(url).register(subject_name(topic, EVENT_TYPE), parse_schema(signal.avro_schema))
+    SchemaRegistry(url).register(
+        subject_name(topic, EVENT_TYPE), parse_schema(schema_from_signal(signal))
+    )
     serialized = EventSerializer(registry_url=url, auto_register=False).serialize(
         signal, {"n": 1}, topic
     )
@@ -172,7 +174,7 @@ def test_confluent_avro_serializer_bytes_decode_with_flowbus(url: str, topic: st
     signal = FakeSignal("org.flowbus.test.interop.in.v1", INTEROP_DATA)
     confluent = AvroSerializer(
         SchemaRegistryClient({"url": url}),
-        json.dumps(signal.avro_schema),
+        json.dumps(schema_from_signal(signal)),
         conf={
             "auto.register.schemas": True,
             "subject.name.strategy": topic_record_subject_name_strategy,
@@ -222,9 +224,9 @@ def test_unknown_schema_id(url: str, topic: str) -> None:
 def test_schemas_register_reports_the_registry_verdict(
     url: str, topic: str, tmp_path: Path
 ) -> None:
-    catalog = SchemaCatalog(tmp_path)
-    catalog.generate([FakeSignal(EVENT_TYPE, {"n": int})])
-    catalog.generate([FakeSignal(EVENT_TYPE, {"n": int, "note": str | None})])
+    schema_dir = SchemaDirectory(tmp_path)
+    schema_dir.generate([FakeSignal(EVENT_TYPE, {"n": int})])
+    schema_dir.generate([FakeSignal(EVENT_TYPE, {"n": int, "note": str | None})])
     args = ["register", "--dir", str(tmp_path), "--topic", topic, "--registry-url", url]
     result = CliRunner().invoke(schemas, args)
     assert result.exit_code == 0, result.output
@@ -248,10 +250,10 @@ def test_schemas_register_reports_the_registry_verdict(
 def test_schemas_register_applies_the_topic_prefix_and_sums_up_what_it_skipped(
     url: str, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    catalog = SchemaCatalog(tmp_path)
+    schema_dir = SchemaDirectory(tmp_path)
     routed, others = EVENT_TYPE, [f"{EVENT_TYPE}.other{i}" for i in range(4)]
     for event_type in (routed, *others):
-        catalog.generate([FakeSignal(event_type, {"n": int})])
+        schema_dir.generate([FakeSignal(event_type, {"n": int})])
     monkeypatch.setenv("FLOWBUS_TOPIC_PREFIX", "staging.")
     monkeypatch.setenv("FLOWBUS_PRODUCER_CONFIG", json.dumps({routed: [{"topic": topic}]}))
     get_settings.cache_clear()
@@ -276,8 +278,8 @@ def test_schemas_register_applies_the_topic_prefix_and_sums_up_what_it_skipped(
 def test_schemas_register_json_reports_each_subject_and_what_it_skipped(
     url: str, topic: str, tmp_path: Path
 ) -> None:
-    catalog = SchemaCatalog(tmp_path)
-    catalog.generate([FakeSignal(EVENT_TYPE, {"n": int})])
+    schema_dir = SchemaDirectory(tmp_path)
+    schema_dir.generate([FakeSignal(EVENT_TYPE, {"n": int})])
     args = ["register", "--dir", str(tmp_path), "--topic", topic, "--registry-url", url]
     result = CliRunner().invoke(schemas, [*args, "--json"])
     assert result.exit_code == 0, result.output

@@ -16,10 +16,9 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientE
 from pydantic import BaseModel, Field, create_model
 
 import flowbus.catalog  # noqa: F401  (defines the catalog's signals)
-from flowbus.avro.catalog import SchemaCatalog, default_schemas_dir
 from flowbus.avro.framing import confluent_header
 from flowbus.avro.registry import SchemaRegistry
-from flowbus.avro.schema import derive_record_schema
+from flowbus.avro.schema_dir import SchemaDirectory, default_schemas_dir
 from flowbus.avro.serializer import EventDeserializer, EventSerializer, codec_for
 from flowbus.errors import (
     DecodeError,
@@ -42,7 +41,6 @@ class FakeSignal:
         self.event_type = event_type
         self.data = data
         self.doc = None
-        self.avro_schema = derive_record_schema(event_type, data)
 
 
 def item_v1() -> type[BaseModel]:
@@ -61,14 +59,14 @@ def item_v2() -> type[BaseModel]:
 
 
 @pytest.fixture
-def versions(tmp_path: Path) -> tuple[FakeSignal, FakeSignal, SchemaCatalog]:
+def versions(tmp_path: Path) -> tuple[FakeSignal, FakeSignal, SchemaDirectory]:
     v1 = FakeSignal(EVENT_TYPE, {"item": item_v1()})
     v2 = FakeSignal(EVENT_TYPE, {"item": item_v2()})
-    catalog = SchemaCatalog(tmp_path)
-    catalog.generate([v1])
-    catalog.generate([v2])
-    assert [e.version for e in catalog.versions(EVENT_TYPE)] == [1, 2]
-    return v1, v2, catalog
+    schema_dir = SchemaDirectory(tmp_path)
+    schema_dir.generate([v1])
+    schema_dir.generate([v2])
+    assert [e.version for e in schema_dir.versions(EVENT_TYPE)] == [1, 2]
+    return v1, v2, schema_dir
 
 
 def post_complete_data(signal: WorkflowSignal) -> dict[str, Any]:
@@ -100,38 +98,42 @@ def test_catalog_signal_round_trip_in_single_object_encoding() -> None:
 
 
 def test_old_writer_new_reader_single_object(
-    versions: tuple[FakeSignal, FakeSignal, SchemaCatalog],
+    versions: tuple[FakeSignal, FakeSignal, SchemaDirectory],
 ) -> None:
-    v1, v2, catalog = versions
-    value = EventSerializer(catalog=catalog).serialize(v1, {"item": v1.data["item"](id="a")}, "t")
+    v1, v2, schema_dir = versions
+    value = EventSerializer(schema_dir=schema_dir).serialize(
+        v1, {"item": v1.data["item"](id="a")}, "t"
+    )
     assert value.dataschema == f"schemas/{EVENT_TYPE}/1.avsc"
-    decoded = EventDeserializer(catalog=catalog).deserialize(v2, value.value, "t")
+    decoded = EventDeserializer(schema_dir=schema_dir).deserialize(v2, value.value, "t")
     assert decoded == {"item": v2.data["item"](id="a", size=0, label=None, tags=[])}
 
 
 def test_new_writer_old_reader_single_object(
-    versions: tuple[FakeSignal, FakeSignal, SchemaCatalog],
+    versions: tuple[FakeSignal, FakeSignal, SchemaDirectory],
 ) -> None:
-    v1, v2, catalog = versions
+    v1, v2, schema_dir = versions
     sent = {"item": v2.data["item"](id="b", size=3, label="x", tags=["t"])}
-    value = EventSerializer(catalog=catalog).serialize(v2, sent, "t")
+    value = EventSerializer(schema_dir=schema_dir).serialize(v2, sent, "t")
     assert value.dataschema == f"schemas/{EVENT_TYPE}/2.avsc"
-    decoded = EventDeserializer(catalog=catalog).deserialize(v1, value.value, "t")
+    decoded = EventDeserializer(schema_dir=schema_dir).deserialize(v1, value.value, "t")
     assert decoded == {"item": v1.data["item"](id="b", size=3)}
 
 
 def test_unreleased_schema_is_named_by_fingerprint(tmp_path: Path) -> None:
     signal = FakeSignal(EVENT_TYPE, {"n": int})
-    serialized = EventSerializer(catalog=SchemaCatalog(tmp_path)).serialize(signal, {"n": 1}, "t")
+    serialized = EventSerializer(schema_dir=SchemaDirectory(tmp_path)).serialize(
+        signal, {"n": 1}, "t"
+    )
     assert serialized.dataschema.startswith(f"schemas/{EVENT_TYPE}/unreleased-")
-    # The code that wrote it can read it back without the catalog.
-    decoded = EventDeserializer(catalog=SchemaCatalog(tmp_path)).deserialize(
+    # The code that wrote it can read it back without the schema directory.
+    decoded = EventDeserializer(schema_dir=SchemaDirectory(tmp_path)).deserialize(
         signal, serialized.value, "t"
     )
     assert decoded == {"n": 1}
 
 
-def test_default_catalog_is_the_repository_schemas_dir() -> None:
+def test_default_schema_dir_is_the_repository_schemas_dir() -> None:
     assert default_schemas_dir() == Path(__file__).parents[2] / "schemas"
 
 
@@ -156,12 +158,16 @@ def test_error_wrong_magic_byte() -> None:
     assert caught.value.prefix == b'{"'
 
 
-def test_error_unknown_fingerprint(versions: tuple[FakeSignal, FakeSignal, SchemaCatalog]) -> None:
-    v1, v2, catalog = versions
-    value = EventSerializer(catalog=catalog).serialize(v2, {"item": v2.data["item"](id="c")}, "t")
-    empty_catalog = SchemaCatalog(catalog.directory / "nothing-here")
+def test_error_unknown_fingerprint(
+    versions: tuple[FakeSignal, FakeSignal, SchemaDirectory],
+) -> None:
+    v1, v2, schema_dir = versions
+    value = EventSerializer(schema_dir=schema_dir).serialize(
+        v2, {"item": v2.data["item"](id="c")}, "t"
+    )
+    empty_schema_dir = SchemaDirectory(schema_dir.directory / "nothing-here")
     with pytest.raises(UnknownSchemaError) as caught:
-        EventDeserializer(catalog=empty_catalog).deserialize(v1, value.value, "t")
+        EventDeserializer(schema_dir=empty_schema_dir).deserialize(v1, value.value, "t")
     assert caught.value.fingerprint == value.value[2:10]
     assert caught.value.schema_id is None
 
@@ -183,12 +189,12 @@ def test_error_body_not_matching_its_schema() -> None:
 
 def test_error_writer_that_is_another_event_type(tmp_path: Path) -> None:
     other = FakeSignal("org.flowbus.test.other.thing.v1", {"n": int})
-    catalog = SchemaCatalog(tmp_path)
-    catalog.generate([other])
-    value = EventSerializer(catalog=catalog).serialize(other, {"n": 1}, "t").value
+    schema_dir = SchemaDirectory(tmp_path)
+    schema_dir.generate([other])
+    value = EventSerializer(schema_dir=schema_dir).serialize(other, {"n": 1}, "t").value
     reader = FakeSignal(EVENT_TYPE, {"n": int})
     with pytest.raises(SchemaMismatchError):
-        EventDeserializer(catalog=catalog).deserialize(reader, value, "t")
+        EventDeserializer(schema_dir=schema_dir).deserialize(reader, value, "t")
 
 
 def test_every_decode_error_is_a_decode_error() -> None:

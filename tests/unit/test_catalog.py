@@ -12,6 +12,7 @@ import pytest
 
 import flowbus.catalog as catalog
 from flowbus import SenderValidationError, WorkflowSignal
+from flowbus.avro import schema_from_signal
 from flowbus.catalog import caluma, mistral, workflow_service
 from flowbus.catalog.models import (
     CaseSnapshot,
@@ -298,7 +299,7 @@ def test_every_catalog_signal_travels(signal: WorkflowSignal) -> None:
     assert EVENT_TYPE_PATTERN.match(signal.event_type)
     assert signal.key_path is not None
     signal.validate_key_path(signal.key_path)
-    schema = signal.avro_schema
+    schema = schema_from_signal(signal)
     assert schema["name"] == signal.event_type
     assert [f["name"] for f in schema["fields"]] == list(signal.data)
     assert signal.doc
@@ -382,7 +383,7 @@ def test_a_status_added_later_stays_full_transitive_compatible():
     from flowbus.avro.compat import CompatibilityMode, check_mode
     from flowbus.catalog import caluma
 
-    released = copy.deepcopy(caluma.WORK_ITEM_POST_COMPLETE.avro_schema)
+    released = copy.deepcopy(schema_from_signal(caluma.WORK_ITEM_POST_COMPLETE))
     evolved = copy.deepcopy(released)
     assert _status_enum(released)["default"] == "unknown"
     _status_enum(evolved)["symbols"].append("escalated")

@@ -57,7 +57,7 @@ def lint_imports(import_root: Path) -> subprocess.CompletedProcess[str]:
 def test_the_contracts_hold_on_the_tree(tmp_path):
     result = lint_imports(installed_layout(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 4 kept, 0 broken." in result.stdout
+    assert "Contracts: 5 kept, 0 broken." in result.stdout
 
 
 def test_a_core_module_importing_a_side_breaks_the_core_contract(tmp_path):
@@ -84,6 +84,22 @@ def test_a_new_core_module_is_covered(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Nothing in the package imports the dev tooling BROKEN" in result.stdout
     assert "flowbus.brand_new -> flowbus.dev.devstack" in result.stdout
+
+
+def test_a_signal_module_reaching_the_avro_layer_breaks_the_signal_contract(tmp_path):
+    root = installed_layout(tmp_path)
+    signals = root / "flowbus" / "signals.py"
+    # The wire profiles name the Avro naming: importing them, even lazily, reaches Avro.
+    signals.write_text(
+        signals.read_text() + "\n\ndef _profile(name):\n    from flowbus.wire import get_profile\n"
+        "\n    return get_profile(name)\n"
+    )
+    result = lint_imports(root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "The signal modules do not import the Avro layer, not even lazily BROKEN" in (
+        result.stdout
+    )
+    assert "flowbus.signals -> flowbus.wire" in result.stdout
 
 
 def test_the_producer_importing_the_consumer_breaks_independence(tmp_path):

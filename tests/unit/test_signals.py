@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -14,6 +16,7 @@ import pytest
 from pydantic import AfterValidator, BaseModel, Field, JsonValue
 
 from flowbus import EventMetadata, SenderValidationError, WorkflowSignal
+from flowbus.avro import schema_from_signal
 from flowbus.errors import (
     ConfigurationError,
     DuplicateEventTypeError,
@@ -184,6 +187,31 @@ def test_unsupported_type_inside_a_model_is_named() -> None:
         WorkflowSignal(unique_event_type(), {"loose": Loose})
 
 
+def test_the_wire_check_runs_when_only_the_signal_module_is_imported() -> None:
+    # A fresh interpreter: the check is registered by the package, whatever is imported.
+    script = """
+import sys
+from pydantic import BaseModel
+from flowbus.signals import WorkflowSignal
+from flowbus.errors import UnsupportedDataTypeError
+
+assert "flowbus.avro" not in sys.modules, "importing the signal loaded the Avro layer"
+
+class Loose(BaseModel):
+    blob: object
+
+try:
+    WorkflowSignal("org.flowbus.test.fresh.defined.v1", {"loose": Loose})
+except UnsupportedDataTypeError as exc:
+    print(exc.field)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "loose.blob"
+
+
 @pytest.mark.parametrize("name", ["sender", "signal", "metadata", "from_event_bus", "time"])
 def test_reserved_argument_names_are_rejected(name: str) -> None:
     with pytest.raises(SignalDefinitionError, match=f"'{name}' is reserved"):
@@ -202,13 +230,13 @@ def test_minor_version_must_be_a_non_negative_int(minor: Any) -> None:
         WorkflowSignal(unique_event_type(), {"x": int}, minor_version=minor)
 
 
-def test_avro_schema_is_derived_and_cannot_be_changed_through_the_property() -> None:
-    schema = ITEM_SIGNAL.avro_schema
+def test_avro_schema_is_derived_and_cannot_be_changed_through_the_copy() -> None:
+    schema = schema_from_signal(ITEM_SIGNAL)
     assert schema["type"] == "record"
     assert schema["name"] == "org.flowbus.test.item.changed.v1"
     assert [f["name"] for f in schema["fields"]] == ["item", "count", "note", "flag", "extra"]
     schema["fields"].clear()
-    assert len(ITEM_SIGNAL.avro_schema["fields"]) == 5
+    assert len(schema_from_signal(ITEM_SIGNAL)["fields"]) == 5
 
 
 # -- registry --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel, Field, JsonValue
 
 from flowbus import cloudevents
+from flowbus.avro import schema_from_signal, signal_schemas
 from flowbus.avro.serializer import EventDeserializer, EventSerializer, codec_for
 from flowbus.errors import ConfigurationError, UnsupportedDataTypeError
 from flowbus.openedx import signal_from_openedx
@@ -48,9 +49,27 @@ def test_openedx_schema_is_schema_from_signal_layout() -> None:
         ["null", "string"],
         {"type": "array", "items": "string"},
     ]
-    # The flowbus profile of the same signal is untouched: the catalog keeps its schema.
+    # The flowbus profile of the same signal is untouched: the schema directory keeps its schema.
     assert codec_for(signal).schema.schema["name"] == event_type
-    assert signal.avro_schema == codec_for(signal).schema.schema
+    assert schema_from_signal(signal) == codec_for(signal).schema.schema
+
+
+def test_each_profile_analyses_the_data_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    analysed: list[str] = []
+    analyze_data = signal_schemas.analyze_data
+
+    def counting(event_type: str, data: Any, **kwargs: Any) -> Any:
+        analysed.append(kwargs["naming"].name)
+        return analyze_data(event_type, data, **kwargs)
+
+    monkeypatch.setattr(signal_schemas, "analyze_data", counting)
+    signal = WorkflowSignal(unique_type(), {"payer": Payer, "cents": int}, wire="openedx")
+    assert analysed == ["flowbus", "openedx"]  # the definition checks both profiles
+    codec_for(signal)
+    codec_for(signal, OPENEDX)
+    schema_from_signal(signal)
+    schema_from_signal(signal, OPENEDX)
+    assert analysed == ["flowbus", "openedx"]
 
 
 def test_openedx_datetimes_are_iso_text_read_back_aware_utc() -> None:
@@ -129,7 +148,7 @@ def test_route_wire_is_checked_against_the_data() -> None:
 def test_one_deserializer_reads_both_profiles(tmp_path: Any) -> None:
     signal = WorkflowSignal(unique_type(), {"payer": Payer, "cents": int}, wire="openedx")
     data = signal.validate_data(payer=Payer(name="b", since=datetime.now(UTC)), cents=7)
-    serializer = EventSerializer(catalog=None)
+    serializer = EventSerializer(schema_dir=None)
     deserializer = EventDeserializer()
     for profile in (FLOWBUS, OPENEDX):
         value = serializer.serialize(signal, data, "topic", profile).value

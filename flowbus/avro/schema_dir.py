@@ -1,4 +1,4 @@
-"""The ``schemas/`` catalog: every released Avro schema version of every event type.
+"""The schema directory (``schemas/``): every released Avro schema version of every event type.
 
 Layout (see ``schemas/README.md``)::
 
@@ -6,7 +6,7 @@ Layout (see ``schemas/README.md``)::
     schemas/org.flowbus.caluma.case.post_complete.v1/1.avsc
 
 ``version`` counts the schema changes of one event type: 1, 2, 3... without gaps. A file,
-once in the catalog, is released and never rewritten; :meth:`SchemaCatalog.generate` only
+once in the directory, is released and never rewritten; :meth:`SchemaDirectory.generate` only
 adds the next version. Files hold the full schema (docs, defaults and aliases are kept,
 unlike Avro's Parsing Canonical Form) in a stable format: :func:`format_schema`.
 
@@ -28,16 +28,17 @@ from typing import TYPE_CHECKING, Any
 from flowbus.avro.codec import ParsedSchema, parse_schema
 from flowbus.avro.compat import CompatibilityMode, check_mode
 from flowbus.avro.schema import record_name_for_event_type
-from flowbus.errors import InvalidSchemaError, SchemaCatalogError
+from flowbus.avro.signal_schemas import schema_from_signal
+from flowbus.errors import InvalidSchemaError, SchemaDirectoryError
 
 if TYPE_CHECKING:
     from flowbus.signals import WorkflowSignal
 
 __all__ = [
     "DEFAULT_MODE",
-    "CatalogEntry",
-    "CatalogProblem",
-    "SchemaCatalog",
+    "SchemaDirectory",
+    "SchemaProblem",
+    "SchemaVersion",
     "default_schemas_dir",
     "format_schema",
 ]
@@ -46,8 +47,11 @@ __all__ = [
 DEFAULT_MODE = CompatibilityMode.FULL_TRANSITIVE
 
 _VERSION_FILE = re.compile(r"([1-9][0-9]*)\.avsc")
+#: The rule of misplaced files and version gaps; an output scripts read (``flowbus schemas
+#: check --json``), so it keeps the name it was released with.
+_LAYOUT_RULE = "catalog-layout"
 
-# Key order of schema objects in catalog files; unknown keys follow, sorted.
+# Key order of schema objects in schema files; unknown keys follow, sorted.
 _TYPE_KEYS = (
     "type",
     "name",
@@ -99,12 +103,12 @@ def _normalize_field(entry: Any) -> Any:
 
 
 def format_schema(schema: Any) -> str:
-    """The catalog file text of ``schema``: fixed key order, 2-space indent, final newline."""
+    """The schema file text of ``schema``: fixed key order, 2-space indent, final newline."""
     return json.dumps(_normalize(schema), indent=2, ensure_ascii=False) + "\n"
 
 
 def default_schemas_dir() -> Path:
-    """The catalog shipped with flowbus.
+    """The schema directory shipped with flowbus.
 
     In a source checkout (and an editable install) that is the repository's ``schemas/``;
     an installed wheel carries it as ``flowbus/schemas/``.
@@ -115,7 +119,7 @@ def default_schemas_dir() -> Path:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class CatalogEntry:
+class SchemaVersion:
     """One released schema version of one event type."""
 
     event_type: str
@@ -132,7 +136,7 @@ class CatalogEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class CatalogProblem:
+class SchemaProblem:
     """Something ``flowbus schemas check`` rejects: which event type, where, which rule."""
 
     event_type: str
@@ -145,35 +149,35 @@ class CatalogProblem:
         return f"{self.event_type}{where}: {self.message} [{self.rule}]"
 
 
-class SchemaCatalog:
-    """The catalog in ``directory``, read on first use."""
+class SchemaDirectory:
+    """The schema directory ``directory``, read on first use."""
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)
-        self._entries: dict[str, list[CatalogEntry]] | None = None
-        self._by_fingerprint: dict[bytes, CatalogEntry] = {}
-        self._layout_problems: list[CatalogProblem] = []
+        self._entries: dict[str, list[SchemaVersion]] | None = None
+        self._by_fingerprint: dict[bytes, SchemaVersion] = {}
+        self._layout_problems: list[SchemaProblem] = []
 
     @classmethod
-    def default(cls) -> SchemaCatalog:
-        """The catalog of the settings' ``schemas_dir`` (default: the shipped catalog)."""
+    def default(cls) -> SchemaDirectory:
+        """The schema directory of the settings' ``schemas_dir`` (default: the shipped one)."""
         from flowbus.settings import get_settings
 
         return cls(get_settings().schemas_dir or default_schemas_dir())
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _load(self) -> dict[str, list[CatalogEntry]]:
+    def _load(self) -> dict[str, list[SchemaVersion]]:
         if self._entries is not None:
             return self._entries
-        entries: dict[str, list[CatalogEntry]] = {}
-        problems: list[CatalogProblem] = []
+        entries: dict[str, list[SchemaVersion]] = {}
+        problems: list[SchemaProblem] = []
         if self.directory.is_dir():
             for folder in sorted(p for p in self.directory.iterdir() if p.is_dir()):
                 if folder.name.startswith(("_", ".")):
                     continue
                 entries[folder.name] = self._load_event_type(folder, problems)
-        by_fingerprint: dict[bytes, CatalogEntry] = {}
+        by_fingerprint: dict[bytes, SchemaVersion] = {}
         for versions in entries.values():
             for entry in versions:
                 by_fingerprint[entry.parsed.fingerprint] = entry
@@ -181,16 +185,14 @@ class SchemaCatalog:
         self._layout_problems = problems
         return entries
 
-    def _load_event_type(self, folder: Path, problems: list[CatalogProblem]) -> list[CatalogEntry]:
+    def _load_event_type(self, folder: Path, problems: list[SchemaProblem]) -> list[SchemaVersion]:
         event_type = folder.name
-        versions: list[CatalogEntry] = []
+        versions: list[SchemaVersion] = []
         for path in sorted(folder.iterdir()):
             match = _VERSION_FILE.fullmatch(path.name)
             if match is None:
                 problems.append(
-                    CatalogProblem(
-                        event_type, path.name, "catalog-layout", "not a <version>.avsc file"
-                    )
+                    SchemaProblem(event_type, path.name, _LAYOUT_RULE, "not a <version>.avsc file")
                 )
                 continue
             text = path.read_text(encoding="utf-8")
@@ -198,16 +200,14 @@ class SchemaCatalog:
                 schema = json.loads(text)
                 parsed = parse_schema(schema)
             except (ValueError, InvalidSchemaError) as exc:
-                raise SchemaCatalogError(f"{path}: not a valid Avro schema: {exc}") from exc
-            versions.append(CatalogEntry(event_type, int(match[1]), path, text, schema, parsed))
+                raise SchemaDirectoryError(f"{path}: not a valid Avro schema: {exc}") from exc
+            versions.append(SchemaVersion(event_type, int(match[1]), path, text, schema, parsed))
         versions.sort(key=lambda entry: entry.version)
         expected = list(range(1, len(versions) + 1))
         if [entry.version for entry in versions] != expected:
             found = ", ".join(str(entry.version) for entry in versions)
             problems.append(
-                CatalogProblem(
-                    event_type, "", "catalog-layout", f"versions must be 1..n, found {found}"
-                )
+                SchemaProblem(event_type, "", _LAYOUT_RULE, f"versions must be 1..n, found {found}")
             )
         return versions
 
@@ -215,16 +215,16 @@ class SchemaCatalog:
         """Every event type with at least one released version."""
         return [event_type for event_type, versions in self._load().items() if versions]
 
-    def versions(self, event_type: str) -> list[CatalogEntry]:
+    def versions(self, event_type: str) -> list[SchemaVersion]:
         """The released versions of ``event_type``, oldest first (empty if none)."""
         return list(self._load().get(event_type, ()))
 
-    def latest(self, event_type: str) -> CatalogEntry | None:
+    def latest(self, event_type: str) -> SchemaVersion | None:
         """The newest released version of ``event_type``."""
         versions = self._load().get(event_type)
         return versions[-1] if versions else None
 
-    def by_fingerprint(self, fingerprint: bytes) -> CatalogEntry | None:
+    def by_fingerprint(self, fingerprint: bytes) -> SchemaVersion | None:
         """The version whose Parsing Canonical Form has this CRC-64-AVRO fingerprint."""
         self._load()
         return self._by_fingerprint.get(fingerprint)
@@ -235,20 +235,20 @@ class SchemaCatalog:
 
     # -- generate and check ----------------------------------------------------------------
 
-    def generate(self, signals: Iterable[WorkflowSignal]) -> list[CatalogEntry]:
+    def generate(self, signals: Iterable[WorkflowSignal]) -> list[SchemaVersion]:
         """Write a new version for each signal whose schema is new or changed.
 
         Returns the entries written. Released files are never touched.
         """
-        written: list[CatalogEntry] = []
+        written: list[SchemaVersion] = []
         for signal in signals:
-            text = format_schema(signal.avro_schema)
+            text = format_schema(schema_from_signal(signal))
             versions = self.versions(signal.event_type)
             if versions and format_schema(versions[-1].schema) == text:
                 continue
             path = self.directory / signal.event_type / f"{len(versions) + 1}.avsc"
             if path.exists():
-                raise SchemaCatalogError(f"{path} exists already; refusing to rewrite it")
+                raise SchemaDirectoryError(f"{path} exists already; refusing to rewrite it")
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("x", encoding="utf-8") as out:
                 out.write(text)
@@ -258,8 +258,8 @@ class SchemaCatalog:
 
     def check(
         self, signals: Iterable[WorkflowSignal], mode: CompatibilityMode = DEFAULT_MODE
-    ) -> list[CatalogProblem]:
-        """Every reason the catalog is not in order for ``signals`` under ``mode``.
+    ) -> list[SchemaProblem]:
+        """Every reason the schema directory is not in order for ``signals`` under ``mode``.
 
         Stale (a signal's schema is missing or differs from its latest version), badly
         formatted or misplaced files, and versions that break ``mode`` against the
@@ -277,46 +277,46 @@ class SchemaCatalog:
 
     def _check_event_type(
         self, event_type: str, signal: WorkflowSignal | None, mode: CompatibilityMode
-    ) -> list[CatalogProblem]:
-        problems: list[CatalogProblem] = []
+    ) -> list[SchemaProblem]:
+        problems: list[SchemaProblem] = []
         versions = self.versions(event_type)
         for entry in versions:
             if entry.text != format_schema(entry.schema):
                 problems.append(
-                    CatalogProblem(
+                    SchemaProblem(
                         event_type,
                         entry.path.name,
                         "file-format",
-                        "not in the catalog format (key order, 2-space indent, final newline); "
+                        "not in the schema file format (key order, 2-space indent, final newline); "
                         "reformat it without changing its content",
                     )
                 )
             name = entry.schema.get("name") if isinstance(entry.schema, dict) else None
             if name != record_name_for_event_type(event_type):
                 problems.append(
-                    CatalogProblem(
+                    SchemaProblem(
                         event_type,
                         entry.path.name,
-                        "catalog-layout",
+                        _LAYOUT_RULE,
                         f"record name {name!r} does not match the folder's event type",
                     )
                 )
         schemas = [entry.schema for entry in versions]
         labels = [str(entry.version) for entry in versions]
         if signal is not None:
-            current = signal.avro_schema
+            current = schema_from_signal(signal)
             if not versions:
                 problems.append(
-                    CatalogProblem(
+                    SchemaProblem(
                         event_type,
                         "",
                         "stale",
-                        "no schema in the catalog (run: flowbus schemas generate)",
+                        "no schema in the schema directory (run: flowbus schemas generate)",
                     )
                 )
             elif format_schema(versions[-1].schema) != format_schema(current):
                 problems.append(
-                    CatalogProblem(
+                    SchemaProblem(
                         event_type,
                         "",
                         "stale",
@@ -329,7 +329,7 @@ class SchemaCatalog:
         for upto in range(2, len(schemas) + 1):
             for reader, writer, problem in check_mode(schemas[:upto], mode):
                 problems.append(
-                    CatalogProblem(
+                    SchemaProblem(
                         event_type,
                         problem.path,
                         problem.rule,
