@@ -14,10 +14,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["lazy_exports", "lazy_exports_by_module"]
+__all__ = ["lazy_exports_by_module"]
 
 
-def lazy_exports(
+def _lazy_exports(
     package: str, exports: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The module ``__getattr__`` and ``__dir__`` of ``package``.
@@ -45,7 +45,8 @@ def lazy_exports_by_module(
     package: str, modules: Mapping[str, Sequence[str]]
 ) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """The names ``modules`` declares (each module, absolute or relative to ``package``,
-    with the public names it defines), for ``__all__``, and :func:`lazy_exports` of them.
+    with the public names it defines), for ``__all__``, and the module ``__getattr__`` and
+    ``__dir__`` that import them.
 
     One declaration gives a door both its ``__all__`` (or the lazy part of it) and the
     map its ``__getattr__`` imports from.
@@ -53,4 +54,4 @@ def lazy_exports_by_module(
     exports = {name: module for module, names in modules.items() for name in names}
     if len(exports) != sum(len(names) for names in modules.values()):
         raise ValueError(f"{package}: a name is declared twice")
-    return [*exports], *lazy_exports(package, exports)
+    return [*exports], *_lazy_exports(package, exports)

@@ -15,57 +15,40 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowbus.lazy_exports import lazy_exports
+from flowbus.lazy_exports import lazy_exports_by_module
 
+# Type checkers do not run __getattr__: they read the names here (`X as X` re-exports them).
 if TYPE_CHECKING:
-    from .event_producer import DeliveryReport, EventProducer, ProducerStats
-    from .forwarding import Forwarder, Route, parse_forwarding_config, start_forwarding
-    from .on_commit import (
-        DBAPITransactions,
-        DjangoTransactions,
-        OnCommitSink,
-        SQLAlchemyTransactions,
-        TransactionHook,
-    )
-    from .prepared import PreparedEvent, prepare_event
-    from .sinks import EventSink
-
-__all__ = [
-    "DBAPITransactions",
-    "DeliveryReport",
-    "DjangoTransactions",
-    "EventProducer",
-    "EventSink",
-    "Forwarder",
-    "OnCommitSink",
-    "PreparedEvent",
-    "ProducerStats",
-    "Route",
-    "SQLAlchemyTransactions",
-    "TransactionHook",
-    "parse_forwarding_config",
-    "prepare_event",
-    "start_forwarding",
-]
+    from .event_producer import DeliveryReport as DeliveryReport
+    from .event_producer import EventProducer as EventProducer
+    from .event_producer import ProducerStats as ProducerStats
+    from .forwarding import Forwarder as Forwarder
+    from .forwarding import Route as Route
+    from .forwarding import parse_forwarding_config as parse_forwarding_config
+    from .forwarding import start_forwarding as start_forwarding
+    from .on_commit import DBAPITransactions as DBAPITransactions
+    from .on_commit import DjangoTransactions as DjangoTransactions
+    from .on_commit import OnCommitSink as OnCommitSink
+    from .on_commit import SQLAlchemyTransactions as SQLAlchemyTransactions
+    from .on_commit import TransactionHook as TransactionHook
+    from .prepared import PreparedEvent as PreparedEvent
+    from .prepared import prepare_event as prepare_event
+    from .sinks import EventSink as EventSink
 
 # Imported on first use: `flowbus produce --help` must not pay for confluent-kafka.
-__getattr__, __dir__ = lazy_exports(
+__all__, __getattr__, __dir__ = lazy_exports_by_module(
     __name__,
     {
-        "DeliveryReport": ".event_producer",
-        "EventProducer": ".event_producer",
-        "ProducerStats": ".event_producer",
-        "Forwarder": ".forwarding",
-        "Route": ".forwarding",
-        "parse_forwarding_config": ".forwarding",
-        "start_forwarding": ".forwarding",
-        "DBAPITransactions": ".on_commit",
-        "DjangoTransactions": ".on_commit",
-        "OnCommitSink": ".on_commit",
-        "SQLAlchemyTransactions": ".on_commit",
-        "TransactionHook": ".on_commit",
-        "PreparedEvent": ".prepared",
-        "prepare_event": ".prepared",
-        "EventSink": ".sinks",
+        ".event_producer": ["DeliveryReport", "EventProducer", "ProducerStats"],
+        ".forwarding": ["Forwarder", "Route", "parse_forwarding_config", "start_forwarding"],
+        ".on_commit": [
+            "DBAPITransactions",
+            "DjangoTransactions",
+            "OnCommitSink",
+            "SQLAlchemyTransactions",
+            "TransactionHook",
+        ],
+        ".prepared": ["PreparedEvent", "prepare_event"],
+        ".sinks": ["EventSink"],
     },
 )

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowbus.lazy_exports import lazy_exports
+from flowbus.lazy_exports import lazy_exports_by_module
 
 if TYPE_CHECKING:
-    from flowbus.avro.signal_schemas import schema_from_signal
-
-__all__ = ["schema_from_signal"]
+    from flowbus.avro.signal_schemas import schema_from_signal as schema_from_signal
 
 # Imported on first use: flowbus.wire imports flowbus.avro.schema, which runs this file, and
 # flowbus.avro.signal_schemas imports flowbus.wire.
-__getattr__, __dir__ = lazy_exports(__name__, {"schema_from_signal": "flowbus.avro.signal_schemas"})
+__all__, __getattr__, __dir__ = lazy_exports_by_module(
+    __name__, {"flowbus.avro.signal_schemas": ["schema_from_signal"]}
+)
