@@ -135,6 +135,21 @@ def kafka_stack(
         yield stack
 
 
+@pytest.fixture(scope="session")
+def dedicated_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.LocalStack]:
+    """A broker (and registry) apart from the session's (the local stack, from the cached
+    artifacts), which a test may stop and start again: same port, same data. Shared by the
+    tests that do, each on topics of its own."""
+    stack = devstack.LocalStack(
+        tmp_path_factory.mktemp("dedicated-broker"), get_settings().cache_dir, die_with_parent=True
+    )
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
 @pytest.fixture
 def unique_group() -> str:
     return f"test-group-{uuid.uuid4().hex[:12]}"
