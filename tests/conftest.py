@@ -58,6 +58,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the test projects' venvs the collected tests use (a minute or two
+    each): other tests run meanwhile."""
+    import peer_venvs
+
+    used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    for fixture in sorted(used & set(peer_venvs.PROJECTS)):
+        peer_venvs.start(fixture)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    import peer_venvs
+
+    peer_venvs.stop()
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     backend = terminalreporter.config.stash.get(_BACKEND_KEY, None)
     if backend:
@@ -117,6 +133,21 @@ def kafka_stack(
         if reporter is not None:
             reporter.write_line(f"\nintegration backend: {description}")
         yield stack
+
+
+@pytest.fixture(scope="session")
+def dedicated_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.LocalStack]:
+    """A broker (and registry) apart from the session's (the local stack, from the cached
+    artifacts), which a test may stop and start again: same port, same data. Shared by the
+    tests that do, each on topics of its own."""
+    stack = devstack.LocalStack(
+        tmp_path_factory.mktemp("dedicated-broker"), get_settings().cache_dir, die_with_parent=True
+    )
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
 
 
 @pytest.fixture

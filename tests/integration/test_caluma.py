@@ -2,35 +2,31 @@
 module, through the outbox and the relay to a real flowbus worker.
 
 The Caluma service runs in its own venv (``tests/caluma_service``: Caluma from PyPI plus this
-checkout's flowbus, editable), built once by ``benchmarks/setup_peer_venv.py`` with Python
-3.12 (``FLOWBUS_TEST_PYTHON312``, ``python3.12`` on PATH, or pyenv's
-``~/.pyenv/versions/3.12.*``; without one the test is skipped, saying so) and cached. Its
-configuration is what the Caluma page of ``docs/`` tells an operator to write.
-``scenario.py`` drives Caluma's GraphQL schema and Python API and records the database
-(raw SQL) around every step; the test then checks what a worker on the topic received
-against it.
+checkout's flowbus, editable), built once by ``benchmarks/setup_peer_venv.py`` (from the
+session's start: ``tests/support/peer_venvs.py``) with Python 3.12
+(``FLOWBUS_TEST_PYTHON312``, ``python3.12`` on PATH, or pyenv's ``~/.pyenv/versions/3.12.*``;
+without one the test is skipped, saying so) and cached. Its configuration is what the Caluma
+page of ``docs/`` tells an operator to write. ``scenario.py`` drives Caluma's GraphQL schema
+and Python API and records the database (raw SQL) around every step; the test then checks
+what a worker on the topic received against it.
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
-import os
-import shutil
 import subprocess
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import peer_venvs
 import pytest
 from broker_helpers import read_to_end, running_worker
 from test_producer import headers_of
 
 from flowbus.catalog import caluma
 from flowbus.catalog.models import CaseSnapshot, WorkItemSnapshot
-from flowbus.settings import get_settings
 from flowbus.testing import isolated_receivers
 
 pytestmark = pytest.mark.usefixtures("flowbus_env")
@@ -40,42 +36,16 @@ SERVICE = ROOT / "tests" / "caluma_service"
 CREATE_WORK_ITEM = "caluma.caluma_workflow.schema.CreateWorkItem"
 
 
-def python312() -> str | None:
-    """A Python 3.12 interpreter for Caluma 12.x (which requires >= 3.12), or None.
-
-    Each candidate is run, not only found: a pyenv shim on PATH exists without a version
-    selected."""
-    candidates = [os.environ.get("FLOWBUS_TEST_PYTHON312")]
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12.*/bin/python")))
-    candidates.append(shutil.which("python3.12"))
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
-        if probe.returncode == 0 and probe.stdout.strip() == "True":
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def caluma_python() -> Path:
     """The Caluma venv's interpreter (built the first time: a minute or two)."""
-    interpreter = python312()
-    if interpreter is None:
+    python = peer_venvs.python("caluma_python")
+    if python is None:
         pytest.skip(
             "Caluma 12.x needs Python 3.12: none found (set FLOWBUS_TEST_PYTHON312, put "
             "python3.12 on PATH, or `pyenv install 3.12`)"
         )
-    checkout = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
-    venv = get_settings().cache_dir / f"test-caluma-venv-{checkout}"
-    setup = ROOT / "benchmarks" / "setup_peer_venv.py"
-    built = subprocess.run(
-        [interpreter, str(setup), str(SERVICE), str(venv), "--editable", str(ROOT)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr[-3000:]
-    return Path(built.stdout.strip().splitlines()[-1])
+    return python
 
 
 def documented_settings() -> dict[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sample_events
-from broker_helpers import drop_torn_tail, read_to_end
+from broker_helpers import SHORT_SESSION_CONFIG, drop_torn_tail, read_to_end
 from confluent_kafka import Consumer, TopicPartition
 
 from flowbus.catalog import caluma
@@ -116,7 +116,9 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_only_the_uncommitted(
     ids = produce_events(topic, total)
     slow = {
         "FLOWBUS_TEST_RECEIVER_DELAY": "0.02",
-        "FLOWBUS_KAFKA_CONFIG": json.dumps({"auto.commit.interval.ms": 1000}),
+        "FLOWBUS_KAFKA_CONFIG": json.dumps(
+            {"auto.commit.interval.ms": 1000, **SHORT_SESSION_CONFIG}
+        ),
     }
     worker = start_worker(kafka_stack, topic, unique_group, events_file, **slow)
     wait_for_lines(events_file, 150, worker)

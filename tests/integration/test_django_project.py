@@ -3,15 +3,14 @@ a view saves a model and sends a signal inside ``transaction.atomic()``. A rollb
 publishes nothing on the real topic, a commit publishes the event.
 
 The venv is Django from PyPI plus this checkout's flowbus (editable), built once by
-``benchmarks/setup_peer_venv.py`` and cached. Each transactional sink is a case of
-``SINKS``: ``on_commit`` produces after the commit; ``outbox`` writes the row on Django's
-connection (the ``flowbus.producer.outbox.django`` app), and nothing reaches the topic
-until the test runs ``manage.py flowbus_outbox_relay --drain``.
+``benchmarks/setup_peer_venv.py`` (from the session's start: ``tests/support/peer_venvs.py``)
+and cached. Each transactional sink is a case of ``SINKS``: ``on_commit`` produces after the
+commit; ``outbox`` writes the row on Django's connection (the ``flowbus.producer.outbox.django``
+app), and nothing reaches the topic until the test runs ``manage.py flowbus_outbox_relay --drain``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -19,10 +18,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import peer_venvs
 import pytest
 from test_producer import headers_of, read_records
-
-from flowbus.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "tests" / "django_project"
@@ -34,15 +32,9 @@ SINKS = ["on_commit", "outbox"]
 @pytest.fixture(scope="session")
 def django_python() -> Path:
     """The Django venv's interpreter (built the first time: about a minute)."""
-    checkout = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
-    venv = get_settings().cache_dir / f"test-django-venv-{checkout}"
-    setup = ROOT / "benchmarks" / "setup_peer_venv.py"
-    built = subprocess.run(
-        [sys.executable, str(setup), str(PROJECT), str(venv), "--editable", str(ROOT)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr[-3000:]
-    return Path(built.stdout.strip().splitlines()[-1])
+    python = peer_venvs.python("django_python")
+    assert python is not None  # built with this interpreter
+    return python
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

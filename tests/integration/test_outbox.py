@@ -29,7 +29,6 @@ from flowbus import cloudevents
 from flowbus.avro.serializer import EventDeserializer, EventSerializer
 from flowbus.backoff import Backoff
 from flowbus.catalog import caluma
-from flowbus.dev import devstack
 from flowbus.exit_codes import ExitCode
 from flowbus.metadata import EventMetadata
 from flowbus.producer import outbox
@@ -348,20 +347,6 @@ def test_relay_catching_up_shows_its_progress(tmp_path, unique_topic, kafka_stac
 
 
 # --- the broker stopped for longer than message.timeout.ms ------------------------------
-
-
-@pytest.fixture(scope="module")
-def dedicated_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.LocalStack]:
-    """A broker of this module's own (the local stack, from the cached artifacts), which a
-    test may stop and start again: same port, same data."""
-    stack = devstack.LocalStack(
-        tmp_path_factory.mktemp("outbox-broker"), get_settings().cache_dir, die_with_parent=True
-    )
-    try:
-        stack.up()
-        yield stack
-    finally:
-        stack.down()
 
 
 def test_broker_stopped_longer_than_the_message_timeout_loses_and_duplicates_nothing(

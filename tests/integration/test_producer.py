@@ -31,11 +31,10 @@ from flowbus.avro.serializer import EventDeserializer
 from flowbus.backoff import Backoff
 from flowbus.catalog import caluma
 from flowbus.catalog.models import CaseStatus, WorkItemStatus
-from flowbus.dev import devstack
 from flowbus.metadata import EventMetadata
 from flowbus.producer.event_producer import EventProducer
 from flowbus.producer.forwarding import start_forwarding
-from flowbus.settings import FlowbusSettings, get_settings
+from flowbus.settings import FlowbusSettings
 from flowbus.signals import WorkflowSignal
 from flowbus.testing import capture_events, isolated_receivers
 
@@ -430,59 +429,56 @@ def test_exit_handlers_respect_ignored_signals_and_are_restored(kafka_stack):
 # --- 5. broker restart mid-stream -----------------------------------------------------------
 
 
-def test_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path):
-    stack = devstack.LocalStack(tmp_path / "stack", get_settings().cache_dir)
-    try:
-        bootstrap = stack.up().bootstrap_servers
-        topic = "restart-test"
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.create_topics([NewTopic(topic, num_partitions=3)])[topic].result(timeout=30)
-        total = 600
-        case_ids = [uuid.uuid4() for _ in range(10)]
-        sent: list[EventMetadata] = []
-        sender_errors: list[BaseException] = []
-        a_third_sent, restarted = threading.Event(), threading.Event()
-        settings = settings_for(bootstrap)
-        with EventProducer(settings=settings, install_exit_handlers=False) as producer:
+def test_broker_restart_mid_stream_loses_and_duplicates_nothing(dedicated_broker):
+    stack = dedicated_broker  # stopped and started again here
+    bootstrap = stack.up().bootstrap_servers
+    topic = f"restart-test-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3)])[topic].result(timeout=30)
+    total = 600
+    case_ids = [uuid.uuid4() for _ in range(10)]
+    sent: list[EventMetadata] = []
+    sender_errors: list[BaseException] = []
+    a_third_sent, restarted = threading.Event(), threading.Event()
+    settings = settings_for(bootstrap)
+    with EventProducer(settings=settings, install_exit_handlers=False) as producer:
 
-            def keep_sending() -> None:
-                try:
-                    for index in range(total):
-                        if index == total // 3:
-                            a_third_sent.set()  # the broker goes down while we keep sending
-                        if index == 2 * total // 3:
-                            restarted.wait(240)  # the last third goes to the restarted broker
-                        case_id = case_ids[index % len(case_ids)]
-                        metadata = COMPLETED.generate_signal_metadata()
-                        data = completed_work_item(case_id)
-                        producer.send(COMPLETED, metadata, data, topic=topic, key=str(case_id))
-                        sent.append(metadata)
-                        time.sleep(0.005)  # a steady stream rather than one burst
-                except BaseException as exc:  # surfaced below
-                    sender_errors.append(exc)
-
-            sender = threading.Thread(target=keep_sending, name="restart-test-sender")
-            sender.start()
+        def keep_sending() -> None:
             try:
-                assert a_third_sent.wait(60)
-                stack.stop_kafka()  # SIGTERM, mid-stream
-                time.sleep(3)
-                stack.start_kafka()
-            finally:
-                restarted.set()
-                sender.join(240)
-            assert not sender.is_alive()
-            assert sender_errors == []
-            assert producer.flush(180) == 0
-            stats = producer.stats
+                for index in range(total):
+                    if index == total // 3:
+                        a_third_sent.set()  # the broker goes down while we keep sending
+                    if index == 2 * total // 3:
+                        restarted.wait(240)  # the last third goes to the restarted broker
+                    case_id = case_ids[index % len(case_ids)]
+                    metadata = COMPLETED.generate_signal_metadata()
+                    data = completed_work_item(case_id)
+                    producer.send(COMPLETED, metadata, data, topic=topic, key=str(case_id))
+                    sent.append(metadata)
+                    time.sleep(0.005)  # a steady stream rather than one burst
+            except BaseException as exc:  # surfaced below
+                sender_errors.append(exc)
 
-        assert (stats.sent, stats.delivered, stats.failed, stats.dropped) == (total, total, 0, 0)
-        assert record_count(bootstrap, topic) == total
-        ids = [headers_of(r)["ce_id"] for r in read_records(bootstrap, topic)]
-        assert len(ids) == total
-        assert sorted(ids) == sorted(str(m.id) for m in sent)  # each exactly once
-    finally:
-        stack.down()
+        sender = threading.Thread(target=keep_sending, name="restart-test-sender")
+        sender.start()
+        try:
+            assert a_third_sent.wait(60)
+            stack.stop_kafka()  # SIGTERM, mid-stream
+            time.sleep(3)
+            stack.start_kafka()
+        finally:
+            restarted.set()
+            sender.join(240)
+        assert not sender.is_alive()
+        assert sender_errors == []
+        assert producer.flush(180) == 0
+        stats = producer.stats
+
+    assert (stats.sent, stats.delivered, stats.failed, stats.dropped) == (total, total, 0, 0)
+    assert record_count(bootstrap, topic) == total
+    ids = [headers_of(r)["ce_id"] for r in read_records(bootstrap, topic)]
+    assert len(ids) == total
+    assert sorted(ids) == sorted(str(m.id) for m in sent)  # each exactly once
 
 
 # --- 6. forwarding --------------------------------------------------------------------------

@@ -16,6 +16,11 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from flowbus.consumer.worker import Worker
 from flowbus.settings import get_settings
 
+#: librdkafka settings for a worker a test SIGKILLs: the broker drops the dead member from its
+#: group after 6 s instead of librdkafka's default 45 s, which the next worker's join would
+#: wait for (the broker's minimum session timeout is 6 s).
+SHORT_SESSION_CONFIG = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
 
 def read_to_end(topic: str, timeout: float = 60.0) -> list:
     """Every record of every partition of ``topic``, read up to the end (no group commits)."""
