@@ -498,6 +498,15 @@ def set_topic_limit(topic: str, max_message_bytes: int) -> None:
     for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
 
+    # The broker applies a topic's new configuration after the call returns: wait until it
+    # reports the new limit, or a produce right after may still meet the old one.
+    def applied() -> bool:
+        described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)])
+        [configs] = [future.result(timeout=30) for future in described.values()]
+        return configs["max.message.bytes"].value == str(max_message_bytes)
+
+    wait_for(applied, 30, f"max.message.bytes {max_message_bytes} on {topic}")
+
 
 def test_a_row_too_large_for_its_topic_is_rejected_kept_and_retried(
     database_url, unique_topic, caplog
