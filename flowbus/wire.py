@@ -24,9 +24,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from flowbus.avro.schema import FLOWBUS_NAMING, OPENEDX_NAMING, AvroNaming, analyze_data
+from flowbus.avro.schema import FLOWBUS_NAMING, OPENEDX_NAMING, AvroNaming
 from flowbus.errors import ConfigurationError
 
 __all__ = [
@@ -69,11 +68,6 @@ class WireProfile:
     headers: HeaderStyle
     #: librdkafka's name of the partitioner the profile's peers use.
     partitioner: str
-
-    def check_data(self, event_type: str, data: Mapping[str, Any], doc: str | None = None) -> None:
-        """Raise :class:`~flowbus.errors.UnsupportedDataTypeError` when this profile
-        cannot carry ``data``'s types (naming the field and the reason)."""
-        analyze_data(event_type, data, doc=doc, naming=self.naming)
 
     def key_subject(self, topic: str) -> str:
         """The registry subject of an :attr:`KeyFormat.AVRO_STRING` key on ``topic``."""

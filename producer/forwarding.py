@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flowbus.avro.signal_schemas import signal_analysis
 from flowbus.errors import ConfigurationError, SignalDefinitionError
 from flowbus.metadata import EventMetadata
 from flowbus.signals import WorkflowSignal, sender_name
@@ -100,7 +101,7 @@ def parse_forwarding_config(raw: str | Mapping[str, Any]) -> ForwardingConfig:
 
 def _check_wire(entry: str, signal: WorkflowSignal, wire: str) -> None:
     try:
-        get_profile(wire).check_data(signal.event_type, signal.data, signal.doc)
+        signal_analysis(signal, get_profile(wire))
     except (ConfigurationError, SignalDefinitionError) as exc:
         raise ConfigurationError(f"{entry}: wire {wire!r}: {exc}") from exc
 
