@@ -11,7 +11,6 @@ of :mod:`flowbus.exit_codes`, with no traceback unless ``-vv`` asks for it.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import traceback
@@ -20,6 +19,7 @@ from typing import Any
 import click
 
 from flowbus.exit_codes import EXIT_CODES_HELP, exit_code_for
+from flowbus.lazy_exports import import_named
 
 #: name -> ("module:attribute", one-line help shown without importing the module)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,8 +68,7 @@ class LazyGroup(click.Group):
         cmd_name = HIDDEN_ALIASES.get(cmd_name, cmd_name)
         if cmd_name in LAZY_COMMANDS:
             target, _ = LAZY_COMMANDS[cmd_name]
-            module_name, _, attr = target.partition(":")
-            command = getattr(importlib.import_module(module_name), attr)
+            command = import_named(target)
             if not isinstance(command, click.Command):
                 raise TypeError(f"{target} is not a click command")
             return command

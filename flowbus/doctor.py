@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from pydantic_settings import SettingsError
 from flowbus.errors import BrokerUnreachableError, ConfigurationError, FlowbusError
 from flowbus.exit_codes import ExitCode
 from flowbus.json_output import echo_json, json_option
+from flowbus.lazy_exports import import_named
 from flowbus.settings import FlowbusSettings, env_var_name, unparsable_field
 
 if TYPE_CHECKING:
@@ -253,8 +253,7 @@ def check_receivers(settings: FlowbusSettings) -> Check:
 
 def side_check(name: str) -> Callable[..., Check]:
     """The check function :data:`SIDE_CHECKS` names for check ``name``."""
-    module, _, function = SIDE_CHECKS[name].partition(":")
-    check: Callable[..., Check] = getattr(importlib.import_module(module), function)
+    check: Callable[..., Check] = import_named(SIDE_CHECKS[name])
     return check
 
 

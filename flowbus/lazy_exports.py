@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["lazy_exports_by_module"]
+__all__ = ["import_named", "lazy_exports_by_module"]
 
 
 def _lazy_exports(
@@ -55,3 +55,10 @@ def lazy_exports_by_module(
     if len(exports) != sum(len(names) for names in modules.values()):
         raise ValueError(f"{package}: a name is declared twice")
     return [*exports], *_lazy_exports(package, exports)
+
+
+def import_named(reference: str) -> Any:
+    """The object a ``"module:attribute"`` reference names, its module imported now (how
+    the core reaches a side's commands and checks without importing the side itself)."""
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
