@@ -26,12 +26,13 @@ def produce_and_wait(
     producer: Producer,
     produce: Callable[[OnDelivery], object],
     *,
-    timeout: float,
+    timeout: float | None,
     on_delivery: OnDelivery | None = None,
 ) -> Message:
     """Call ``produce(callback)``, which hands one message with ``callback`` as its delivery
     callback to ``producer``, then serve ``producer``'s delivery reports until that
-    message's arrives or ``timeout`` seconds pass.
+    message's arrives or ``timeout`` seconds pass (``None``: until it arrives, which
+    librdkafka guarantees within ``message.timeout.ms``).
 
     ``on_delivery``: also called with the report (the caller's own bookkeeping).
     """
@@ -43,11 +44,15 @@ def produce_and_wait(
         outcome.append((error, message))
 
     produce(reported)
-    deadline = time.monotonic() + timeout
-    while not outcome and (left := deadline - time.monotonic()) > 0:
-        producer.flush(min(1.0, left))
-    if not outcome:
-        raise DeliveryTimeoutError(timeout)
+    if timeout is None:
+        while not outcome:
+            producer.flush(1.0)
+    else:
+        deadline = time.monotonic() + timeout
+        while not outcome and (left := deadline - time.monotonic()) > 0:
+            producer.flush(min(1.0, left))
+        if not outcome:
+            raise DeliveryTimeoutError(timeout)
     error, message = outcome[0]
     if error is not None:
         raise DeliveryFailedError(error)

@@ -79,7 +79,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -90,11 +90,13 @@ from flowbus.backoff import Backoff
 from flowbus.broker import kafka_client_config
 from flowbus.errors import (
     ConfigurationError,
+    DeliveryFailedError,
     MissingExtraError,
     OutboxError,
     OutboxStoreError,
     SchemaRegistryError,
 )
+from flowbus.kafka_delivery import produce_and_wait
 from flowbus.settings import FlowbusSettings, get_settings
 from flowbus.signals import WorkflowSignal
 
@@ -366,17 +368,17 @@ class OutboxRelay:
         self, producer: Producer, row: PendingRow, value: bytes, headers: cloudevents.KafkaHeaders
     ) -> KafkaError | None:
         """Produce one message with nothing else in flight; its delivery error, if any."""
-        outcome: dict[int, KafkaError | None] = {}
         try:
-            _produce(
-                producer, row.topic, row.key, value, headers,
-                functools.partial(_record, outcome, row.seq),
-            )  # fmt: skip
+            produce_and_wait(
+                producer,
+                lambda report: _produce(producer, row.topic, row.key, value, headers, report),
+                timeout=None,
+            )
         except KafkaException as exc:
             return _kafka_error(exc)
-        while not outcome:
-            producer.flush(self.message_timeout + LEASE_MARGIN_S)
-        return outcome[row.seq]
+        except DeliveryFailedError as exc:
+            return cast(KafkaError, exc.error)
+        return None
 
     def _message(self, row: PendingRow) -> tuple[bytes, cloudevents.KafkaHeaders]:
         schema = self._schema(row.event_type, row.schema_fingerprint)
