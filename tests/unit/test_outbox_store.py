@@ -33,6 +33,7 @@ from flowbus.producer.outbox.store import (
     dialect_of_connection,
     migrate_in_transaction,
 )
+from flowbus.settings import FlowbusSettings
 
 SIGNAL = caluma.WORK_ITEM_POST_COMPLETE
 
@@ -278,7 +279,12 @@ def test_a_refused_row_is_not_produced_again_ahead_of_an_earlier_row_of_its_key(
         first, second = send(OutboxSink()), send(OutboxSink())
         other = send(OutboxSink(), key="case-2")
     conn.close()
-    relay = OutboxRelay(url, kafka_config={"bootstrap.servers": "127.0.0.1:1"})
+    # No registry, whatever SCHEMA_REGISTRY_URL says: the scripted producer is all there is.
+    relay = OutboxRelay(
+        url,
+        settings=FlowbusSettings(schema_registry_url=None),
+        kafka_config={"bootstrap.servers": "127.0.0.1:1"},
+    )
     timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
     too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
     script = {"case-1": [timed_out, too_large], "case-2": [too_large, None]}
