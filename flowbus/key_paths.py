@@ -6,7 +6,6 @@ resolved in the validated data of each event sent.
 
 from __future__ import annotations
 
-import functools
 import types
 from collections.abc import Mapping
 from datetime import date
@@ -59,6 +58,25 @@ class SignalKeyPaths:
         path = path if path is not None else self._key_path
         if path is None:
             return None
+        # Per event: plain dicts and models seen before take the short way; anything else
+        # (and every error) takes the walk below.
+        current: Any = data
+        for segment in _SEGMENTS.get(path) or _path_segments(path):
+            cls = type(current)
+            if cls is dict and segment in current:
+                current = current[segment]
+            elif segment in _FIELDS.get(cls, ()):
+                current = getattr(current, segment)
+            else:
+                break
+        else:
+            cls = type(current)
+            if cls is UUID or cls is str:
+                return str(current)
+            return _key_string(current, path, self._event_type)
+        return self._resolve_key_slowly(data, path)
+
+    def _resolve_key_slowly(self, data: Mapping[str, Any], path: str) -> str | None:
         current: Any = data
         for index, segment in enumerate(_path_segments(path)):
             if current is None:
@@ -85,14 +103,31 @@ class SignalKeyPaths:
         return _key_string(current, path, self._event_type)
 
 
-@functools.lru_cache(maxsize=256)
+#: Bounds of the caches below (paths come from the configuration, models from the code,
+#: but both could be made on the fly).
+_CACHED_MAX = 1024
+#: The segments of each key path resolved so far.
+_SEGMENTS: dict[str, tuple[str, ...]] = {}
+#: The field names of each model class a key path went through so far.
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 def _path_segments(path: str) -> tuple[str, ...]:
-    return tuple(path.split("."))
+    segments = _SEGMENTS.get(path)
+    if segments is None:
+        segments = tuple(path.split("."))
+        if len(_SEGMENTS) < _CACHED_MAX:
+            _SEGMENTS[path] = segments
+    return segments
 
 
-@functools.lru_cache(maxsize=1024)
 def _field_names(model: type[BaseModel]) -> frozenset[str]:
-    return frozenset(model.model_fields)
+    names = _FIELDS.get(model)
+    if names is None:
+        names = frozenset(model.model_fields)
+        if len(_FIELDS) < _CACHED_MAX:
+            _FIELDS[model] = names
+    return names
 
 
 def type_name(tp: Any) -> str:

@@ -8,7 +8,6 @@ every value of every event sent; it visits only what can hold a datetime.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -30,7 +29,8 @@ _LEAF_TYPES: frozenset[type] = frozenset(
 
 def find_naive_datetime(value: Any, path: str) -> str | None:
     """The path of the first naive datetime inside ``value``, or ``None``."""
-    keys = _naive_datetime_keys(value)
+    names = _DATETIME_FIELDS.get(type(value))  # a model seen before: straight to its fields
+    keys = _naive_datetime_keys(value) if names is None else _naive_datetime_field(value, names)
     if keys is None:
         return None
     return ".".join([path, *(f"{key}" for key in reversed(keys))])
@@ -93,11 +93,24 @@ def _naive_datetime_field(model: BaseModel, names: tuple[str, ...]) -> list[Any]
     return None
 
 
-@functools.lru_cache(maxsize=256)
-@functools.lru_cache(maxsize=1024)
+#: :func:`_datetime_fields` of the models seen so far (bounded: models can be made on the
+#: fly).
+_DATETIME_FIELDS: dict[type, tuple[str, ...]] = {}
+_DATETIME_FIELDS_MAX = 1024
+
+
 def _datetime_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The fields of ``model`` whose values may hold a datetime (every field, when the
     model has validators: they may return anything)."""
+    names = _DATETIME_FIELDS.get(model)
+    if names is None:
+        names = _find_datetime_fields(model)
+        if len(_DATETIME_FIELDS) < _DATETIME_FIELDS_MAX:
+            _DATETIME_FIELDS[model] = names
+    return names
+
+
+def _find_datetime_fields(model: type[BaseModel]) -> tuple[str, ...]:
     decorators = model.__pydantic_decorators__
     if (
         decorators.validators

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from flowbus import cloudevents
 from flowbus.backoff import Backoff
 from flowbus.broker import PROBE_TIMEOUT_S, BrokerLog, kafka_client_config, probe_broker
 from flowbus.errors import (
@@ -108,6 +109,18 @@ class ProducerStats:
         return self.sent - self.delivered - self.failed
 
 
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class _DirectRoute:
+    """What every event of one signal on one topic shares once its writer schema is
+    resolved as the signal's own, in the ``flowbus`` profile: the body goes out as it is
+    encoded, behind ``header``."""
+
+    topic: str
+    header: bytes
+    dataschema: str
+    encode: Callable[[Mapping[str, Any]], bytes]
+
+
 class EventProducer:
     """Sends signal events to Kafka; see the module docstring for the delivery contract.
 
@@ -147,6 +160,9 @@ class EventProducer:
         self._needs_registry = getattr(self._serializer, "registry", None) is not None
         #: (signal, full topic, wire profile) whose writer schema is resolved.
         self._ready: set[tuple[WorkflowSignal, str, WireProfile]] = set()
+        #: (signal, topic as routed) whose events :meth:`send` writes without preparing
+        #: them first (asynchronous mode; see ``_frame``).
+        self._direct: dict[tuple[WorkflowSignal, str], _DirectRoute] = {}
         #: Partition counts of the topics the openedx profile's partitioner writes to.
         self._partition_counts: dict[str, int] = {}
         self._pending = PendingEvents(max_pending)
@@ -210,9 +226,23 @@ class EventProducer:
         signal's). Encoding errors (the caller's bug) raise; broker and registry trouble
         does not (asynchronous mode).
         """
-        return self.send_prepared(
-            self.prepare(signal, metadata, data, topic=topic, key=key, sender=sender, wire=wire)
+        route = self._direct.get((signal, topic)) if wire is None else None
+        if route is None or self._closed.is_set() or self._pending.holds_key(route.topic, key):
+            return self.send_prepared(
+                self.prepare(signal, metadata, data, topic=topic, key=key, sender=sender, wire=wire)
+            )
+        # The common case, in a few steps less than prepare + send_prepared: the writer
+        # schema is the signal's own and resolved, nothing of this key waits before it.
+        value = route.header + route.encode(data)
+        headers = cloudevents.to_headers(
+            metadata,
+            partitionkey=key,
+            sender=sender,
+            dataschema=route.dataschema,
+            traceparent=cloudevents.current_traceparent(),
         )
+        self._produce(route.topic, value, key, -1, headers, metadata)
+        return None
 
     def prepare(
         self,
@@ -257,7 +287,7 @@ class EventProducer:
         if event.value is None or self._pending.holds_key(event.topic, event.key):
             self._wait_for_schema(event)
         else:
-            self._produce(event, self._on_delivery_of(event))
+            self._produce_prepared(event)
         return None
 
     def _frame(self, event: PreparedEvent) -> None:
@@ -266,6 +296,8 @@ class EventProducer:
             serialized = self._serializer.frame_body(
                 event.signal, event.body, event.data, event.topic
             )
+            if not self.synchronous and event.signal.wire == FLOWBUS.name:
+                self._note_direct_route(event)
         else:
             serialized = self._serializer.frame_body(
                 event.signal, event.body, event.data, event.topic, profile
@@ -276,6 +308,13 @@ class EventProducer:
         self._ready.add((event.signal, event.topic, profile))
         event.headers = event.cloudevent_headers(serialized.dataschema)
         event.value = serialized.value
+
+    def _note_direct_route(self, event: PreparedEvent) -> None:
+        framing = self._serializer.own_framing(event.signal, event.topic)
+        if framing is None:
+            return  # the registry's latest version is another schema: the data is re-written
+        routed = event.topic[len(self.topic_prefix) :]
+        self._direct[(event.signal, routed)] = _DirectRoute(event.topic, *framing)
 
     def _partition_for(self, topic: str, key: bytes, profile: WireProfile) -> int:
         """The partition ``profile``'s partitioner picks for ``key`` (-1: librdkafka's own
@@ -342,23 +381,48 @@ class EventProducer:
             if failures:
                 log.info("schema registry answers again; %d event(s) waiting", len(self._pending))
                 failures = 0
-            self._produce(event, self._on_delivery_of(event))
+            self._produce_prepared(event)
             self._pending.done(event)
+
+    def _produce_prepared(
+        self,
+        event: PreparedEvent,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        assert event.value is not None and event.headers is not None  # framed
+        self._produce(
+            event.topic,
+            event.value,
+            event.wire_key,
+            event.partition,
+            event.headers,
+            event.metadata,
+            on_delivery,
+        )
 
     def _produce(
         self,
-        event: PreparedEvent,
-        on_delivery: Callable[[KafkaError | None, Message], None],
+        topic: str,
+        value: bytes,
+        key: str | bytes | None,
+        partition: int,
+        headers: cloudevents.KafkaHeaders,
+        metadata: EventMetadata,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
+        """Produce one framed event (``on_delivery``: default, the event's delivery
+        callback); a full local queue is waited on briefly, then the event is dropped."""
+        if on_delivery is None:
+            on_delivery = self._on_delivery_of(metadata, topic)
         deadline = None
         while True:
             try:
                 self._producer.produce(
-                    event.topic,
-                    value=event.value,
-                    key=event.wire_key,
-                    partition=event.partition,
-                    headers=event.headers,
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=partition,
+                    headers=headers,
                     on_delivery=on_delivery,
                 )
             except BufferError:
@@ -372,14 +436,12 @@ class EventProducer:
                 self._count("dropped")
                 log.error(
                     "local producer queue full; event %s (%s) for %s dropped",
-                    event.metadata.id,
-                    event.metadata.event_type,
-                    event.topic,
+                    metadata.id,
+                    metadata.event_type,
+                    topic,
                 )
                 if self.synchronous:
-                    raise ProducerError(
-                        f"local queue full; event {event.metadata.id} not sent"
-                    ) from None
+                    raise ProducerError(f"local queue full; event {metadata.id} not sent") from None
                 return
             with self._stats_lock:
                 self.stats.sent += 1
@@ -396,9 +458,9 @@ class EventProducer:
         try:
             message = produce_and_wait(
                 self._producer,
-                lambda on_delivery: self._produce(event, on_delivery),
+                lambda on_delivery: self._produce_prepared(event, on_delivery),
                 timeout=self.delivery_timeout,
-                on_delivery=self._on_delivery_of(event),
+                on_delivery=self._on_delivery_of(metadata, topic),
             )
         except DeliveryTimeoutError:
             raise ProducerError(
@@ -416,9 +478,10 @@ class EventProducer:
             event_id=str(metadata.id),
         )
 
-    def _on_delivery_of(self, event: PreparedEvent) -> Callable[[KafkaError | None, Message], None]:
+    def _on_delivery_of(
+        self, metadata: EventMetadata, topic: str
+    ) -> Callable[[KafkaError | None, Message], None]:
         """The delivery callback of one event: it knows the event's id, type and topic."""
-        metadata, topic = event.metadata, event.topic
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
             if error is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -200,6 +200,18 @@ class EventSerializer:
             return SerializedEvent(writer.header + body, writer.dataschema)
         value = _write(writer.header, writer.codec, data, writer.schema)
         return SerializedEvent(value, writer.dataschema)
+
+    def own_framing(
+        self, signal: WorkflowSignal, topic: str
+    ) -> tuple[bytes, str, Callable[[Mapping[str, Any]], bytes]] | None:
+        """The header, ``dataschema`` and body encoder (:meth:`encode_body`'s) of the
+        ``flowbus`` profile's events of ``signal`` on ``topic``, once their writer schema is
+        resolved and is the signal's own; ``None`` until then, or when the registry's latest
+        version is another schema (:meth:`frame_body` writes the data again)."""
+        writer = self._writers.get(_writer_key(signal, topic, None))
+        if writer is None or not writer.own_schema:
+            return None
+        return writer.header, writer.dataschema, writer.codec.encode
 
     def frame(
         self, event_type: str, schema: ParsedSchema, topic: str, body: bytes

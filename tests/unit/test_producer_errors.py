@@ -57,6 +57,9 @@ class FlakyRegistrySerializer:
             self._resolved.add((signal, topic))
         return self._real.frame_body(signal, body, data, topic)
 
+    def own_framing(self, signal: WorkflowSignal, topic: str) -> Any:
+        return self._real.own_framing(signal, topic)  # resolved by frame_body, as the real one
+
 
 def event(signal: WorkflowSignal = SIGNAL, case: str = "c-1", n: int = 0) -> tuple[Any, ...]:
     data = (
