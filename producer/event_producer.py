@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal as signals
 import threading
@@ -37,6 +38,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -481,23 +483,27 @@ class EventProducer:
     def _on_delivery_of(
         self, metadata: EventMetadata, topic: str
     ) -> Callable[[KafkaError | None, Message], None]:
-        """The delivery callback of one event: it knows the event's id, type and topic."""
+        """The delivery callback of one event: it knows the event's id, type and topic.
 
-        def on_delivery(error: KafkaError | None, message: Message) -> None:
-            if error is None:
-                with self._stats_lock:
-                    self.stats.delivered += 1
-                return
-            self._count("failed")
-            log.error(
-                "event %s (%s) not delivered to %s: %s",
-                metadata.id,
-                metadata.event_type,
-                topic,
-                error,
-            )
+        A partial of one shared method rather than a closure: it holds only the id, and
+        costs less while thousands of events wait for their acknowledgement.
+        """
+        return functools.partial(self._on_delivery, metadata.id, metadata.event_type, topic)
 
-        return on_delivery
+    def _on_delivery(
+        self,
+        event_id: UUID,
+        event_type: str,
+        topic: str,
+        error: KafkaError | None,
+        message: Message,
+    ) -> None:
+        if error is None:
+            with self._stats_lock:
+                self.stats.delivered += 1
+            return
+        self._count("failed")
+        log.error("event %s (%s) not delivered to %s: %s", event_id, event_type, topic, error)
 
     def _count(self, field: str) -> None:
         with self._stats_lock:
