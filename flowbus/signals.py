@@ -172,6 +172,13 @@ class WorkflowSignal(SignalDispatch, SignalKeyPaths):
         self._datetime_arguments = frozenset(
             name for name, tp in self._data.items() if may_hold_datetime(tp)
         )
+        # Per argument, what validating it takes, looked up once: the adapter's validator
+        # itself (TypeAdapter.validate_python only adds a frame passing its defaults on) and
+        # whether its values may hold a datetime.
+        self._validators = tuple(
+            (name, adapter.validator.validate_python, name in self._datetime_arguments)
+            for name, adapter in self._adapters.items()
+        )
         self._wire = wire
         for check in definition_checks():
             check(self)
@@ -309,20 +316,18 @@ class WorkflowSignal(SignalDispatch, SignalKeyPaths):
             problems = self._missing_or_undeclared(data)
             data = self._with_defaults(data)
         validated: dict[str, Any] = {}
-        for name, adapter in self._adapters.items():
+        for name, validate, holds_datetimes in self._validators:
             if name not in data:
                 continue  # missing: already a problem
             if name in exact:
                 validated[name] = data[name]
                 continue
             try:
-                # The adapter's validator itself: TypeAdapter.validate_python only adds a
-                # frame passing its defaults on.
-                value = adapter.validator.validate_python(data[name])
+                value = validate(data[name])
             except ValidationError as exc:
                 problems.append((name, _describe_validation_error(exc, self._data[name])))
                 continue
-            if check_naive and name in self._datetime_arguments:
+            if check_naive and holds_datetimes:
                 naive_at = find_naive_datetime(value, name)
                 if naive_at is not None:
                     problems.append(
