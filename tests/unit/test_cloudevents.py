@@ -327,3 +327,19 @@ def test_a_layout_with_a_repeated_name_is_read_the_long_way() -> None:
     assert cloudevents._LAYOUTS[tuple(name for name, _ in pairs)] is None
     with pytest.raises(MalformedHeaderError, match="present twice"):
         from_headers([*pairs[:-1], ("ce_source", b"elsewhere")])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 2, 19, 40, 1, 123456, tzinfo=UTC),
+        datetime(2026, 12, 2, 19, 40, 1, tzinfo=UTC),  # no fraction: isoformat() writes none
+        datetime(2026, 12, 2, 19, 40, 1, 7, tzinfo=UTC),
+        datetime(999, 1, 2, 3, 4, 5, 60, tzinfo=UTC),  # a year below 1000 keeps 4 digits
+        datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=2))),  # the day before
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_ce_time_is_isoformat_in_utc_with_z(value: datetime) -> None:
+    expected = value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+    assert cloudevents.format_time(value) == expected
