@@ -79,11 +79,12 @@ def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    # isoformat()'s text with "Z" for its "+00:00", in half its time (once per event).
+    # isoformat()'s text with "Z" for its "+00:00", in less time (once per event); %
+    # formatting, because f-strings with format specs take twice as long here.
     fields = (value.year, value.month, value.day, value.hour, value.minute, value.second)
     if value.microsecond:
-        return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (*fields, value.microsecond)
-    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % fields
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (*fields, value.microsecond)  # noqa: UP031
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % fields  # noqa: UP031
 
 
 def format_sourcelib(sourcelib: tuple[int, ...]) -> str:
