@@ -227,6 +227,12 @@ def run(target: Target, count: int, rounds: int) -> dict[str, Any]:
         "producer_vs_raw": round(flowbus["median"] / raw["median"], 3),
         "handwritten_events_per_s": hand["median"],
         "producer_vs_handwritten": round(flowbus["median"] / hand["median"], 3),
+        # Round by round (each flowbus round right after its hand-written one): how far the
+        # machine's drift moves the ratio of the medians above.
+        "handwritten_round_ratios": [
+            round(f["events_per_s"] / h["events_per_s"], 3)
+            for f, h in zip(flowbus_rounds, hand_rounds, strict=True)
+        ],
         "flowbus_rounds": flowbus["rounds"],
         "raw_rounds": raw["rounds"],
         "handwritten_rounds": hand["rounds"],
