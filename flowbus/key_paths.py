@@ -70,9 +70,6 @@ class SignalKeyPaths:
             else:
                 break
         else:
-            cls = type(current)
-            if cls is UUID or cls is str:
-                return str(current)
             return _key_string(current, path, self._event_type)
         return self._resolve_key_slowly(data, path)
 

@@ -161,7 +161,7 @@ class WorkflowSignal(SignalDispatch, SignalKeyPaths):
         self._minor_version = minor_version
         self._doc = doc
         self._data: Mapping[str, Any] = types.MappingProxyType(dict(data))
-        self._adapters: dict[str, TypeAdapter[Any]] = {
+        adapters: dict[str, TypeAdapter[Any]] = {
             name: self._adapter_for(name, tp) for name, tp in self._data.items()
         }
         self._optional: dict[str, FieldInfo] = {
@@ -177,7 +177,7 @@ class WorkflowSignal(SignalDispatch, SignalKeyPaths):
         # whether its values may hold a datetime.
         self._validators = tuple(
             (name, adapter.validator.validate_python, name in self._datetime_arguments)
-            for name, adapter in self._adapters.items()
+            for name, adapter in adapters.items()
         )
         self._wire = wire
         for check in definition_checks():

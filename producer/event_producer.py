@@ -298,8 +298,6 @@ class EventProducer:
             serialized = self._serializer.frame_body(
                 event.signal, event.body, event.data, event.topic
             )
-            if not self.synchronous and event.signal.wire == FLOWBUS.name:
-                self._note_direct_route(event)
         else:
             serialized = self._serializer.frame_body(
                 event.signal, event.body, event.data, event.topic, profile
@@ -307,7 +305,11 @@ class EventProducer:
             if profile.key_format is KeyFormat.AVRO_STRING and event.key is not None:
                 event.wire_key = self._serializer.frame_key(event.topic, event.key, profile)
                 event.partition = self._partition_for(event.topic, event.wire_key, profile)
-        self._ready.add((event.signal, event.topic, profile))
+        ready = (event.signal, event.topic, profile)
+        if ready not in self._ready:  # the first event framed for this signal, topic, profile
+            self._ready.add(ready)
+            if profile is FLOWBUS and event.signal.wire == FLOWBUS.name and not self.synchronous:
+                self._note_direct_route(event)
         event.headers = event.cloudevent_headers(serialized.dataschema)
         event.value = serialized.value
 
