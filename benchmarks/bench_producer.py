@@ -2,8 +2,9 @@
 
 * flowbus: ``SIGNAL.send_event(**data)`` with forwarding to one topic: validation,
   metadata, the forwarding receiver, key resolution, Avro, CloudEvents headers,
-  ``Producer.produce``; delivery reports served by the producer's poller thread. Timed from
-  the first ``send_event`` until ``flush()`` returns, i.e. every event acknowledged.
+  ``Producer.produce``; delivery reports served as it sends (``poll(0)``) and by the
+  producer's poller thread. Timed from the first ``send_event`` until ``flush()`` returns,
+  i.e. every event acknowledged.
 * raw: confluent-kafka's ``Producer.produce`` of a value encoded once beforehand (fastavro,
   same framing) with the same header list, one key per event, ``poll(0)`` every 1000
   messages, same librdkafka configuration (flowbus's defaults: idempotence, acks=all,
@@ -17,12 +18,16 @@
   ``poll(0)``, as confluent-kafka's examples do. No validation. Same librdkafka settings.
 
 Every side writes to its own fresh 1-partition topic; one warm-up event each goes first
-(connection, schema registration), untimed. Rounds alternate raw, hand-written and flowbus.
+(connection, schema registration), untimed, and a full garbage collection just before the
+timed window. Rounds alternate raw, hand-written and flowbus. Then the interleaved runs:
+the hand-written and the flowbus producer side by side, taking turns by blocks of 1,000
+events (``run_interleaved``), which cancels most of the machine's drift between rounds.
 """
 
 from __future__ import annotations
 
 import io
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime
@@ -32,6 +37,7 @@ import fastavro
 from bench_common import (
     Target,
     best_and_median,
+    collect_garbage,
     create_topic,
     messages_in,
     rate,
@@ -47,33 +53,67 @@ from flowbus.producer.event_producer import DEFAULT_KAFKA_CONFIG, EventProducer
 from flowbus.producer.forwarding import start_forwarding
 
 FLUSH_TIMEOUT_S = 120.0
+#: Events per turn of each side in run_interleaved.
+INTERLEAVED_BLOCK = 1000
+
+
+class FlowbusSender:
+    """flowbus's side: ``SIGNAL.send_event(**data)`` forwarded to a fresh topic."""
+
+    def __init__(self, target: Target, events: list[dict[str, Any]]) -> None:
+        self.events = events
+        self.topic = create_topic(target, "producer")
+        self.producer = EventProducer(settings=target.settings(), install_exit_handlers=False)
+        self.forwarder = start_forwarding(self.producer, {EVENT_TYPE: [{"topic": self.topic}]})
+        SIGNAL.send_event(**events[0])  # warm-up: connection, schema registration
+        if self.producer.flush(30):
+            raise RuntimeError("flowbus warm-up event not delivered")
+
+    def send(self, first: int, stop: int) -> None:
+        """Send events ``first`` up to ``stop``."""
+        send_event, events = SIGNAL.send_event, self.events
+        for index in range(first, stop):
+            send_event(**events[index])
+
+    def flush(self) -> int:
+        return self.producer.flush(FLUSH_TIMEOUT_S)
+
+    def close(self) -> None:
+        self.forwarder.stop()
+        self.left = self.producer.close()
+
+    def check(self, sent: int) -> None:
+        """Once closed: raise unless each of the ``sent`` events (and the warm-up) was
+        delivered."""
+        stats = self.producer.stats
+        if self.left or stats.failed or stats.dropped or stats.delivered != sent + 1:
+            raise RuntimeError(f"flowbus producer lost events: {stats}, {self.left} undelivered")
 
 
 def run_flowbus(target: Target, events: list[dict[str, Any]]) -> dict[str, Any]:
     """One timed flowbus run; returns its figures and the topic it filled."""
-    topic = create_topic(target, "producer")
-    producer = EventProducer(settings=target.settings(), install_exit_handlers=False)
-    forwarder = start_forwarding(producer, {EVENT_TYPE: [{"topic": topic}]})
+    sender = FlowbusSender(target, events)
     try:
-        SIGNAL.send_event(**events[0])  # warm-up: connection, schema registration
-        if producer.flush(30):
-            raise RuntimeError("flowbus warm-up event not delivered")
-        send_event = SIGNAL.send_event
-        start = time.perf_counter()
-        for data in events:
-            send_event(**data)
-        sent = time.perf_counter()
-        left = producer.flush(FLUSH_TIMEOUT_S)
-        end = time.perf_counter()
+        figures = timed_run(sender, len(events))
     finally:
-        forwarder.stop()
-        producer.close()
-    stats = producer.stats
-    if left or stats.failed or stats.dropped or stats.delivered != len(events) + 1:
-        raise RuntimeError(f"flowbus producer lost events: {stats}, {left} undelivered")
+        sender.close()
+    sender.check(len(events))
+    return {"topic": sender.topic, **figures}
+
+
+def timed_run(sender: FlowbusSender | HandWrittenSender, count: int) -> dict[str, Any]:
+    """Send ``count`` events and flush, timed from the first send until every event is
+    acknowledged."""
+    collect_garbage()
+    start = time.perf_counter()
+    sender.send(0, count)
+    sent = time.perf_counter()
+    left = sender.flush()
+    end = time.perf_counter()
+    if left:
+        raise RuntimeError(f"{sender.topic}: {left} events undelivered")
     return {
-        "topic": topic,
-        "events_per_s": rate(len(events), end - start),
+        "events_per_s": rate(count, end - start),
         "send_loop_s": sent - start,
         "flush_s": end - sent,
     }
@@ -106,6 +146,7 @@ def run_raw(target: Target, keys: list[str], value: bytes, headers: Any) -> dict
     if producer.flush(30):
         raise RuntimeError("raw warm-up message not delivered")
     produce, poll = producer.produce, producer.poll
+    collect_garbage()
     start = time.perf_counter()
     for index, key in enumerate(keys):
         while True:
@@ -129,72 +170,132 @@ def run_raw(target: Target, keys: list[str], value: bytes, headers: Any) -> dict
     }
 
 
+class HandWrittenSender:
+    """The producer a user would write by hand (module docstring)."""
+
+    def __init__(
+        self, target: Target, events: list[dict[str, Any]], value: bytes, headers: Any
+    ) -> None:
+        codec = codec_for(SIGNAL)
+        self.datums = [codec.to_datum(SIGNAL.validate_data(**data)) for data in events]
+        self.keys = [str(data["work_item"].case_id) for data in events]
+        self.schema = codec.schema.parsed
+        self.frame = value[:CONFLUENT_HEADER_SIZE]
+        by_name = dict(headers)
+        self.fixed = [(name, by_name[name]) for name in ("ce_specversion",)]
+        self.middle = [(name, by_name[name]) for name in ("ce_source", "ce_type")]
+        self.rest = [
+            (name, by_name[name])
+            for name in ("content-type", "ce_minorversion", "ce_sourcehost", "ce_sourcelib")
+        ]
+        self.dataschema = ("ce_dataschema", by_name["ce_dataschema"])
+        self.topic = create_topic(target, "producer-hand")
+        self.producer = Producer(
+            {**DEFAULT_KAFKA_CONFIG, "bootstrap.servers": target.bootstrap_servers}
+        )
+        self.failures: list[Any] = []
+        failures = self.failures
+
+        def on_delivery(error: Any, message: Any) -> None:
+            if error is not None:
+                failures.append(error)
+
+        self.on_delivery = on_delivery
+        self.producer.produce(self.topic, value=value, key="warm-up", headers=headers)
+        if self.producer.flush(30):
+            raise RuntimeError("hand-written warm-up message not delivered")
+
+    def send(self, first: int, stop: int) -> None:
+        """Send events ``first`` up to ``stop``."""
+        produce, poll = self.producer.produce, self.producer.poll
+        writer = fastavro.schemaless_writer
+        topic, schema, frame, on_delivery = self.topic, self.schema, self.frame, self.on_delivery
+        fixed, middle, rest, dataschema = self.fixed, self.middle, self.rest, self.dataschema
+        for datum, key in zip(self.datums[first:stop], self.keys[first:stop], strict=True):
+            out = io.BytesIO()
+            out.write(frame)
+            writer(out, schema, datum)
+            record_headers = [
+                *fixed,
+                ("ce_id", str(uuid.uuid4()).encode()),
+                *middle,
+                ("ce_time", datetime.now(UTC).isoformat().encode()),
+                *rest,
+                ("ce_partitionkey", key.encode()),
+                dataschema,
+            ]
+            while True:
+                try:
+                    produce(
+                        topic,
+                        value=out.getvalue(),
+                        key=key,
+                        headers=record_headers,
+                        on_delivery=on_delivery,
+                    )
+                    break
+                except BufferError:
+                    poll(0.005)
+            poll(0)
+
+    def flush(self) -> int:
+        return self.producer.flush(FLUSH_TIMEOUT_S)
+
+    def check(self) -> None:
+        """Raise if any event sent failed or is still undelivered."""
+        left = self.producer.flush(FLUSH_TIMEOUT_S)
+        if left or self.failures:
+            raise RuntimeError(
+                f"hand-written producer: {left} undelivered, {len(self.failures)} failed"
+            )
+
+
 def run_handwritten(
     target: Target, events: list[dict[str, Any]], value: bytes, headers: Any
 ) -> dict[str, Any]:
     """One timed run of the producer a user would write by hand (module docstring)."""
-    codec = codec_for(SIGNAL)
-    datums = [codec.to_datum(SIGNAL.validate_data(**data)) for data in events]  # untimed
-    keys = [str(data["work_item"].case_id) for data in events]
-    schema = codec.schema.parsed
-    frame = value[:CONFLUENT_HEADER_SIZE]
-    by_name = dict(headers)
-    fixed = [(name, by_name[name]) for name in ("ce_specversion",)]
-    middle = [(name, by_name[name]) for name in ("ce_source", "ce_type")]
-    rest = [
-        (name, by_name[name])
-        for name in ("content-type", "ce_minorversion", "ce_sourcehost", "ce_sourcelib")
-    ]
-    dataschema = ("ce_dataschema", by_name["ce_dataschema"])
-    topic = create_topic(target, "producer-hand")
-    producer = Producer({**DEFAULT_KAFKA_CONFIG, "bootstrap.servers": target.bootstrap_servers})
-    failures: list[Any] = []
+    sender = HandWrittenSender(target, events, value, headers)
+    figures = timed_run(sender, len(events))
+    sender.check()
+    return {"topic": sender.topic, **figures}
 
-    def on_delivery(error: Any, message: Any) -> None:
-        if error is not None:
-            failures.append(error)
 
-    producer.produce(topic, value=value, key="warm-up", headers=headers)
-    if producer.flush(30):
-        raise RuntimeError("hand-written warm-up message not delivered")
-    produce, poll, writer = producer.produce, producer.poll, fastavro.schemaless_writer
-    start = time.perf_counter()
-    for datum, key in zip(datums, keys, strict=True):
-        out = io.BytesIO()
-        out.write(frame)
-        writer(out, schema, datum)
-        record_headers = [
-            *fixed,
-            ("ce_id", str(uuid.uuid4()).encode()),
-            *middle,
-            ("ce_time", datetime.now(UTC).isoformat().encode()),
-            *rest,
-            ("ce_partitionkey", key.encode()),
-            dataschema,
-        ]
-        while True:
-            try:
-                produce(
-                    topic,
-                    value=out.getvalue(),
-                    key=key,
-                    headers=record_headers,
-                    on_delivery=on_delivery,
-                )
-                break
-            except BufferError:
-                poll(0.005)
-        poll(0)
-    sent = time.perf_counter()
-    left = producer.flush(FLUSH_TIMEOUT_S)
-    end = time.perf_counter()
-    if left or failures:
-        raise RuntimeError(f"hand-written producer: {left} undelivered, {len(failures)} failed")
+def run_interleaved(
+    target: Target, events: list[dict[str, Any]], value: bytes, headers: Any, block: int
+) -> dict[str, Any]:
+    """Both producers side by side, taking turns by blocks of ``block`` events (who goes
+    first alternates), each side's seconds summed over its blocks and its final flush.
+
+    Whatever else the machine does (the broker, the other side's librdkafka threads) falls
+    on both sides alike, block by block: the ratio moves far less than the rounds'.
+    """
+    count = len(events)
+    flowbus, hand = FlowbusSender(target, events), HandWrittenSender(target, events, value, headers)
+    seconds = {"flowbus": 0.0, "handwritten": 0.0}
+    sides = {"flowbus": flowbus, "handwritten": hand}
+    try:
+        collect_garbage()
+        for number, first in enumerate(range(0, count, block)):
+            order = ("handwritten", "flowbus") if number % 2 == 0 else ("flowbus", "handwritten")
+            for name in order:
+                start = time.perf_counter()
+                sides[name].send(first, min(count, first + block))
+                seconds[name] += time.perf_counter() - start
+        for name in order:
+            start = time.perf_counter()
+            if sides[name].flush():
+                raise RuntimeError(f"{name}: events undelivered")
+            seconds[name] += time.perf_counter() - start
+    finally:
+        flowbus.close()
+    flowbus.check(count)
+    hand.check()
     return {
-        "topic": topic,
-        "events_per_s": rate(len(events), end - start),
-        "send_loop_s": sent - start,
-        "flush_s": end - sent,
+        "events": count,
+        "block": block,
+        "flowbus_events_per_s": round(rate(count, seconds["flowbus"]), 1),
+        "handwritten_events_per_s": round(rate(count, seconds["handwritten"]), 1),
+        "producer_vs_handwritten": round(seconds["handwritten"] / seconds["flowbus"], 3),
     }
 
 
@@ -209,6 +310,9 @@ def run(target: Target, count: int, rounds: int) -> dict[str, Any]:
         raw_rounds.append(run_raw(target, keys, value, headers))
         hand_rounds.append(run_handwritten(target, events, value, headers))
         flowbus_rounds.append(run_flowbus(target, events))
+    interleaved = [
+        run_interleaved(target, events, value, headers, INTERLEAVED_BLOCK) for _ in range(rounds)
+    ]
     # The flowbus topics feed the consumer section: check they hold every event.
     for run_ in flowbus_rounds:
         held = messages_in(target, run_["topic"])
@@ -233,6 +337,11 @@ def run(target: Target, count: int, rounds: int) -> dict[str, Any]:
             round(f["events_per_s"] / h["events_per_s"], 3)
             for f, h in zip(flowbus_rounds, hand_rounds, strict=True)
         ],
+        # Both producers taking turns by blocks (run_interleaved): per run, and the median.
+        "interleaved_vs_handwritten": statistics.median(
+            run_["producer_vs_handwritten"] for run_ in interleaved
+        ),
+        "interleaved": interleaved,
         "flowbus_rounds": flowbus["rounds"],
         "raw_rounds": raw["rounds"],
         "handwritten_rounds": hand["rounds"],

@@ -162,6 +162,18 @@ def markdown(doc: dict[str, Any]) -> str:
                     _met(met["producer_vs_handwritten >= 1.0"]),
                 )
             )
+        interleaved = producer.get("interleaved")
+        if interleaved:
+            rows.append(
+                (
+                    "the same, taking turns by blocks (ev/s, last run)",
+                    _n(interleaved[-1]["flowbus_events_per_s"]),
+                    f"hand-written {_n(interleaved[-1]['handwritten_events_per_s'])}",
+                    _ratio(doc["producer_vs_handwritten_interleaved"]),
+                    ">= 1.0x",
+                    _met(met["producer_vs_handwritten_interleaved >= 1.0"]),
+                )
+            )
     consumer = sections.get("consumer")
     if consumer:
         rows.append(

@@ -16,7 +16,14 @@ from typing import Any, NamedTuple
 from flowbus.errors import SenderValidationError
 from flowbus.metadata import EventMetadata
 
-__all__ = ["Receiver", "ReceiverFunction", "SignalDispatch", "callable_name", "sender_name"]
+__all__ = [
+    "EventReceiver",
+    "Receiver",
+    "ReceiverFunction",
+    "SignalDispatch",
+    "callable_name",
+    "sender_name",
+]
 
 # Receiver failures are logged under the public module's name, the one users configure.
 logger = logging.getLogger("flowbus.signals")
@@ -25,12 +32,46 @@ ReceiverFunction = Callable[..., Any]
 
 
 class Receiver(NamedTuple):
-    """A connected receiver, the sender name it listens to (``None``: every sender), and
-    whether its exceptions always propagate (see :meth:`WorkflowSignal.connect`)."""
+    """A connected receiver, the sender name it listens to (``None``: every sender),
+    whether its exceptions always propagate (see :meth:`WorkflowSignal.connect`), and an
+    :class:`EventReceiver`'s ``receive``."""
 
     function: ReceiverFunction
     sender_name: str | None
     required: bool = False
+    receive: Callable[..., Any] | None = None
+
+
+class EventReceiver:
+    """A receiver object that takes an event's validated data as one mapping: sending
+    calls :meth:`receive` rather than the object with the data spread into keyword
+    arguments, which it would gather again (flowbus's forwarders are these). Called as a
+    function (by a consumer worker), it is a receiver like any other.
+    """
+
+    def receive(
+        self,
+        sender: object,
+        name: str | None,
+        signal: Any,
+        metadata: EventMetadata,
+        data: Mapping[str, Any],
+        from_event_bus: bool,
+    ) -> Any:
+        """Handle one event; ``name`` is ``sender``'s :func:`sender_name`. ``data`` is
+        shared with the other receivers: read it, do not change it."""
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        sender: object,
+        *,
+        signal: Any,
+        metadata: EventMetadata,
+        from_event_bus: bool = False,
+        **data: Any,
+    ) -> Any:
+        return self.receive(sender, sender_name(sender), signal, metadata, data, from_event_bus)
 
 
 def sender_name(sender: object) -> str | None:
@@ -112,7 +153,8 @@ class SignalDispatch:
         """
         if not callable(receiver):
             raise TypeError(f"receiver for {self._event_type} must be callable, got {receiver!r}")
-        entry = Receiver(receiver, sender_name(sender), required)
+        receive = receiver.receive if isinstance(receiver, EventReceiver) else None
+        entry = Receiver(receiver, sender_name(sender), required, receive)
         with self._receivers_lock:
             same = [r for r in self._receivers if r[:2] == entry[:2]]
             if not same:
@@ -224,17 +266,20 @@ class SignalDispatch:
         propagate = self._allow_send_event_failure or not robust
         results: list[tuple[ReceiverFunction, Any]] = []
         name = sender_name(sender)
-        for function, listens_to, required in self._receivers:
+        for function, listens_to, required, receive in self._receivers:
             if listens_to is not None and listens_to != name:
                 continue
             try:
-                response = function(
-                    sender,
-                    signal=self,
-                    metadata=metadata,
-                    from_event_bus=from_event_bus,
-                    **data,
-                )
+                if receive is not None:
+                    response = receive(sender, name, self, metadata, data, from_event_bus)
+                else:
+                    response = function(
+                        sender,
+                        signal=self,
+                        metadata=metadata,
+                        from_event_bus=from_event_bus,
+                        **data,
+                    )
             except Exception as exc:
                 if propagate or required:
                     raise

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, get_args, get_origin
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import JsonValue, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from flowbus.errors import (
@@ -46,6 +46,7 @@ from flowbus.metadata import EventMetadata, new_metadata
 from flowbus.naive_datetimes import find_naive_datetime, may_hold_datetime
 from flowbus.signal_checks import definition_checks
 from flowbus.signal_dispatch import (
+    EventReceiver,
     Receiver,
     ReceiverFunction,
     SignalDispatch,
@@ -57,6 +58,7 @@ __all__ = [
     "EVENT_TYPE_PATTERN",
     "RESERVED_ARGUMENT_NAMES",
     "DecodedData",
+    "EventReceiver",
     "Receiver",
     "ReceiverFunction",
     "WorkflowSignal",
@@ -172,11 +174,10 @@ class WorkflowSignal(SignalDispatch, SignalKeyPaths):
         self._datetime_arguments = frozenset(
             name for name, tp in self._data.items() if may_hold_datetime(tp)
         )
-        # Per argument, what validating it takes, looked up once: the adapter's validator
-        # itself (TypeAdapter.validate_python only adds a frame passing its defaults on) and
+        # Per argument, what validating it takes, looked up once: its validator and
         # whether its values may hold a datetime.
         self._validators = tuple(
-            (name, adapter.validator.validate_python, name in self._datetime_arguments)
+            (name, _validator_of(self._data[name], adapter), name in self._datetime_arguments)
             for name, adapter in adapters.items()
         )
         self._wire = wire
@@ -360,6 +361,35 @@ class WorkflowSignal(SignalDispatch, SignalKeyPaths):
             if name not in data
         }
         return {**{k: v for k, v in data.items() if k in self._data}, **defaults}
+
+
+def _validator_of(tp: Any, adapter: TypeAdapter[Any]) -> Any:
+    """The function validating values of ``tp``: the adapter's validator itself (its
+    ``validate_python`` only adds a frame passing defaults on), or for ``JsonValue`` one
+    that takes the usual shapes in a fraction of the time."""
+    validate = adapter.validator.validate_python
+    return _flat_json_validator(validate) if tp is JsonValue else validate
+
+
+#: The types pydantic keeps as they are in a JsonValue (it turns subclasses into these).
+_JSON_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+
+
+def _flat_json_validator(validate: Any) -> Any:
+    """``validate`` (pydantic's for JsonValue) for a scalar or a flat dict of scalars with
+    string keys, the usual ``context``, without its walk: the same result (a copy of the
+    dict), about 3x sooner. Everything else, errors included, is pydantic's."""
+
+    def validate_json_value(value: Any) -> Any:
+        cls = type(value)
+        if cls is dict:
+            for key, item in value.items():
+                if type(key) is not str or type(item) not in _JSON_SCALARS:
+                    return validate(value)
+            return dict(value)
+        return value if cls in _JSON_SCALARS else validate(value)
+
+    return validate_json_value
 
 
 #: The most problems one argument's message lists (then "and N more").

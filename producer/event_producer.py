@@ -157,6 +157,8 @@ class EventProducer:
         self.shutdown_timeout = shutdown_timeout
         self.stats = ProducerStats()
         self._stats_lock = threading.Lock()
+        #: ``_on_delivery`` bound once, not once per event's callback.
+        self._report_delivery = self._on_delivery
         self._serializer = serializer or _default_serializer(self.settings)
         #: Only a registry can block or fail a serialization; without one, none waits.
         self._needs_registry = getattr(self._serializer, "registry", None) is not None
@@ -490,7 +492,7 @@ class EventProducer:
         A partial of one shared method rather than a closure: it holds only the id, and
         costs less while thousands of events wait for their acknowledgement.
         """
-        return functools.partial(self._on_delivery, metadata.id, metadata.event_type, topic)
+        return functools.partial(self._report_delivery, metadata.id, metadata.event_type, topic)
 
     def _on_delivery(
         self,

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from flowbus.avro.signal_schemas import signal_analysis
 from flowbus.errors import ConfigurationError, SignalDefinitionError
 from flowbus.metadata import EventMetadata
-from flowbus.signals import WorkflowSignal, sender_name
+from flowbus.signals import EventReceiver, WorkflowSignal
 from flowbus.wire import get_profile
 
 from .event_producer import EventProducer
@@ -112,7 +112,7 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
-class RouteReceiver:
+class RouteReceiver(EventReceiver):
     """A receiver that hands each event to the sinks of its event type's routes; it
     returns how many routes it handed the event to."""
 
@@ -130,21 +130,20 @@ class RouteReceiver:
             for event_type, event_routes in routes.items()
         }  # fmt: skip
 
-    def __call__(
+    def receive(
         self,
         sender: object,
-        *,
+        name: str | None,
         signal: WorkflowSignal,
         metadata: EventMetadata,
-        from_event_bus: bool = False,
-        **data: Any,
+        data: Mapping[str, Any],
+        from_event_bus: bool,
     ) -> int:
         if from_event_bus:
             return 0  # re-sent by a consumer: it already travelled
         calls = self._calls.get(signal.event_type, ())
         if not calls:
             return 0
-        name = sender_name(sender)
         for send, topic, key_path, extra in calls:
             send(
                 signal,

@@ -9,11 +9,11 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import AfterValidator, BaseModel, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, Field, JsonValue, TypeAdapter
 
 from flowbus import EventMetadata, SenderValidationError, WorkflowSignal
 from flowbus.avro import schema_from_signal
@@ -24,7 +24,7 @@ from flowbus.errors import (
     SignalDefinitionError,
     UnsupportedDataTypeError,
 )
-from flowbus.signals import sender_name
+from flowbus.signals import EventReceiver, sender_name
 from flowbus.testing import isolated_receivers
 
 
@@ -312,6 +312,59 @@ def test_wrong_type_is_named_with_the_reason(argument: str, value: Any, reason: 
         send_item(**{argument: value})
     assert caught.value.argument == argument
     assert reason in caught.value.reason
+
+
+class Text(str):
+    pass
+
+
+class Level(IntEnum):
+    HIGH = 3
+
+
+JSON_SIGNAL = WorkflowSignal(unique_event_type("json"), {"extra": JsonValue})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"request_id": "r-1", "tenant": "t", "count": 3, "ratio": 0.5, "flag": True, "none": None},
+        {},
+        {"nan": float("nan")},
+        {Text("key"): Text("value"), "level": Level.HIGH},  # subclasses become str and int
+        {"nested": {"a": [1, {"b": None}]}},
+        [1, "two", None],
+        "text",
+        Text("text"),
+        7,
+        Level.HIGH,
+        None,
+    ],
+)
+def test_json_values_validate_as_pydantic_validates_them(value: Any) -> None:
+    expected = TypeAdapter(JsonValue).validate_python(value)
+    validated = JSON_SIGNAL.validate_data(extra=value)["extra"]
+    # repr tells the types apart (Level.HIGH from 3, Text from str) and nan from nan.
+    assert repr(validated) == repr(expected)
+    assert [type(part) for part in _parts(validated)] == [type(part) for part in _parts(expected)]
+    if isinstance(value, dict):
+        assert validated is not value  # a copy, as pydantic returns
+
+
+def _parts(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [value, *(part for k, v in value.items() for part in (k, *_parts(v)))]
+    if isinstance(value, list):
+        return [value, *(part for item in value for part in _parts(item))]
+    return [value]
+
+
+@pytest.mark.parametrize(
+    "value", [{1: "a"}, {"a": b"bytes"}, {"a": (1, 2)}, {"a": {1, 2}}, b"bytes", object()]
+)
+def test_json_values_pydantic_refuses_are_refused(value: Any) -> None:
+    with pytest.raises(SenderValidationError, match="argument 'extra'"):
+        JSON_SIGNAL.validate_data(extra=value)
 
 
 def test_validation_error_does_not_repeat_the_value() -> None:
@@ -622,6 +675,53 @@ def test_a_required_receiver_raises_whatever_send_robust_says() -> None:
     assert signal.disconnect(failing) and not signal.disconnect(failing)
     signal.connect(robust)
     assert [response for _, response in signal.send_event(x=1)] == ["before", "after", "robust"]
+
+
+class DataReceiver(EventReceiver):
+    """An EventReceiver that remembers what it was given."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail = fail
+
+    def receive(self, sender: Any, name: Any, signal: Any, metadata: Any, data: Any,
+                from_event_bus: bool) -> Any:  # fmt: skip
+        self.calls.append((sender, name, signal, metadata, data, from_event_bus))
+        if self.fail:
+            raise ValueError("receiver failed")
+        return len(data)
+
+
+def test_an_event_receiver_takes_the_validated_data_as_one_mapping() -> None:
+    signal = WorkflowSignal(unique_event_type(), {"x": int, "y": str})
+    plain, data_receiver = Recorder("plain"), DataReceiver()
+    signal.connect(plain)
+    signal.connect(data_receiver)
+    assert [response for _, response in signal.send_event(sender=Item, x="1", y="a")] == [
+        "plain",
+        2,
+    ]
+    [(sender, name, passed_signal, metadata, data, from_event_bus)] = data_receiver.calls
+    assert (sender, name, passed_signal) == (Item, sender_name(Item), signal)
+    assert data == {"x": 1, "y": "a"} and from_event_bus is False
+    assert metadata == plain.calls[0][1]["metadata"]  # the same event for both
+    # Re-sent from the bus, and called as a function, as a consumer worker calls receivers:
+    signal.send_event_with_custom_metadata(metadata, sender="billing", x=2, y="b")
+    data_receiver(None, signal=signal, metadata=metadata, from_event_bus=True, x=3, y="c")
+    assert [call[1:] for call in data_receiver.calls[1:]] == [
+        ("billing", signal, metadata, {"x": 2, "y": "b"}, True),
+        (None, signal, metadata, {"x": 3, "y": "c"}, True),
+    ]
+
+
+def test_an_event_receiver_fails_as_a_receiver_fails() -> None:
+    signal = WorkflowSignal(unique_event_type(), {"x": int})
+    failing = DataReceiver(fail=True)
+    signal.connect(failing)
+    assert isinstance(dict(signal.send_event(x=1))[failing], ValueError)  # robust: returned
+    signal.connect(failing, required=True)
+    with pytest.raises(ValueError, match="receiver failed"):
+        signal.send_event(x=1)
 
 
 def test_disabled_signal_does_nothing() -> None:
