@@ -199,8 +199,15 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     return {
         "producer_vs_raw": producer.get("producer_vs_raw"),
         "producer_vs_handwritten": producer.get("producer_vs_handwritten"),
-        # The same, both producers taking turns by blocks (median of the interleaved runs).
+        # The same, the producers taking turns by blocks (median of the interleaved runs).
         "producer_vs_handwritten_interleaved": producer.get("interleaved_vs_handwritten"),
+        # Against the hand-written producer given its JSON text made before the timing.
+        "producer_vs_handwritten_json_beforehand": producer.get(
+            "producer_vs_handwritten_json_beforehand"
+        ),
+        "producer_vs_handwritten_json_beforehand_interleaved": producer.get(
+            "interleaved_vs_handwritten_json_beforehand"
+        ),
         "consumer_vs_raw": consumer.get("consumer_vs_raw"),
         "producer_vs_openedx": _ratio(flowbus_producer, peer.get("producer_events_per_s")),
         "consumer_vs_openedx": _ratio(flowbus_consumer, peer.get("consumer_events_per_s")),

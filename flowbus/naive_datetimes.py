@@ -9,7 +9,7 @@ every value of every event sent; it visits only what can hold a datetime.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -63,7 +63,7 @@ def _naive_datetime_keys(value: Any) -> list[Any] | None:
         if item_cls in _LEAF_TYPES:
             continue
         if item_cls is datetime:
-            if item.utcoffset() is None:
+            if item.tzinfo is not UTC and item.utcoffset() is None:  # UTC: aware, sooner
                 return [key]
             continue
         found = _naive_datetime_keys(item)
@@ -81,7 +81,7 @@ def _naive_datetime_field(model: BaseModel, names: tuple[str, ...]) -> list[Any]
         item = fields[name] if name in fields else getattr(model, name)
         item_cls = type(item)
         if item_cls is datetime:
-            if item.utcoffset() is None:
+            if item.tzinfo is not UTC and item.utcoffset() is None:  # UTC: aware, sooner
                 return [name]
             continue
         if item_cls in _LEAF_TYPES:
