@@ -387,13 +387,18 @@ class EventProducer:
             if failures:
                 log.info("schema registry answers again; %d event(s) waiting", len(self._pending))
                 failures = 0
-            self._produce_prepared(event)
+            # Not serving reports here: poll(0) lets go of the GIL, a sending caller takes
+            # it for a whole switch interval, and the waiting events drain slower than a
+            # caller sending flat out adds to them (a burst at start-up filled the queue).
+            self._produce_prepared(event, serve_reports=False)
             self._pending.done(event)
 
     def _produce_prepared(
         self,
         event: PreparedEvent,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        *,
+        serve_reports: bool = True,
     ) -> None:
         assert event.value is not None and event.headers is not None  # framed
         self._produce(
@@ -404,6 +409,7 @@ class EventProducer:
             event.headers,
             event.metadata,
             on_delivery,
+            serve_reports=serve_reports,
         )
 
     def _produce(
@@ -415,9 +421,12 @@ class EventProducer:
         headers: cloudevents.KafkaHeaders,
         metadata: EventMetadata,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        *,
+        serve_reports: bool = True,
     ) -> None:
         """Produce one framed event (``on_delivery``: default, the event's delivery
-        callback); a full local queue is waited on briefly, then the event is dropped."""
+        callback); a full local queue is waited on briefly, then the event is dropped.
+        ``serve_reports``: serve the delivery reports that are ready, as a caller does."""
         if on_delivery is None:
             on_delivery = self._on_delivery_of(metadata, topic)
         deadline = None
@@ -451,6 +460,8 @@ class EventProducer:
                 return
             with self._stats_lock:
                 self.stats.sent += 1
+            if not serve_reports:
+                return
             # Serve the delivery reports that are ready, here and without waiting: the
             # poller thread alone falls behind a caller that sends flat out (it needs the
             # GIL once per report), and unserved reports keep their messages in

@@ -585,6 +585,50 @@ def test_registry_outage_never_raises_into_send_event_and_the_events_follow(
     assert {r.key() for r in records} == {str(case_id).encode()}
 
 
+# --- 6c. a burst before the schema is resolved ----------------------------------------------
+
+
+def test_a_burst_before_the_schema_is_resolved_drops_nothing_and_keeps_each_key_in_order(
+    kafka_stack, unique_topic
+):
+    """A fresh producer, its writer schema not resolved yet, gets 20,000 events over 200 keys
+    sent flat out. Every event of a key with events waiting waits too (per-key order), so
+    the waiting events must drain faster than the caller adds to them: when the preparing
+    thread served delivery reports after each event, it handed the GIL to the caller each
+    time, the queue (10,000) filled, and 3,000-10,000 events were dropped."""
+    topic = unique_topic(6)
+    count, keys = 20_000, 200
+    case_ids = [uuid.uuid4() for _ in range(keys)]
+    item = sample_events.work_item(case_ids[0])
+    events = [
+        {"work_item": item.model_copy(update={"case_id": case_ids[index % keys]}),
+         "user": sample_events.user(), "context": {"request": f"r-{index}"}}
+        for index in range(count)
+    ]  # fmt: skip
+    settings = settings_for(kafka_stack.bootstrap_servers, kafka_stack.schema_registry_url)
+    with EventProducer(settings=settings, install_exit_handlers=False) as producer:
+        forwarder = start_forwarding(producer, {COMPLETED.event_type: [{"topic": topic}]})
+        try:
+            with capture_events(COMPLETED) as sent:
+                for data in events:
+                    COMPLETED.send_event(**data)
+        finally:
+            forwarder.stop()
+        assert producer.flush(120) == 0
+        stats = producer.stats
+    assert (stats.sent, stats.delivered, stats.failed, stats.dropped) == (count, count, 0, 0)
+
+    records = read_records(kafka_stack.bootstrap_servers, topic)
+    on_topic: dict[bytes, list[str]] = {}
+    for record in records:  # in offset order within each partition: a key's order
+        on_topic.setdefault(record.key(), []).append(headers_of(record)["ce_id"])
+    in_send_order: dict[bytes, list[str]] = {}
+    for event in sent:
+        key = str(event.data["work_item"].case_id).encode()
+        in_send_order.setdefault(key, []).append(str(event.metadata.id))
+    assert on_topic == in_send_order
+
+
 # --- 7. flowbus produce ---------------------------------------------------------------------
 
 
