@@ -35,7 +35,7 @@ import statistics
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import fastavro
 from bench_common import (
@@ -309,13 +309,13 @@ def run_interleaved(
     """
     count = len(events)
     flowbus = FlowbusSender(target, events)
-    sides: dict[str, FlowbusSender | HandWrittenSender] = {
-        "flowbus": flowbus,
+    hand_written = {
         "handwritten": HandWrittenSender(target, events, value, headers),
         "handwritten_json_beforehand": HandWrittenSender(
             target, events, value, headers, json_text_beforehand=True
         ),
     }
+    sides: dict[str, FlowbusSender | HandWrittenSender] = {"flowbus": flowbus, **hand_written}
     names = list(sides)
     seconds = dict.fromkeys(names, 0.0)
     try:
@@ -335,15 +335,15 @@ def run_interleaved(
     finally:
         flowbus.close()
     flowbus.check(count)
-    for name in names[1:]:
-        cast(HandWrittenSender, sides[name]).check()
+    for sender in hand_written.values():
+        sender.check()
     return {
         "events": count,
         "block": block,
         **{f"{name}_events_per_s": round(rate(count, seconds[name]), 1) for name in names},
         **{
             f"producer_vs_{name}": round(seconds[name] / seconds["flowbus"], 3)
-            for name in names[1:]
+            for name in hand_written
         },
     }
 

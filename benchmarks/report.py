@@ -175,6 +175,7 @@ def markdown(doc: dict[str, Any]) -> str:
                     _met(met["producer_vs_handwritten_interleaved >= 1.0"]),
                 )
             )
+        if producer.get("handwritten_json_beforehand_events_per_s"):
             rows.append(
                 (
                     "hand-written with its JSON text made beforehand, rounds / by blocks",
